@@ -1,0 +1,49 @@
+"""Conversions between the engine's PCM convention and codec sample formats.
+
+The engine's convention: float32 arrays shaped (samples, channels), full scale at +-1.0,
+integer formats scaled by 2**15 (or 2**31) so that 16-bit input survives lossless paths bit-exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from asc.codecs.errors import CodecError
+
+
+def as_pcm(pcm: np.ndarray, channels: int) -> np.ndarray:
+    """Check and normalise caller audio to float32 (samples, channels)."""
+    x = np.asarray(pcm)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise CodecError(f"audio must be shaped (samples,) or (samples, channels), got {x.shape}")
+    if x.shape[1] != channels:
+        raise CodecError(f"audio has {x.shape[1]} channel(s) but the stream was set up for {channels}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise CodecError(f"audio must be floating point in [-1, 1], got {x.dtype}")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        raise CodecError("audio contains NaN or infinite samples")
+    return x
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def to_int32(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x.astype(np.float64) * 2147483648.0), -2147483648, 2147483647).astype(
+        np.int32
+    )
+
+
+def match_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """Down-mix by averaging or up-mix by copying, for codecs fixed to another layout."""
+    if x.shape[1] == channels:
+        return x
+    if channels == 1:
+        return x.mean(axis=1, keepdims=True, dtype=np.float32)
+    if x.shape[1] == 1:
+        return np.repeat(x, channels, axis=1)
+    raise CodecError(f"cannot map {x.shape[1]} channels to {channels}")

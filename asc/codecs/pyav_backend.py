@@ -1,0 +1,203 @@
+"""FFmpeg through PyAV: encoders for the codecs FFmpeg ships, and the decoder for every codec."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import soxr
+
+from asc.codecs.errors import CodecError, DecodeError
+from asc.codecs.pcm import match_channels, to_int16, to_int32
+from asc.codecs.registry import Resolved, ffmpeg_names
+
+# FFmpeg's sbc encoder takes the bitpool from global_quality; the bitrate it is given only picks
+# the frame layout, and any value under 180k selects 8 subbands, 16 blocks and joint stereo, the
+# layout registry.sbc_frame_bytes assumes.
+SBC_LAYOUT_BITRATE = 128000
+_SAMPLE_FORMAT = {"pcm_s16le": "s16", "flac": "s16", "libopus": "flt", "libmp3lame": "fltp",
+                  "aac": "fltp", "sbc": "s16", "aptx": "s32p"}
+_PCM_CHUNK = 1024  # samples per packet for codecs without a frame size (PCM)
+# AV_CODEC_CAP_SMALL_LAST_FRAME | AV_CODEC_CAP_VARIABLE_FRAME_SIZE: a short last frame is fine.
+_SHORT_LAST_FRAME_OK = (1 << 6) | (1 << 16)
+_DTYPE_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
+
+
+def codec_rate(r: Resolved) -> int:
+    """The rate the codec itself runs at: Opus only runs at 48 kHz, so we resample around it."""
+    return 48000 if r.name == "opus" else r.rate
+
+
+def codec_channels(r: Resolved) -> int:
+    """aptX is a stereo-only codec; mono input is duplicated and averaged back after decoding."""
+    return 2 if r.name == "aptx" else r.channels
+
+
+def _layout(channels: int) -> str:
+    return "mono" if channels == 1 else "stereo"
+
+
+def frame_to_array(frame: av.AudioFrame) -> np.ndarray:
+    """An FFmpeg audio frame as float32 (samples, channels)."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        data = data.T
+    else:
+        data = data.reshape(-1, channels)
+    scale = _DTYPE_SCALE.get(data.dtype)
+    out = data.astype(np.float32) / scale if scale else data.astype(np.float32, copy=False)
+    return np.ascontiguousarray(out)
+
+
+class PyAVEncoder:
+    """Encodes float32 PCM into codec packets; muxes them instead when given an output stream."""
+
+    def __init__(self, r: Resolved, container: av.container.OutputContainer | None = None):
+        name = ffmpeg_names(r.name)[0]
+        assert name is not None
+        self.resolved = r
+        self.rate = codec_rate(r)
+        self.channels = codec_channels(r)
+        self._container = container
+        self._resampler = (
+            soxr.ResampleStream(r.rate, self.rate, r.channels, dtype="float32", quality="HQ")
+            if self.rate != r.rate
+            else None
+        )
+        if container is not None:
+            self._stream = container.add_stream(name, rate=self.rate)
+            ctx = self._stream.codec_context
+        else:
+            self._stream = None
+            ctx = av.CodecContext.create(name, "w")
+        self._format = _SAMPLE_FORMAT[name]
+        ctx.sample_rate = self.rate
+        ctx.layout = _layout(self.channels)
+        ctx.format = self._format
+        ctx.time_base = Fraction(1, self.rate)
+        options: dict[str, str] = {}
+        if r.bitrate is not None and r.name != "sbc":
+            ctx.bit_rate = r.bitrate
+        if r.cutoff is not None:
+            options["cutoff"] = str(r.cutoff)
+        if r.name == "opus":
+            options.update(application="audio", frame_duration="20", vbr=r.vbr or "on")
+        if r.name == "sbc":
+            ctx.bit_rate = SBC_LAYOUT_BITRATE
+            ctx.global_quality = r.bitpool or 0
+        ctx.options = options
+        try:
+            ctx.open()
+        except av.error.FFmpegError as e:
+            raise CodecError(f"{r.stage}: FFmpeg's {name} encoder refused the settings: {e}") from e
+        self._ctx = ctx
+        self.frame_size = ctx.frame_size or _PCM_CHUNK
+        self._pad_last_frame = not ctx.codec.capabilities & _SHORT_LAST_FRAME_OK
+        self.header = bytes(ctx.extradata or b"")
+        self._pending = np.zeros((0, self.channels), np.float32)
+        self._pts = 0
+
+    def _frame(self, block: np.ndarray) -> av.AudioFrame:
+        if self._format == "fltp":
+            array = np.ascontiguousarray(block.T)
+        elif self._format == "flt":
+            array = block.reshape(1, -1)
+        elif self._format == "s16":
+            array = to_int16(block).reshape(1, -1)
+        else:  # s32p
+            array = np.ascontiguousarray(to_int32(block).T)
+        frame = av.AudioFrame.from_ndarray(array, format=self._format, layout=_layout(self.channels))
+        frame.sample_rate = self.rate
+        frame.time_base = Fraction(1, self.rate)
+        frame.pts = self._pts
+        self._pts += block.shape[0]
+        return frame
+
+    def _emit(self, frame: av.AudioFrame | None) -> list[bytes]:
+        if self._stream is not None:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+            return []
+        return [bytes(p) for p in self._ctx.encode(frame) if p.size]
+
+    def _push(self, x: np.ndarray) -> list[bytes]:
+        x = match_channels(x, self.channels)
+        self._pending = np.concatenate([self._pending, x]) if len(self._pending) else x
+        out: list[bytes] = []
+        n = self.frame_size
+        full = len(self._pending) // n * n
+        for start in range(0, full, n):
+            out += self._emit(self._frame(self._pending[start : start + n]))
+        self._pending = self._pending[full:]
+        return out
+
+    def encode(self, pcm: np.ndarray) -> list[bytes]:
+        x = match_channels(pcm, self.resolved.channels)
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x)
+        return self._push(x)
+
+    def flush(self) -> list[bytes]:
+        out: list[bytes] = []
+        if self._resampler is not None:
+            empty = np.zeros((0, self.resolved.channels), np.float32)
+            out += self._push(self._resampler.resample_chunk(empty, last=True))
+        if len(self._pending):
+            block = self._pending
+            if self._pad_last_frame:
+                block = np.zeros((self.frame_size, self.channels), np.float32)
+                block[: len(self._pending)] = self._pending
+            self._pending = self._pending[:0]
+            out += self._emit(self._frame(block))
+        out += self._emit(None)
+        return out
+
+
+class PyAVDecoder:
+    """Decodes one codec's packets (any codec of the registry) to float32 at the stream's rate."""
+
+    def __init__(self, r: Resolved, header: bytes):
+        name = ffmpeg_names(r.name)[1]
+        self.resolved = r
+        self.rate = codec_rate(r)
+        ctx = av.CodecContext.create(name, "r")
+        ctx.sample_rate = self.rate
+        ctx.layout = _layout(codec_channels(r))
+        if header:
+            ctx.extradata = header
+        try:
+            ctx.open()
+        except av.error.FFmpegError as e:
+            raise DecodeError(f"{r.stage}: the stream header does not open {name}: {e}") from e
+        self._ctx = ctx
+        self._resampler = (
+            soxr.ResampleStream(self.rate, r.rate, r.channels, dtype="float32", quality="HQ")
+            if self.rate != r.rate
+            else None
+        )
+
+    def _collect(self, frames: list[av.AudioFrame], last: bool = False) -> np.ndarray:
+        channels = self.resolved.channels
+        parts = [match_channels(frame_to_array(f), channels) for f in frames]
+        x = np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x, last=last)
+        return x
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        if not payload:  # an empty packet would put FFmpeg's decoder into draining mode
+            raise DecodeError(f"{self.resolved.stage}: empty packet")
+        try:
+            frames = self._ctx.decode(av.Packet(payload))
+        except av.error.FFmpegError as e:
+            raise DecodeError(f"{self.resolved.stage}: undecodable packet ({len(payload)} bytes): {e}") from e
+        return self._collect(frames)
+
+    def flush(self) -> np.ndarray:
+        try:
+            frames = self._ctx.decode(None)
+        except av.error.FFmpegError as e:
+            raise DecodeError(f"{self.resolved.stage}: decoder flush failed: {e}") from e
+        return self._collect(frames, last=True)
