@@ -27,7 +27,9 @@ def resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     return soxr.resample(x, rate, target, quality="HQ").astype(np.float32)
 
 
-def load(path: str | Path, rate: int | None = None, channels: int | None = None) -> tuple[np.ndarray, int]:
+def load(
+    path: str | Path, rate: int | None = None, channels: int | None = None
+) -> tuple[np.ndarray, int]:
     """Read an audio file; returns (float32 (samples, channels), rate)."""
     path = Path(path)
     if not path.is_file():

@@ -20,8 +20,10 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return x / np.max(np.abs(x))
 
 
-def full_band_clip(rate: int = 44100, seconds: float = 3.0, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """Harmonic tones, pink and white noise, a chirp to Nyquist and clicks; float32 (n, channels)."""
+def full_band_clip(
+    rate: int = 44100, seconds: float = 3.0, channels: int = 1, seed: int = 0
+) -> np.ndarray:
+    """Harmonic tones, pink and white noise, a chirp to Nyquist and clicks: float32 (n, ch)."""
     rng = np.random.default_rng(seed)
     n = int(rate * seconds)
     t = np.arange(n) / rate
@@ -36,7 +38,9 @@ def full_band_clip(rate: int = 44100, seconds: float = 3.0, channels: int = 1, s
     clicks[rng.integers(0, n, size=max(1, int(seconds * 4)))] = 1.0
     clicks = np.convolve(clicks, np.exp(-np.arange(200) / 20.0) * rng.standard_normal(200), "same")
     mono = 0.25 * tones / np.max(np.abs(tones)) + 0.2 * pink_noise(n, rng)
-    mono += 0.05 * rng.standard_normal(n) + 0.05 * chirp + 0.2 * clicks / (np.max(np.abs(clicks)) or 1)
+    mono += (
+        0.05 * rng.standard_normal(n) + 0.05 * chirp + 0.2 * clicks / (np.max(np.abs(clicks)) or 1)
+    )
     mono *= 0.8 / np.max(np.abs(mono))
     out = np.repeat(mono[:, None], channels, axis=1)
     if channels == 2:  # decorrelate the sides a little, as real stereo is

@@ -21,8 +21,14 @@ def cmd_list(_: argparse.Namespace) -> int:
     for info in CODECS.values():
         why = unavailable_reason(info.name)
         state = "available" if why is None else "UNAVAILABLE"
-        bitrate = _range(*info.bitrate) if info.bitrate else ("lossless" if info.lossless else "fixed")
-        rates = "any 8k..192k" if info.rates is None else ",".join(format_quantity(r) for r in info.rates)
+        bitrate = (
+            _range(*info.bitrate) if info.bitrate else ("lossless" if info.lossless else "fixed")
+        )
+        rates = (
+            "any 8k..192k"
+            if info.rates is None
+            else ",".join(format_quantity(r) for r in info.rates)
+        )
         if len(rates) > 26:
             rates = f"{format_quantity(info.rates[0])}..{format_quantity(info.rates[-1])} (list)"
         notes = [info.summary]
@@ -31,7 +37,9 @@ def cmd_list(_: argparse.Namespace) -> int:
         notes += [f"{p}=" for p in info.params]
         if info.channels == (2,):
             notes.append("stereo only")
-        print(f"{info.name:10} {info.family:8} {state:11} {bitrate:13} {rates:26} {'; '.join(notes)}")
+        print(
+            f"{info.name:10} {info.family:8} {state:11} {bitrate:13} {rates:26} {'; '.join(notes)}"
+        )
         if why:
             print(f"{'':10} reason: {why}")
     return 0
@@ -46,7 +54,9 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
     save(args.output, report.decoded, rate)
     delays = ", ".join(f"{d} samples ({1000 * d / rate:.1f} ms)" for d in report.delay_samples)
     print(f"path            {report.spec}")
-    print(f"input           {args.input}: {len(x) / rate:.2f} s, {rate} Hz, {x.shape[1]} channel(s)")
+    print(
+        f"input           {args.input}: {len(x) / rate:.2f} s, {rate} Hz, {x.shape[1]} channel(s)"
+    )
     print(f"achieved        {report.kbps:.1f} kbps ({report.payload_bytes} payload bytes)")
     print(f"codec delay     {delays} (removed: output is aligned with the input)")
     print(f"SNR             {report.snr_db:.1f} dB")

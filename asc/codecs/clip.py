@@ -17,8 +17,15 @@ from asc.codecs.stream import StreamDecoder, StreamEncoder, open_encoder
 from asc.codecs.vorbis_backend import write_ogg
 
 # FFmpeg muxer per codec for the whole-clip container (fdk writes ADTS itself, vorbis via libogg).
-_MUXER = {"pcm16": "wav", "flac": "flac", "opus": "ogg", "mp3": "mp3", "aac": "adts",
-          "sbc": "sbc", "aptx": "aptx"}
+_MUXER = {
+    "pcm16": "wav",
+    "flac": "flac",
+    "opus": "ogg",
+    "mp3": "mp3",
+    "aac": "adts",
+    "sbc": "sbc",
+    "aptx": "aptx",
+}
 # Raw formats FFmpeg cannot recognise from content alone.
 _DEMUXER = {"sbc": "sbc", "aptx": "aptx"}
 

@@ -108,7 +108,8 @@ class FdkEncoder:
         if err != AACENC_OK:
             self.close()
             raise CodecError(
-                f"{r.stage}: libfdk-aac rejects this configuration ({r.bitrate} bit/s at {r.rate} Hz, "
+                f"{r.stage}: libfdk-aac rejects this configuration "
+                f"({r.bitrate} bit/s at {r.rate} Hz, "
                 f"{r.channels} channel(s); error {err:#x})"
             )
         info = _Info()
@@ -143,8 +144,11 @@ class FdkEncoder:
                 ctypes.pointer(ctypes.c_int(2)),
             )
         err = self._lib.aacEncEncode(
-            self._handle, ctypes.byref(in_desc), ctypes.byref(out_desc),
-            ctypes.byref(in_args), ctypes.byref(out_args),
+            self._handle,
+            ctypes.byref(in_desc),
+            ctypes.byref(out_desc),
+            ctypes.byref(in_args),
+            ctypes.byref(out_args),
         )
         if err == AACENC_ENCODE_EOF:
             return b""

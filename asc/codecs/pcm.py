@@ -19,7 +19,9 @@ def as_pcm(pcm: np.ndarray, channels: int) -> np.ndarray:
     if x.ndim != 2:
         raise CodecError(f"audio must be shaped (samples,) or (samples, channels), got {x.shape}")
     if x.shape[1] != channels:
-        raise CodecError(f"audio has {x.shape[1]} channel(s) but the stream was set up for {channels}")
+        raise CodecError(
+            f"audio has {x.shape[1]} channel(s) but the stream was set up for {channels}"
+        )
     if not np.issubdtype(x.dtype, np.floating):
         raise CodecError(f"audio must be floating point in [-1, 1], got {x.dtype}")
     x = x.astype(np.float32, copy=False)

@@ -16,8 +16,15 @@ from asc.codecs.registry import Resolved, ffmpeg_names
 # the frame layout, and any value under 180k selects 8 subbands, 16 blocks and joint stereo, the
 # layout registry.sbc_frame_bytes assumes.
 SBC_LAYOUT_BITRATE = 128000
-_SAMPLE_FORMAT = {"pcm_s16le": "s16", "flac": "s16", "libopus": "flt", "libmp3lame": "fltp",
-                  "aac": "fltp", "sbc": "s16", "aptx": "s32p"}
+_SAMPLE_FORMAT = {
+    "pcm_s16le": "s16",
+    "flac": "s16",
+    "libopus": "flt",
+    "libmp3lame": "fltp",
+    "aac": "fltp",
+    "sbc": "s16",
+    "aptx": "s32p",
+}
 _PCM_CHUNK = 1024  # samples per packet for codecs without a frame size (PCM)
 # AV_CODEC_CAP_SMALL_LAST_FRAME | AV_CODEC_CAP_VARIABLE_FRAME_SIZE: a short last frame is fine.
 _SHORT_LAST_FRAME_OK = (1 << 6) | (1 << 16)
@@ -42,10 +49,7 @@ def frame_to_array(frame: av.AudioFrame) -> np.ndarray:
     """An FFmpeg audio frame as float32 (samples, channels)."""
     data = frame.to_ndarray()
     channels = len(frame.layout.channels)
-    if frame.format.is_planar:
-        data = data.T
-    else:
-        data = data.reshape(-1, channels)
+    data = data.T if frame.format.is_planar else data.reshape(-1, channels)
     scale = _DTYPE_SCALE.get(data.dtype)
     out = data.astype(np.float32) / scale if scale else data.astype(np.float32, copy=False)
     return np.ascontiguousarray(out)
@@ -108,7 +112,9 @@ class PyAVEncoder:
             array = to_int16(block).reshape(1, -1)
         else:  # s32p
             array = np.ascontiguousarray(to_int32(block).T)
-        frame = av.AudioFrame.from_ndarray(array, format=self._format, layout=_layout(self.channels))
+        frame = av.AudioFrame.from_ndarray(
+            array, format=self._format, layout=_layout(self.channels)
+        )
         frame.sample_rate = self.rate
         frame.time_base = Fraction(1, self.rate)
         frame.pts = self._pts
@@ -192,7 +198,9 @@ class PyAVDecoder:
         try:
             frames = self._ctx.decode(av.Packet(payload))
         except av.error.FFmpegError as e:
-            raise DecodeError(f"{self.resolved.stage}: undecodable packet ({len(payload)} bytes): {e}") from e
+            raise DecodeError(
+                f"{self.resolved.stage}: undecodable packet ({len(payload)} bytes): {e}"
+            ) from e
         return self._collect(frames)
 
     def flush(self) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -29,7 +30,11 @@ SBC_BLOCKS = 16
 
 def sbc_frame_bytes(bitpool: int, channels: int) -> int:
     joint = 1 if channels == 2 else 0
-    return 4 + (4 * SBC_SUBBANDS * channels) // 8 + (SBC_BLOCKS * bitpool + joint * SBC_SUBBANDS + 7) // 8
+    return (
+        4
+        + (4 * SBC_SUBBANDS * channels) // 8
+        + (SBC_BLOCKS * bitpool + joint * SBC_SUBBANDS + 7) // 8
+    )
 
 
 def sbc_bitrate(bitpool: int, rate: int, channels: int) -> float:
@@ -64,42 +69,114 @@ CODECS: dict[str, CodecInfo] = {
         CodecInfo("pcm16", "lossless", True, "pyav", "16-bit PCM, the uncoded reference", "wav"),
         CodecInfo("flac", "lossless", True, "pyav", "FLAC lossless compression", "flac"),
         CodecInfo(
-            "opus", "opus", False, "pyav", "Opus (libopus) at 48 kHz, resampled in and out",
-            "opus", bitrate=(6000, 256000), max_total=510000, default_bitrate=32000, cutoff="discrete",
-            params=("vbr",), cbr=True,
+            "opus",
+            "opus",
+            False,
+            "pyav",
+            "Opus (libopus) at 48 kHz, resampled in and out",
+            "opus",
+            bitrate=(6000, 256000),
+            max_total=510000,
+            default_bitrate=32000,
+            cutoff="discrete",
+            params=("vbr",),
+            cbr=True,
         ),
         CodecInfo(
-            "mp3", "mp3", False, "pyav", "MPEG-1/2 Layer III (LAME), CBR", "mp3",
-            bitrate=(8000, 320000), max_total=320000, default_bitrate=64000, rates=MP3_RATES,
-            cutoff="any", cbr=True,
+            "mp3",
+            "mp3",
+            False,
+            "pyav",
+            "MPEG-1/2 Layer III (LAME), CBR",
+            "mp3",
+            bitrate=(8000, 320000),
+            max_total=320000,
+            default_bitrate=64000,
+            rates=MP3_RATES,
+            cutoff="any",
+            cbr=True,
         ),
         CodecInfo(
-            "aac", "aac", False, "pyav", "AAC-LC (FFmpeg's native encoder), ADTS", "aac",
-            bitrate=(8000, 256000), default_bitrate=64000, rates=AAC_RATES, cutoff="any", cbr=True,
+            "aac",
+            "aac",
+            False,
+            "pyav",
+            "AAC-LC (FFmpeg's native encoder), ADTS",
+            "aac",
+            bitrate=(8000, 256000),
+            default_bitrate=64000,
+            rates=AAC_RATES,
+            cutoff="any",
+            cbr=True,
         ),
         CodecInfo(
-            "fdk-aac", "aac", False, "fdk", "AAC-LC (libfdk-aac), CBR, ADTS", "aac",
-            bitrate=(8000, 256000), default_bitrate=128000, rates=AAC_RATES, cutoff="any", cbr=True,
+            "fdk-aac",
+            "aac",
+            False,
+            "fdk",
+            "AAC-LC (libfdk-aac), CBR, ADTS",
+            "aac",
+            bitrate=(8000, 256000),
+            default_bitrate=128000,
+            rates=AAC_RATES,
+            cutoff="any",
+            cbr=True,
         ),
         CodecInfo(
-            "he-aac", "he-aac", False, "fdk", "HE-AAC v1: AAC-LC + SBR (libfdk-aac), ADTS", "aac",
-            bitrate=(8000, 64000), default_bitrate=32000, rates=HE_AAC_RATES, cbr=True,
+            "he-aac",
+            "he-aac",
+            False,
+            "fdk",
+            "HE-AAC v1: AAC-LC + SBR (libfdk-aac), ADTS",
+            "aac",
+            bitrate=(8000, 64000),
+            default_bitrate=32000,
+            rates=HE_AAC_RATES,
+            cbr=True,
         ),
         CodecInfo(
-            "he-aac-v2", "he-aac", False, "fdk", "HE-AAC v2: + parametric stereo (libfdk-aac)",
-            "aac", bitrate=(4000, 32000), default_bitrate=12000, rates=HE_AAC_RATES,
-            channels=(2,), cbr=True,
+            "he-aac-v2",
+            "he-aac",
+            False,
+            "fdk",
+            "HE-AAC v2: + parametric stereo (libfdk-aac)",
+            "aac",
+            bitrate=(4000, 32000),
+            default_bitrate=12000,
+            rates=HE_AAC_RATES,
+            channels=(2,),
+            cbr=True,
         ),
         CodecInfo(
-            "vorbis", "vorbis", False, "vorbis", "Ogg Vorbis (libvorbis), managed bitrate", "ogg",
-            bitrate=(16000, 256000), default_bitrate=128000, cutoff="any",
+            "vorbis",
+            "vorbis",
+            False,
+            "vorbis",
+            "Ogg Vorbis (libvorbis), managed bitrate",
+            "ogg",
+            bitrate=(16000, 256000),
+            default_bitrate=128000,
+            cutoff="any",
         ),
         CodecInfo(
-            "sbc", "sbc", False, "pyav", "Bluetooth SBC, 8 subbands, 16 blocks, by bitpool", "sbc",
-            bitrate=(1000, 400000), rates=SBC_RATES, params=("bitpool",), cbr=True,
+            "sbc",
+            "sbc",
+            False,
+            "pyav",
+            "Bluetooth SBC, 8 subbands, 16 blocks, by bitpool",
+            "sbc",
+            bitrate=(1000, 400000),
+            rates=SBC_RATES,
+            params=("bitpool",),
+            cbr=True,
         ),
         CodecInfo(
-            "aptx", "aptx", False, "pyav", "Bluetooth aptX, fixed 4:1 on 16-bit stereo", "aptx",
+            "aptx",
+            "aptx",
+            False,
+            "pyav",
+            "Bluetooth aptX, fixed 4:1 on 16-bit stereo",
+            "aptx",
             rates=APTX_RATES,
         ),
     ]
@@ -139,7 +216,9 @@ def _pyav_missing(name: str, mode: str) -> str | None:
 
 @cache
 def fdk_library() -> ctypes.CDLL | None:
-    path = ctypes.util.find_library("fdk-aac") or "libfdk-aac.so.2"
+    """libfdk-aac, or None; ASC_FDK_AAC_LIBRARY points at a copy outside the linker's path."""
+    path = os.environ.get("ASC_FDK_AAC_LIBRARY") or ctypes.util.find_library("fdk-aac")
+    path = path or "libfdk-aac.so.2"
     try:
         return ctypes.CDLL(path)
     except OSError:
@@ -156,8 +235,9 @@ def unavailable_reason(name: str) -> str | None:
     if why := _pyav_missing(decoder, "r"):
         return why
     if info.backend == "fdk" and fdk_library() is None:
+        where = os.environ.get("ASC_FDK_AAC_LIBRARY", "libfdk-aac.so.2")
         return (
-            "libfdk-aac is not installed (Debian package libfdk-aac2 from the non-free "
+            f"{where} cannot be loaded (Debian package libfdk-aac2 from the non-free "
             "component; 'make setup' installs it)"
         )
     if info.backend == "vorbis":
@@ -232,8 +312,8 @@ def resolve_stage(stage: Stage, rate: int, channels: int) -> Resolved:
         raise CodecError(f"{stage}: sample rate {rate} Hz is outside 8000..192000")
     unknown = [k for k, _ in stage.params if k not in (*info.params, "cutoff")]
     if unknown:
-        allowed = ", ".join((*info.params, "cutoff")) if info.cutoff != "none" else ", ".join(
-            info.params
+        allowed = (
+            ", ".join((*info.params, "cutoff")) if info.cutoff != "none" else ", ".join(info.params)
         )
         raise CodecError(
             f"{stage}: unknown setting {unknown[0]!r} for {info.name}"

@@ -2,7 +2,7 @@
 
 Examples: ``opus:32k``, ``mp3:128k,cutoff=14k``, ``sbc:bitpool=53``, ``sbc:bitpool=53>aac:64k``.
 Parsing is purely syntactic; :func:`asc.codecs.registry.validate` checks a parsed spec against a
-codec's limits. ``str()`` of a parsed spec is its canonical form, used as metric label and cache key.
+codec's limits. ``str()`` of a parsed spec is its canonical form: the metric label and cache key.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def parse_quantity(text: str, what: str) -> int:
     if not m:
         raise CodecError(f"{what} {text!r} is not a number like 64k or 14000")
     value = float(m.group(1)) * (1000 if m.group(2) else 1)
-    return int(round(value))
+    return round(value)
 
 
 def format_quantity(value: int) -> str:

@@ -55,7 +55,7 @@ def open_encoder(r: Resolved):
 
 
 class StreamEncoder:
-    """PCM chunks in, framed bytes out; earlier stages of a chain are coded and decoded in-process."""
+    """PCM chunks in, framed bytes out; a chain's earlier hops are coded and decoded in-process."""
 
     def __init__(self, spec: str | CodecSpec, rate: int, channels: int):
         stages = resolve(spec, rate, channels)
@@ -64,7 +64,10 @@ class StreamEncoder:
         self.resolved = stages[-1]
         # Each earlier hop (e.g. Bluetooth before cellular) is a full encode/decode round trip.
         self._hops = [
-            (StreamEncoder(str(s.stage), rate, channels), StreamDecoder(str(s.stage), rate, channels))
+            (
+                StreamEncoder(str(s.stage), rate, channels),
+                StreamDecoder(str(s.stage), rate, channels),
+            )
             for s in stages[:-1]
         ]
         self._encoder = open_encoder(self.resolved)
@@ -181,13 +184,20 @@ class StreamDecoder:
                 self.total = _read_varint(payload)
         return np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
 
-    def finish(self) -> np.ndarray:
-        """Flush the codec; without an end frame the stream was cut short (``truncated``)."""
+    def finish(self, strict: bool = True) -> np.ndarray:
+        """Flush the codec and return the last samples.
+
+        A stream without its end frame was cut short: with ``strict`` that raises DecodeError
+        (after everything decodable was returned by ``feed``); otherwise ``truncated`` is set
+        and the tail is returned, for callers that keep partial clips.
+        """
         if self._buffer:
             self.truncated = True
             self._buffer.clear()
         if self._decoder is None:
             self.truncated = True
+            if strict:
+                raise DecodeError(f"{self.resolved.stage}: stream truncated before its header")
             return np.zeros((0, self.channels), np.float32)
         x = self._emit(self._decoder.flush())
         if self.total is None:
@@ -196,6 +206,11 @@ class StreamDecoder:
             pad = np.zeros((self.total - self.samples_out, self.channels), np.float32)
             self.samples_out = self.total
             x = np.concatenate([x, pad])
+        if self.truncated and strict:
+            raise DecodeError(
+                f"{self.resolved.stage}: stream truncated after {self.samples_out} samples "
+                "(no end frame)"
+            )
         return x
 
 
@@ -207,4 +222,3 @@ def _read_varint(data: bytes) -> int:
         if not byte & 0x80:
             return value
     raise DecodeError("corrupt stream: bad end frame")
-

@@ -33,7 +33,8 @@ _SIGNATURES = {  # name: (restype, argtypes); pyogg's own wrappers mis-declare s
     "vorbis_bitrate_addblock": (ctypes.c_int, [_P]),
     "vorbis_bitrate_flushpacket": (ctypes.c_int, [_P, _P]),
     "vorbis_encode_setup_managed": (
-        ctypes.c_int, [_P, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long]
+        ctypes.c_int,
+        [_P, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long],
     ),
     "vorbis_encode_ctl": (ctypes.c_int, [_P, ctypes.c_int, _P]),
     "vorbis_encode_setup_init": (ctypes.c_int, [_P]),
@@ -52,7 +53,9 @@ class _Libs:
         from pyogg import ogg, vorbis
 
         self.structs_vorbis, self.structs_ogg = vorbis, ogg
-        handles = [ctypes.CDLL(lib._name) for lib in (vorbis.libvorbis, vorbis.libvorbisenc, ogg.libogg)]
+        handles = [
+            ctypes.CDLL(lib._name) for lib in (vorbis.libvorbis, vorbis.libvorbisenc, ogg.libogg)
+        ]
         for name, (restype, argtypes) in _SIGNATURES.items():
             handle = next(h for h in handles if hasattr(h, name))
             function = getattr(handle, name)
