@@ -5,10 +5,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-fast lint bench clean
 
-setup: $(STAMP)
-
-$(STAMP): pyproject.toml scripts/setup-system.sh
+# The Debian check runs every time (it is a few dpkg queries); the venv only when pyproject changes.
+setup:
 	bash scripts/setup-system.sh
+	$(MAKE) --no-print-directory $(STAMP)
+
+$(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[edge,server,train,dev]'
