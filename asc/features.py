@@ -1,0 +1,129 @@
+"""The one feature function, shared by training and serving.
+
+Two kinds, both from torchaudio on the model's device, batched:
+
+- ``logmel``: the front end of Hu et al.'s DCASE 2020 system that the ASC paper builds on:
+  44.1 kHz, FFT 2048, hop 1024, 128 HTK mel bands over 0-22.05 kHz, log, per-clip scaling, and
+  deltas and delta-deltas as extra channels -> (batch, 3, 128, frames);
+- ``spectrogram``: the lossy detector's input: magnitude spectrogram with 1024 frequency bins
+  (FFT 2046), in dB -> (batch, 1, 1024, frames).
+
+A checkpoint stores its ``FeatureConfig``; the server rebuilds the extractor from it and refuses
+a config this code cannot honour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torchaudio
+
+FEATURE_KINDS = ("logmel", "spectrogram")
+
+
+class FeatureConfigError(ValueError):
+    """A feature configuration this version cannot reproduce."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    kind: str = "logmel"
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 1024
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float = 22050.0
+    mel_scale: str = "htk"
+    log_offset: float = 1e-8
+    per_clip_scaling: bool = True
+    deltas: int = 2  # 0: log-mel only; 1: + deltas; 2: + deltas and delta-deltas
+    delta_win: int = 5
+
+    @property
+    def channels(self) -> int:
+        return 1 + self.deltas if self.kind == "logmel" else 1
+
+    @property
+    def bins(self) -> int:
+        return self.n_mels if self.kind == "logmel" else self.n_fft // 2 + 1
+
+    def frames(self, samples: int) -> int:
+        return samples // self.hop_length + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise FeatureConfigError(f"feature config has settings this version lacks: {unknown}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise FeatureConfigError(f"unknown feature kind {self.kind!r}; known: {FEATURE_KINDS}")
+        if self.mel_scale not in ("htk", "slaney"):
+            raise FeatureConfigError(f"unknown mel scale {self.mel_scale!r}")
+        if not 0 <= self.deltas <= 2:
+            raise FeatureConfigError(f"deltas must be 0, 1 or 2, got {self.deltas}")
+        if self.f_max > self.sample_rate / 2 or self.f_min < 0 or self.f_min >= self.f_max:
+            raise FeatureConfigError(
+                f"bad band {self.f_min}..{self.f_max} Hz at {self.sample_rate} Hz"
+            )
+
+
+LOGMEL = FeatureConfig()
+DETECTOR_SPECTROGRAM = FeatureConfig(kind="spectrogram", n_fft=2046, hop_length=512, deltas=0)
+
+
+class FeatureExtractor(torch.nn.Module):
+    """Waveforms (batch, samples) -> features; a module so it moves with ``.to(device)``."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        if config.kind == "logmel":
+            self.transform = torchaudio.transforms.MelSpectrogram(
+                sample_rate=config.sample_rate,
+                n_fft=config.n_fft,
+                hop_length=config.hop_length,
+                n_mels=config.n_mels,
+                f_min=config.f_min,
+                f_max=config.f_max,
+                mel_scale=config.mel_scale,
+                power=2.0,
+            )
+        else:
+            self.transform = torchaudio.transforms.Spectrogram(
+                n_fft=config.n_fft, hop_length=config.hop_length, power=1.0
+            )
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() == 3:  # (batch, channels, samples): mix to mono
+            wave = wave.mean(dim=1)
+        config = self.config
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            spec = self.transform(wave.float())
+        if config.kind == "spectrogram":
+            return (20 * torch.log10(spec + 1e-7)).unsqueeze(1)
+        x = torch.log(spec + config.log_offset)
+        if config.per_clip_scaling:  # each clip to zero mean, unit variance
+            mean = x.mean(dim=(1, 2), keepdim=True)
+            std = x.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+            x = (x - mean) / std
+        channels = [x]
+        for _ in range(config.deltas):
+            channels.append(torchaudio.functional.compute_deltas(channels[-1], config.delta_win))
+        return torch.stack(channels, dim=1)
+
+
+def extract(wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """One-off extraction; long-lived code keeps a FeatureExtractor on its device instead."""
+    return FeatureExtractor(config).to(wave.device)(wave)
