@@ -104,3 +104,23 @@ def parse_spec(text: str | CodecSpec) -> CodecSpec:
     if not isinstance(text, str) or not text.strip():
         raise CodecError("empty codec spec; expected something like opus:32k or pcm16")
     return CodecSpec(tuple(_parse_stage(part) for part in text.split(">")))
+
+
+def split_spec_list(text: str) -> list[str]:
+    """``"mp3:64k,mp3:128k,cutoff=14k"`` -> ``["mp3:64k", "mp3:128k,cutoff=14k"]``.
+
+    Commas separate both specs and a spec's settings: an item that is only ``key=value`` (no
+    codec name before the ``=``) belongs to the spec before it.
+    """
+    specs: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        is_setting = "=" in item and ":" not in item.split("=", 1)[0]
+        if is_setting and specs:
+            specs[-1] += "," + item
+        elif is_setting:
+            raise CodecError(f"setting {item!r} comes before any codec name")
+        else:
+            specs.append(item)
+    return specs

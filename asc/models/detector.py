@@ -11,7 +11,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-CODEC_FAMILIES = ("lossless", "mp3", "aac", "he-aac", "opus", "vorbis", "sbc")
+from asc.codecs.registry import CODEC_FAMILIES
+
+WINDOW_SECONDS = 2.0
+
+
+def window_starts(samples: int, window: int, overlap: float = 0.5) -> list[int]:
+    """Window starts with the paper's 50 % overlap; a short file gets one (padded) window."""
+    if samples <= window:
+        return [0]
+    hop = max(1, int(window * (1 - overlap)))
+    starts = list(range(0, samples - window + 1, hop))
+    if starts[-1] + window < samples:  # cover the end too
+        starts.append(samples - window)
+    return starts
+
+
+def cut_windows(wave: torch.Tensor, window: int, overlap: float = 0.5) -> torch.Tensor:
+    """(samples,) -> (windows, window): the file-level score is the mean over these."""
+    if len(wave) < window:
+        wave = torch.nn.functional.pad(wave, (0, window - len(wave)))
+    return torch.stack([wave[s : s + window] for s in window_starts(len(wave), window, overlap)])
 
 
 class RandomCutoffMask(nn.Module):

@@ -1,0 +1,137 @@
+"""Codec augmentation cache and short real training runs on tiny generated data."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asc.audio import load, save
+from asc.checkpoint import load as load_checkpoint
+from training.augment import UNCODED, CodedCache, parse_spec_list
+from training.fit_scene import SceneTrainConfig, fit_ensemble
+
+
+@pytest.fixture(scope="module")
+def toy_scenes(tmp_path_factory) -> Path:
+    """Three classes a small CNN can tell apart in a few epochs, in the folder-per-class layout."""
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    t = np.arange(44100) / 44100
+    for name in ("hum", "hiss", "whistle"):
+        for i in range(8):
+            x = 0.05 * rng.standard_normal(len(t))
+            if name == "hum":
+                x += 0.4 * np.sin(2 * np.pi * (90 + 30 * rng.random()) * t)
+            elif name == "hiss":
+                x += 0.3 * np.diff(rng.standard_normal(len(t) + 1))
+            else:
+                x += 0.3 * np.sin(2 * np.pi * (3000 + 800 * rng.random()) * t)
+            save(root / name / f"{i}.wav", x.astype(np.float32), 44100)
+    (root / "coarse_map.csv").write_text("class,coarse\nhum,tonal\nwhistle,tonal\nhiss,noise\n")
+    return root
+
+
+def test_spec_lists_keep_settings_with_their_codec():
+    assert parse_spec_list("none,mp3:128k,cutoff=14k,sbc:bitpool=53>aac:64k") == [
+        UNCODED,
+        "mp3:128k,cutoff=14k",
+        "sbc:bitpool=53>aac:64k",
+    ]
+
+
+def test_coded_copies_are_made_once_and_keyed_by_content(tmp_path, toy_scenes):
+    sources = sorted((toy_scenes / "hum").glob("*.wav"))[:2]
+    cache = CodedCache(tmp_path / "cache")
+    mapping = cache.ensure(sources, ["none", "mp3:64k"], workers=2, progress=False)
+    coded = mapping[(sources[0], "mp3:64k")]
+    assert mapping[(sources[0], UNCODED)] == sources[0]
+    x, _ = load(sources[0])
+    y, rate = load(coded)
+    assert rate == 44100 and y.shape == x.shape  # aligned, same length
+    assert np.corrcoef(x[:, 0], y[:, 0])[0, 1] > 0.9
+    stamp = coded.stat().st_mtime_ns
+    cache2 = CodedCache(tmp_path / "cache")
+    assert cache2.ensure(sources, ["mp3:64k"], progress=False)[(sources[0], "mp3:64k")] == coded
+    assert coded.stat().st_mtime_ns == stamp  # reused, not re-coded
+    changed = tmp_path / "changed.wav"
+    save(changed, x * 0.5, 44100)
+    assert cache2.path_for(changed, "mp3:64k") != coded
+
+
+def test_a_bad_spec_fails_before_any_work(tmp_path, toy_scenes):
+    from asc.codecs import CodecError
+
+    with pytest.raises(CodecError, match="unknown codec"):
+        CodedCache(tmp_path).ensure([next(toy_scenes.rglob("*.wav"))], ["mp3:64k", "zip:1k"])
+    assert not any(tmp_path.rglob("*.flac"))
+
+
+def test_short_training_lowers_the_loss_and_writes_a_checkpoint(tmp_path, toy_scenes):
+    cfg = SceneTrainConfig(
+        data=toy_scenes,
+        out=tmp_path / "toy.safetensors",
+        augment_codecs=["mp3:64k"],
+        epochs=6,
+        batch_size=8,
+        cache_dir=tmp_path / "cache",
+        workers=1,
+        progress=False,
+        crop_frames=30,
+    )
+    checkpoint = fit_ensemble(cfg)
+    history = checkpoint.metrics["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    loaded = load_checkpoint(cfg.out, expect_kind="scene_ensemble")
+    assert loaded.codec_conditions == [UNCODED, "mp3:64k"]
+    assert loaded.model.coarse_classes == ["noise", "tonal"]
+    assert not cfg.out.with_suffix(".train-state.pt").exists()
+
+
+def test_training_resumes_from_its_last_epoch(tmp_path, toy_scenes):
+    out = tmp_path / "r.safetensors"
+    state = tmp_path / "r.train-state.pt"
+    command = [
+        sys.executable,
+        "-m",
+        "training.cli",
+        "fit-ensemble",
+        "--data",
+        str(toy_scenes),
+        "--out",
+        str(out),
+        "--epochs",
+        "40",
+        "--batch-size",
+        "8",
+        "--crop-frames",
+        "30",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--workers",
+        "1",
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    first.kill()  # a crash mid-training
+    first.wait()
+    assert state.exists() and not out.exists()
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "resuming from epoch" in second.stderr + second.stdout
+    history = load_checkpoint(out).metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 41))
+
+
+def test_describe_prints_parameter_counts_per_preset():
+    result = subprocess.run(
+        [sys.executable, "-m", "training.cli", "describe"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "compact" in result.stdout and "paper" in result.stdout
+    paper = next(line for line in result.stdout.splitlines() if line.strip().startswith("paper"))
+    assert 120_000_000 < int(paper.split()[1].replace(",", "")) < 140_000_000

@@ -1,0 +1,215 @@
+"""``asc-train``: generate corpora, train both papers' models, and describe checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from asc.codecs.errors import CodecError
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from training.synth import write_scene_corpus
+
+    out = write_scene_corpus(
+        Path(args.out),
+        args.clips_per_class,
+        seed=args.seed,
+        seconds=args.seconds,
+        workers=args.workers,
+    )
+    print(f"wrote a generated scene corpus (TAU 2020 Mobile layout) to {out}")
+    return 0
+
+
+def cmd_synth_lossless(args: argparse.Namespace) -> int:
+    from training.lossless import write_lossless_corpus
+
+    out = write_lossless_corpus(
+        Path(args.out), args.tracks, seed=args.seed, seconds=args.seconds, workers=args.workers
+    )
+    print(f"wrote a generated lossless corpus to {out}")
+    return 0
+
+
+def cmd_fit_ensemble(args: argparse.Namespace) -> int:
+    from training.fit_scene import SceneTrainConfig, fit_ensemble
+
+    cfg = SceneTrainConfig(
+        data=Path(args.data),
+        out=Path(args.out),
+        preset=args.preset,
+        augment_codecs=args.augment_codecs or [],
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        mixup_alpha=0.0 if args.no_baseline_augment else args.mixup,
+        crop_frames=0 if args.no_baseline_augment else args.crop_frames,
+        spec_masks=not args.no_baseline_augment,
+        cache_dir=Path(args.cache_dir),
+        workers=args.workers,
+        resume=not args.no_resume,
+        architectures=tuple(args.architectures.split(",")),
+        coarse=not args.fine_only,
+        max_clips_per_class=args.max_clips_per_class,
+    )
+    checkpoint = fit_ensemble(cfg)
+    print(f"wrote {cfg.out}: clean test accuracy {checkpoint.metrics['test_accuracy']:.3f}")
+    return 0
+
+
+def cmd_fit_detector(args: argparse.Namespace) -> int:
+    from training.fit_detector import DetectorTrainConfig, fit_detector
+
+    cfg = DetectorTrainConfig(
+        data=Path(args.data),
+        out=Path(args.out),
+        codecs=args.codecs,
+        mask_prob=args.mask_prob,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        cache_dir=Path(args.cache_dir),
+        workers=args.workers,
+        max_tracks=args.max_tracks,
+    )
+    checkpoint = fit_detector(cfg)
+    print(f"wrote {cfg.out}: test file accuracy {checkpoint.metrics['test_accuracy']:.3f}")
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from asc.checkpoint import load
+    from asc.models.scene import PRESETS, SceneEnsemble, count_parameters
+
+    if args.checkpoint is None:
+        classes = [f"class{i}" for i in range(10)]
+        print("parameters per preset (10 fine classes, 3 coarse):")
+        for preset in PRESETS:
+            model = SceneEnsemble(classes, ["a", "b", "c"], [i % 3 for i in range(10)], preset)
+            parts = {
+                f"{k}/{a}": count_parameters(m)
+                for k, group in (("fine", model.fine), ("coarse", model.coarse))
+                for a, m in group.items()
+            }
+            detail = ", ".join(f"{k} {v:,}" for k, v in parts.items())
+            print(f"  {preset:8} {count_parameters(model):>12,}  ({detail})")
+        return 0
+    checkpoint = load(args.checkpoint)
+    meta = {
+        "kind": checkpoint.kind,
+        "config": checkpoint.config,
+        "features": checkpoint.features.to_dict(),
+        "codec_conditions": checkpoint.codec_conditions,
+        "data_fingerprint": checkpoint.data_fingerprint,
+        "metrics": {k: v for k, v in checkpoint.metrics.items() if k != "history"},
+        "extra": checkpoint.extra,
+    }
+    print(json.dumps(meta, indent=2))
+    model = checkpoint.model
+    print(f"parameters: {count_parameters(model):,}")
+    for name, child in model.named_children():
+        for sub, module in getattr(child, "items", lambda: [])():
+            print(f"  {name}/{sub}: {count_parameters(module):,}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asc-train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write the generated scene corpus (TAU 2020 Mobile layout)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--clips-per-class", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int)
+    p.set_defaults(run=cmd_synth)
+
+    p = sub.add_parser("synth-lossless", help="write the generated lossless corpus")
+    p.add_argument("--out", required=True)
+    p.add_argument("--tracks", type=int, default=300)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int)
+    p.set_defaults(run=cmd_synth_lossless)
+
+    p = sub.add_parser("fit-ensemble", help="train the two-stage scene ensemble")
+    p.add_argument("--data", required=True, help="TAU 2020 Mobile, ESC-50, or a folder per class")
+    p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    p.add_argument("--preset", default="compact", choices=("compact", "paper"))
+    p.add_argument(
+        "--augment-codecs",
+        type=str,
+        default="",
+        help='codec paths whose coded copies join training, e.g. "mp3:64k,aac:32k"',
+    )
+    p.add_argument("--architectures", default="fcnn,fsfcnn,resnet")
+    p.add_argument("--fine-only", action="store_true", help="no coarse sub-models")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--mixup", type=float, default=0.4)
+    p.add_argument("--crop-frames", type=int, default=400)
+    p.add_argument(
+        "--no-baseline-augment",
+        action="store_true",
+        help="turn off mixup, random crop and spectrum masking",
+    )
+    p.add_argument("--max-clips-per-class", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--cache-dir", default=".cache/coded")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--no-resume", action="store_true")
+    p.set_defaults(run=cmd_fit_ensemble)
+
+    p = sub.add_parser("fit-detector", help="train the lossy-compression detector")
+    p.add_argument("--data", required=True, help="a folder of lossless .wav/.flac tracks")
+    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--codecs",
+        default="mp3:128k,mp3:256k,mp3:320k,fdk-aac:128k,fdk-aac:256k,"
+        "fdk-aac:320k,vorbis:128k,vorbis:256k,vorbis:320k",
+    )
+    p.add_argument("--mask-prob", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--steps-per-epoch", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-tracks", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=".cache/coded")
+    p.add_argument("--workers", type=int)
+    p.set_defaults(run=cmd_fit_detector)
+
+    p = sub.add_parser("describe", help="a checkpoint's metadata, or parameters per preset")
+    p.add_argument("checkpoint", nargs="?")
+    p.set_defaults(run=cmd_describe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from asc.checkpoint import CheckpointError
+    from asc.features import FeatureConfigError
+    from training.datasets import DatasetError
+    from training.fit_detector import LosslessDataError
+
+    try:
+        return args.run(args)
+    except (CodecError, CheckpointError, DatasetError, FeatureConfigError, LosslessDataError) as e:
+        print(f"asc-train: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
