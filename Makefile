@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench models clean
 
 # The Debian check runs every time (it is a few dpkg queries); the venv only when pyproject changes.
 setup:
@@ -32,6 +32,10 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/codec_speed.py
+
+# Rebuilds the shipped checkpoints (uses a GPU when one is present; hours on 2 CPU cores).
+models: setup
+	bash scripts/make-models.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

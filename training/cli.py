@@ -85,6 +85,31 @@ def cmd_fit_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from training.evaluate import evaluate_ensemble, summary_table
+
+    codecs = args.codecs + ("," + args.chains if args.chains else "")
+    evaluation = evaluate_ensemble(
+        args.checkpoint,
+        args.data,
+        codecs,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        workers=args.workers,
+    )
+    table = summary_table(evaluation)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(asdict(evaluation), indent=2))
+        (out / "summary.md").write_text(table + "\n")
+        print(f"wrote {out / 'results.json'} and {out / 'summary.md'}")
+    return 0
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     from asc.checkpoint import load
     from asc.models.scene import PRESETS, SceneEnsemble, count_parameters
@@ -190,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=".cache/coded")
     p.add_argument("--workers", type=int)
     p.set_defaults(run=cmd_fit_detector)
+
+    p = sub.add_parser("evaluate", help="accuracy of an ensemble per codec path")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--codecs", default="none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k")
+    p.add_argument(
+        "--chains", default="", help='extra chained paths, e.g. "sbc:bitpool=53>aac:64k"'
+    )
+    p.add_argument("--out", help="folder for results.json and summary.md")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=".cache/coded")
+    p.add_argument("--workers", type=int)
+    p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("describe", help="a checkpoint's metadata, or parameters per preset")
     p.add_argument("checkpoint", nargs="?")
