@@ -135,3 +135,41 @@ def test_describe_prints_parameter_counts_per_preset():
     assert "compact" in result.stdout and "paper" in result.stdout
     paper = next(line for line in result.stdout.splitlines() if line.strip().startswith("paper"))
     assert 120_000_000 < int(paper.split()[1].replace(",", "")) < 140_000_000
+
+
+def test_distributed_training_with_torchrun_on_cpu(tmp_path, toy_scenes):
+    out = tmp_path / "ddp.safetensors"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "training.cli",
+            "fit-ensemble",
+            "--data",
+            str(toy_scenes),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--crop-frames",
+            "30",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--no-resume",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("wrote") == 1
+    assert load_checkpoint(out).metrics["epochs"] == 2

@@ -9,6 +9,7 @@ processes with a progress bar.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -112,7 +113,10 @@ class CodedCache:
                 _code_one(job)
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            # fresh interpreters: forking a parent that holds torch's thread pools can hang
+            with ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn")
+            ) as pool:
                 for _ in pool.map(_code_one, jobs, chunksize=4):
                     bar.update()
         bar.close()

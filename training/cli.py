@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -56,9 +57,11 @@ def cmd_fit_ensemble(args: argparse.Namespace) -> int:
         architectures=tuple(args.architectures.split(",")),
         coarse=not args.fine_only,
         max_clips_per_class=args.max_clips_per_class,
+        epoch_size=args.epoch_size,
     )
     checkpoint = fit_ensemble(cfg)
-    print(f"wrote {cfg.out}: clean test accuracy {checkpoint.metrics['test_accuracy']:.3f}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
+        print(f"wrote {cfg.out}: clean test accuracy {checkpoint.metrics['test_accuracy']:.3f}")
     return 0
 
 
@@ -189,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="turn off mixup, random crop and spectrum masking",
     )
     p.add_argument("--max-clips-per-class", type=int)
+    p.add_argument(
+        "--epoch-size",
+        type=int,
+        help="examples per epoch, drawn at random (default: all clips x conditions)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", default=".cache/coded")

@@ -8,6 +8,7 @@ with probability ``mask_prob``. Tracks are split 70/10/20 into train/validation/
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -60,9 +61,18 @@ def family_of(spec: str) -> str:
 
 
 def list_tracks(root: Path) -> list[Path]:
+    """The corpus's own track list when it has one (meta.csv), else every .wav/.flac below."""
     if not root.is_dir():
         raise LosslessDataError(f"{root}: no such directory of lossless tracks")
-    tracks = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    meta = root / "meta.csv"
+    if meta.is_file():
+        with open(meta, newline="") as f:
+            tracks = [root / row["filename"] for row in csv.DictReader(f)]
+        missing = [str(t) for t in tracks if not t.is_file()]
+        if missing:
+            raise LosslessDataError(f"{meta} lists missing tracks: {', '.join(missing[:3])}")
+    else:
+        tracks = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not tracks:
         raise LosslessDataError(f"{root}: no .wav or .flac tracks found")
     return tracks

@@ -52,6 +52,9 @@ class SceneTrainConfig:
     resume: bool = True
     progress: bool = True
     max_clips_per_class: int | None = None  # for quick experiments
+    # Examples drawn per epoch (default: every clip under every condition). Smaller epochs of
+    # random (clip, condition) draws cost less per epoch and see every copy over the run.
+    epoch_size: int | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -203,7 +206,11 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
     rate = features_config.sample_rate
     cache = CodedCache(cfg.cache_dir, rate=rate, channels=1)
     sources = [c.path for c in train]
-    mapping = cache.ensure(sources, conditions, workers=cfg.workers, progress=progress)
+    if rank == 0:  # one process codes; the others then find every copy in the cache
+        cache.ensure(sources, conditions, workers=cfg.workers, progress=progress)
+    if world > 1:
+        dist.barrier()
+    mapping = cache.ensure(sources, conditions, workers=cfg.workers, progress=False)
 
     samples = clip_samples(dataset, rate)
     extractor = FeatureExtractor(features_config).to(device)
@@ -233,7 +240,8 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = max(1, len(x_train) // (cfg.batch_size * world))
+    epoch_size = min(cfg.epoch_size or len(x_train), len(x_train))
+    steps_per_epoch = max(1, epoch_size // (cfg.batch_size * world))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
     )
