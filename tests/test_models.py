@@ -14,23 +14,13 @@ from asc.features import (
     FeatureConfigError,
     FeatureExtractor,
 )
+from asc.labels import DCASE_CLASSES, DCASE_COARSE, DCASE_COARSE_OF
 from asc.models.detector import CODEC_FAMILIES, LossyDetector, RandomCutoffMask
 from asc.models.scene import PRESETS, SceneEnsemble, count_parameters, fuse
 
-FINE = [
-    "airport",
-    "bus",
-    "metro",
-    "metro_station",
-    "park",
-    "public_square",
-    "shopping_mall",
-    "street_pedestrian",
-    "street_traffic",
-    "tram",
-]
-COARSE = ["indoor", "outdoor", "transportation"]
-COARSE_OF = [0, 2, 2, 0, 1, 1, 0, 1, 1, 2]
+FINE = DCASE_CLASSES
+COARSE = DCASE_COARSE
+COARSE_OF = DCASE_COARSE_OF
 
 
 def test_logmel_shape_matches_the_hu_et_al_front_end():

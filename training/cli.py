@@ -58,6 +58,7 @@ def cmd_fit_ensemble(args: argparse.Namespace) -> int:
         coarse=not args.fine_only,
         max_clips_per_class=args.max_clips_per_class,
         epoch_size=args.epoch_size,
+        fold=args.fold,
     )
     checkpoint = fit_ensemble(cfg)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
@@ -101,6 +102,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         cache_dir=args.cache_dir,
         workers=args.workers,
+        fold=args.fold,
     )
     table = summary_table(evaluation)
     print(table)
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit-ensemble", help="train the two-stage scene ensemble")
     p.add_argument("--data", required=True, help="TAU 2020 Mobile, ESC-50, or a folder per class")
+    p.add_argument("--fold", type=int, default=1, help="TAU fold files / ESC-50 test fold")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     p.add_argument("--preset", default="compact", choices=("compact", "paper"))
     p.add_argument(
@@ -227,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="accuracy of an ensemble per codec path")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True)
+    p.add_argument("--fold", type=int, default=1, help="TAU fold files / ESC-50 test fold")
     p.add_argument("--codecs", default="none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k")
     p.add_argument(
         "--chains", default="", help='extra chained paths, e.g. "sbc:bitpool=53>aac:64k"'

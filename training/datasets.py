@@ -16,35 +16,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from asc.labels import DCASE_CLASSES, DCASE_COARSE, DCASE_COARSE_OF_CLASS
+
 SPLITS = ("train", "test")
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac"})
 MAX_NAMED = 5  # how many offending paths an error message lists before "..."
 
-TAU_CLASSES = [
-    "airport",
-    "bus",
-    "metro",
-    "metro_station",
-    "park",
-    "public_square",
-    "shopping_mall",
-    "street_pedestrian",
-    "street_traffic",
-    "tram",
-]
-TAU_COARSE = ["indoor", "outdoor", "transportation"]
-TAU_COARSE_OF_CLASS = {
-    "airport": "indoor",
-    "metro_station": "indoor",
-    "shopping_mall": "indoor",
-    "park": "outdoor",
-    "public_square": "outdoor",
-    "street_pedestrian": "outdoor",
-    "street_traffic": "outdoor",
-    "bus": "transportation",
-    "metro": "transportation",
-    "tram": "transportation",
-}
+# TAU's classes and coarse map are the shared DCASE ones.
+TAU_CLASSES = DCASE_CLASSES
+TAU_COARSE = DCASE_COARSE
+TAU_COARSE_OF_CLASS = DCASE_COARSE_OF_CLASS
 ESC50_COARSE = [
     "animals",
     "natural_soundscapes",

@@ -47,12 +47,13 @@ def evaluate_ensemble(
     cache_dir: str | Path = ".cache/coded",
     workers: int | None = None,
     progress: bool = True,
+    fold: int = 1,
 ) -> Evaluation:
     """Classify the test split after each codec path; ``none`` is the uncoded reference."""
     dev = pick_device(device)
     ckpt = load(checkpoint, expect_kind="scene_ensemble", device=str(dev))
     model = ckpt.model
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, fold=fold)
     if dataset.fine_classes != model.fine_classes:
         raise ValueError(
             f"{checkpoint} was trained on classes {model.fine_classes}, "

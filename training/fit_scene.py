@@ -55,6 +55,7 @@ class SceneTrainConfig:
     # Examples drawn per epoch (default: every clip under every condition). Smaller epochs of
     # random (clip, condition) draws cost less per epoch and see every copy over the run.
     epoch_size: int | None = None
+    fold: int = 1  # TAU's fold files / ESC-50's test fold
 
 
 def pick_device(name: str) -> torch.device:
@@ -199,7 +200,7 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
     rng = np.random.default_rng(cfg.seed)
     progress = cfg.progress and rank == 0
 
-    dataset = load_dataset(cfg.data)
+    dataset = load_dataset(cfg.data, fold=cfg.fold)
     train = limit_per_class(dataset.split("train"), cfg.max_clips_per_class)
     test = limit_per_class(dataset.split("test"), cfg.max_clips_per_class)
     conditions = [UNCODED, *[s for s in parse_spec_list(cfg.augment_codecs) if s != UNCODED]]

@@ -36,20 +36,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from asc.labels import DCASE_CLASSES
+
 GENERATOR_VERSION = "1.0"
 
-FINE_CLASSES = [
-    "airport",
-    "bus",
-    "metro",
-    "metro_station",
-    "park",
-    "public_square",
-    "shopping_mall",
-    "street_pedestrian",
-    "street_traffic",
-    "tram",
-]
+FINE_CLASSES = DCASE_CLASSES
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 EVAL_DEVICES = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
 _CITIES = (
