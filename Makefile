@@ -32,6 +32,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/codec_speed.py
+	$(PY) benchmarks/ensemble_speed.py
 
 # Rebuilds the shipped checkpoints (uses a GPU when one is present; hours on 2 CPU cores).
 models: setup
