@@ -13,28 +13,10 @@ import platform
 import time
 
 from asc.codecs import StreamDecoder, StreamEncoder, parse_spec
+from asc.codecs.registry import REFERENCE_SPECS
 from asc.signals import full_band_clip
 
-SPECS = [
-    "pcm16",
-    "flac",
-    "opus:32k",
-    "opus:64k",
-    "mp3:32k",
-    "mp3:64k",
-    "mp3:128k,cutoff=14k",
-    "aac:32k",
-    "aac:64k",
-    "he-aac:16k",
-    "he-aac:32k",
-    "he-aac-v2:24k",
-    "fdk-aac:128k,cutoff=18k",
-    "vorbis:128k",
-    "sbc:64k",
-    "sbc:bitpool=53",
-    "aptx",
-    "sbc:bitpool=53>aac:64k",
-]
+SPECS = list(REFERENCE_SPECS)
 RATE = 44100
 
 

@@ -1,29 +1,9 @@
 import pytest
 
 from asc.codecs import CodecError, parse_spec, resolve
-from asc.codecs.registry import sbc_bitrate
+from asc.codecs.registry import REFERENCE_SPECS, sbc_bitrate
 
-ISSUE_SPECS = [
-    "pcm16",
-    "flac",
-    "opus:32k",
-    "opus:64k",
-    "mp3:32k",
-    "mp3:64k",
-    "mp3:128k,cutoff=14k",
-    "aac:32k",
-    "aac:64k",
-    "aac:128k,cutoff=16k",
-    "he-aac:16k",
-    "he-aac:32k",
-    "he-aac-v2:24k",
-    "fdk-aac:128k,cutoff=18k",
-    "vorbis:128k",
-    "sbc:64k",
-    "sbc:bitpool=53",
-    "aptx",
-    "sbc:bitpool=53>aac:64k",
-]
+ISSUE_SPECS = list(REFERENCE_SPECS)
 
 
 @pytest.mark.parametrize("text", ISSUE_SPECS)

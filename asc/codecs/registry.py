@@ -182,6 +182,30 @@ CODECS: dict[str, CodecInfo] = {
     ]
 }
 
+# The codec paths of both papers and of the Bluetooth-then-cellular scenario: what the tests
+# round-trip, the benchmarks time and the demo plays (he-aac-v2 needs stereo input).
+REFERENCE_SPECS = (
+    "pcm16",
+    "flac",
+    "opus:32k",
+    "opus:64k",
+    "mp3:32k",
+    "mp3:64k",
+    "mp3:128k,cutoff=14k",
+    "aac:32k",
+    "aac:64k",
+    "aac:128k,cutoff=16k",
+    "he-aac:16k",
+    "he-aac:32k",
+    "he-aac-v2:24k",
+    "fdk-aac:128k,cutoff=18k",
+    "vorbis:128k",
+    "sbc:64k",
+    "sbc:bitpool=53",
+    "aptx",
+    "sbc:bitpool=53>aac:64k",
+)
+
 CODEC_FAMILIES = ("lossless", "mp3", "aac", "he-aac", "opus", "vorbis", "sbc", "aptx")
 
 _PYAV_NAMES = {  # spec name -> (FFmpeg encoder, FFmpeg decoder)
