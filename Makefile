@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench models clean
+.PHONY: setup demo test test-fast lint bench models proto clean
 
 # The Debian check runs every time (it is a few dpkg queries); the venv only when pyproject changes.
 setup:
@@ -33,6 +33,11 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/codec_speed.py
 	$(PY) benchmarks/ensemble_speed.py
+
+# Regenerates the gRPC code from proto/scene_classifier.proto (a test checks it is current).
+proto: setup
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		proto/scene_classifier.proto
 
 # Rebuilds the shipped checkpoints (uses a GPU when one is present; hours on 2 CPU cores).
 models: setup
