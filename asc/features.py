@@ -122,8 +122,3 @@ class FeatureExtractor(torch.nn.Module):
         for _ in range(config.deltas):
             channels.append(torchaudio.functional.compute_deltas(channels[-1], config.delta_win))
         return torch.stack(channels, dim=1)
-
-
-def extract(wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """One-off extraction; long-lived code keeps a FeatureExtractor on its device instead."""
-    return FeatureExtractor(config).to(wave.device)(wave)

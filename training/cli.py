@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from asc.codecs.errors import CodecError
+from training.fit_detector import DS1_CODECS
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -210,11 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-detector", help="train the lossy-compression detector")
     p.add_argument("--data", required=True, help="a folder of lossless .wav/.flac tracks")
     p.add_argument("--out", required=True)
-    p.add_argument(
-        "--codecs",
-        default="mp3:128k,mp3:256k,mp3:320k,fdk-aac:128k,fdk-aac:256k,"
-        "fdk-aac:320k,vorbis:128k,vorbis:256k,vorbis:320k",
-    )
+    p.add_argument("--codecs", default=",".join(DS1_CODECS), help="codec paths to detect")
     p.add_argument("--mask-prob", type=float, default=1.0)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--steps-per-epoch", type=int, default=100)

@@ -27,6 +27,8 @@ from asc.models.scene import count_parameters
 from training.augment import UNCODED, CodedCache, parse_spec_list
 from training.fit_scene import pick_device, provenance_common
 
+# The detection paper's DS1: LAME, libfdk-aac and libvorbis at 128, 256 and 320 kbps.
+DS1_CODECS = tuple(f"{c}:{b}k" for c in ("mp3", "fdk-aac", "vorbis") for b in (128, 256, 320))
 AUDIO_SUFFIXES = {".wav", ".flac"}
 
 
@@ -38,11 +40,7 @@ class LosslessDataError(ValueError):
 class DetectorTrainConfig:
     data: Path
     out: Path
-    codecs: list[str] = field(
-        default_factory=lambda: [
-            f"{c}:{b}k" for c in ("mp3", "fdk-aac", "vorbis") for b in (128, 256, 320)
-        ]
-    )
+    codecs: list[str] = field(default_factory=lambda: list(DS1_CODECS))
     mask_prob: float = 1.0
     epochs: int = 20
     steps_per_epoch: int = 100

@@ -134,7 +134,6 @@ def ensemble_loss(
     out: dict,
     fine: torch.Tensor,
     coarse: torch.Tensor,
-    model: SceneEnsemble,
     perm: torch.Tensor | None,
     lam: float,
 ) -> torch.Tensor:
@@ -287,7 +286,7 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
                 lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
                 perm = torch.randperm(len(idx), device=device)
                 x = lam * x + (1 - lam) * x[perm]
-            loss = ensemble_loss(trainable(x), fine, coarse, model, perm, lam)
+            loss = ensemble_loss(trainable(x), fine, coarse, perm, lam)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
