@@ -55,7 +55,7 @@ class ClassProbability(_message.Message):
     def __init__(self, label: _Optional[str] = ..., probability: _Optional[float] = ...) -> None: ...
 
 class SceneResult(_message.Message):
-    __slots__ = ("clip_id", "window_start", "window_end", "fine_label", "fine", "coarse_label", "coarse", "detector_ran", "lossy_probability", "codec_family", "codec_families", "codec_path", "model_id", "model_version", "server_latency_ms", "last_window")
+    __slots__ = ("clip_id", "window_start", "window_end", "fine_label", "fine", "coarse_label", "coarse", "detector_ran", "lossy_probability", "codec_family", "codec_families", "codec_path", "model_id", "model_version", "server_latency_ms", "last_window", "clip_summary", "windows", "clip_seconds")
     CLIP_ID_FIELD_NUMBER: _ClassVar[int]
     WINDOW_START_FIELD_NUMBER: _ClassVar[int]
     WINDOW_END_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,9 @@ class SceneResult(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    CLIP_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    CLIP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     clip_id: str
     window_start: float
     window_end: float
@@ -88,7 +91,10 @@ class SceneResult(_message.Message):
     model_version: str
     server_latency_ms: float
     last_window: bool
-    def __init__(self, clip_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., fine_label: _Optional[str] = ..., fine: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., coarse_label: _Optional[str] = ..., coarse: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., detector_ran: _Optional[bool] = ..., lossy_probability: _Optional[float] = ..., codec_family: _Optional[str] = ..., codec_families: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., codec_path: _Optional[str] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., last_window: _Optional[bool] = ...) -> None: ...
+    clip_summary: bool
+    windows: int
+    clip_seconds: float
+    def __init__(self, clip_id: _Optional[str] = ..., window_start: _Optional[float] = ..., window_end: _Optional[float] = ..., fine_label: _Optional[str] = ..., fine: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., coarse_label: _Optional[str] = ..., coarse: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., detector_ran: _Optional[bool] = ..., lossy_probability: _Optional[float] = ..., codec_family: _Optional[str] = ..., codec_families: _Optional[_Iterable[_Union[ClassProbability, _Mapping]]] = ..., codec_path: _Optional[str] = ..., model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., server_latency_ms: _Optional[float] = ..., last_window: _Optional[bool] = ..., clip_summary: _Optional[bool] = ..., windows: _Optional[int] = ..., clip_seconds: _Optional[float] = ...) -> None: ...
 
 class ClipRequest(_message.Message):
     __slots__ = ("clip_id", "data", "codec", "sample_rate", "detector", "window_seconds", "hop_seconds")
