@@ -1,0 +1,127 @@
+"""The loaded models and their batched forward passes, as the batchers call them.
+
+Each runner takes a list of mono float32 waveforms at the model's rate and returns one result
+per item. Waveforms of different lengths (a short clip's only window, another stream's window
+size) are grouped by length so every forward pass sees one tensor shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asc.checkpoint import Checkpoint, load, read_metadata
+from asc.codecs.registry import CODEC_FAMILIES
+from asc.features import FeatureExtractor
+from asc.models.detector import WINDOW_SECONDS, window_starts
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` is the first GPU when CUDA works, else the CPU; anything else as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def file_version(path: Path) -> str:
+    """The first 12 hex digits of the file's SHA-256: names exactly which weights answered."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+@dataclass
+class SceneOutput:
+    scores: np.ndarray  # fused posterior over the fine classes, summing to 1
+    coarse: np.ndarray  # coarse-group probabilities (empty for a fine-only model)
+
+
+@dataclass
+class DetectorOutput:
+    lossy: float
+    families: np.ndarray  # probabilities over CODEC_FAMILIES
+
+
+class LoadedModel:
+    """A checkpoint on a device with its feature extractor and identity."""
+
+    def __init__(self, path: str | Path, kind: str, device: torch.device):
+        self.path = Path(path)
+        self.checkpoint: Checkpoint = load(self.path, expect_kind=kind, device=str(device))
+        self.metadata = read_metadata(self.path)
+        self.device = device
+        self.model = self.checkpoint.model
+        self.extractor = FeatureExtractor(self.checkpoint.features).to(device)
+        self.rate = self.checkpoint.features.sample_rate
+        self.model_id = str(self.checkpoint.extra.get("model_id") or self.path.stem)
+        self.version = file_version(self.path)
+
+    def metadata_json(self) -> str:
+        return json.dumps(self.metadata, sort_keys=True)
+
+
+class SceneRunner(LoadedModel):
+    def __init__(self, path: str | Path, device: torch.device):
+        super().__init__(path, "scene_ensemble", device)
+        self.fine_classes: list[str] = list(self.model.fine_classes)
+        self.coarse_classes: list[str] = (
+            list(self.model.coarse_classes) if self.model.use_coarse else []
+        )
+
+    @torch.inference_mode()
+    def __call__(self, waves: list[np.ndarray]) -> list[SceneOutput]:
+        out: list[SceneOutput | None] = [None] * len(waves)
+        for indices in _by_length(waves).values():
+            batch = torch.from_numpy(np.stack([waves[i] for i in indices])).to(self.device)
+            result = self.model(self.extractor(batch))
+            scores = result["scores"]
+            scores = (scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-12)).float().cpu()
+            coarse = result.get("coarse_probs")
+            coarse = coarse.float().cpu() if coarse is not None else None
+            for row, i in enumerate(indices):
+                out[i] = SceneOutput(
+                    scores=scores[row].numpy(),
+                    coarse=coarse[row].numpy() if coarse is not None else np.zeros(0, np.float32),
+                )
+        return out  # type: ignore[return-value]
+
+
+class DetectorRunner(LoadedModel):
+    """The lossy detector on 2-second pieces; a window's score is the mean over its pieces."""
+
+    def __init__(self, path: str | Path, device: torch.device):
+        super().__init__(path, "lossy_detector", device)
+        self.families: list[str] = list(CODEC_FAMILIES)
+        self.piece = int(WINDOW_SECONDS * self.rate)
+
+    def pieces(self, wave: np.ndarray) -> list[np.ndarray]:
+        """50 %-overlapping 2 s pieces, as in training; a short wave is zero-padded to one."""
+        if len(wave) < self.piece:
+            wave = np.pad(wave, (0, self.piece - len(wave)))
+        return [wave[s : s + self.piece] for s in window_starts(len(wave), self.piece)]
+
+    @torch.inference_mode()
+    def __call__(self, pieces: list[np.ndarray]) -> list[DetectorOutput]:
+        batch = torch.from_numpy(np.stack(pieces)).to(self.device)
+        result = self.model(self.extractor(batch))
+        lossy = result["lossy_prob"].float().cpu().numpy()
+        families = result["family_probs"].float().cpu().numpy()
+        return [DetectorOutput(float(lossy[i]), families[i]) for i in range(len(pieces))]
+
+
+def _by_length(waves: list[np.ndarray]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, wave in enumerate(waves):
+        groups[len(wave)].append(i)
+    return groups

@@ -1,0 +1,105 @@
+"""Prometheus series of the scene server, one registry per server so tests can run several.
+
+Codec-path labels use the engine's canonical spec (``opus:32k``, ``sbc:bitpool=53>aac:64k``),
+so dashboards group by the same strings the CLI, the proto and the reports use. The Grafana
+dashboard under ``deploy/`` queries exactly these names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.active_streams = Gauge("asc_active_streams", "Open StreamScenes calls", registry=r)
+        self.streams = Counter(
+            "asc_streams", "StreamScenes calls by how they ended", ["status"], registry=r
+        )
+        self.packets = Counter("asc_packets", "Audio packets received", ["codec_path"], registry=r)
+        self.bytes = Counter(
+            "asc_payload_bytes", "Encoded payload bytes received", ["codec_path"], registry=r
+        )
+        self.decoded_seconds = Counter(
+            "asc_decoded_seconds", "Seconds of audio decoded", ["codec_path"], registry=r
+        )
+        self.decode_errors = Counter(
+            "asc_decode_errors", "Payloads that could not be decoded", ["codec_path"], registry=r
+        )
+        self.rejected = Counter(
+            "asc_rejected_requests",
+            "Streams or calls ended with an error status, by status code",
+            ["code"],
+            registry=r,
+        )
+        self.clips = Counter("asc_clips", "Clips completed", ["codec_path"], registry=r)
+        self.windows = Counter(
+            "asc_windows_classified", "Windows classified", ["codec_path", "model"], registry=r
+        )
+        self.batch_size = Histogram(
+            "asc_batch_size", "Items per forward pass", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_delay = Histogram(
+            "asc_queue_delay_seconds",
+            "Time an item waited in the batcher before its forward pass began",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "asc_inference_seconds",
+            "Duration of one batched forward pass (features included)",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.window_latency = Histogram(
+            "asc_window_latency_seconds",
+            "From the packet that completed a window to its result being sent",
+            ["codec_path"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.detector_positives = Counter(
+            "asc_detector_positives",
+            "Windows the lossy detector judged lossy (probability >= 0.5)",
+            ["codec_path"],
+            registry=r,
+        )
+        self.labelled = Counter(
+            "asc_labelled_clips",
+            "Clips that came with a ground-truth label",
+            ["codec_path", "model"],
+            registry=r,
+        )
+        self.correct = Counter(
+            "asc_correct_clips",
+            "Labelled clips whose clip-level prediction matched the label",
+            ["codec_path", "model"],
+            registry=r,
+        )
+        self.accuracy = Gauge(
+            "asc_accuracy",
+            "Clip accuracy so far on labelled clips (correct / labelled)",
+            ["codec_path", "model"],
+            registry=r,
+        )
+        self.model_info = Info("asc_model", "Loaded models", ["kind"], registry=r)
+        self._tallies: dict[tuple[str, str], list[int]] = {}
+
+    def record_label(self, codec_path: str, model: str, correct: bool) -> None:
+        """Counters and the gauge move together, so the gauge is always correct / labelled."""
+        tally = self._tallies.setdefault((codec_path, model), [0, 0])
+        tally[0] += int(correct)
+        tally[1] += 1
+        self.labelled.labels(codec_path, model).inc()
+        if correct:
+            self.correct.labels(codec_path, model).inc()
+        else:
+            self.correct.labels(codec_path, model).inc(0)  # create the series at zero
+        self.accuracy.labels(codec_path, model).set(tally[0] / tally[1])

@@ -1,0 +1,66 @@
+"""Cutting a clip's decoded audio into analysis windows as it arrives.
+
+Windows start every ``hop`` samples and span ``window`` samples. When the clip ends, audio after
+the last full window is covered by one more window aligned to the clip's end (if at least
+``min_tail`` samples were left uncovered), and a clip shorter than one window becomes a single
+shorter window: the models are fully convolutional, so nothing is padded or invented.
+Only the samples a future window still needs are kept, so memory per clip is one window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Window:
+    index: int
+    start: int  # first sample, counted from the start of the clip
+    samples: np.ndarray  # mono float32
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.samples)
+
+
+class Windower:
+    def __init__(self, window: int, hop: int, min_tail: int):
+        if window < 1 or not 1 <= hop <= window:
+            raise ValueError(f"need 1 <= hop <= window, got window {window}, hop {hop}")
+        self.window, self.hop, self.min_tail = window, hop, min_tail
+        self._buffer = np.zeros(0, np.float32)
+        self._buffer_start = 0  # clip position of self._buffer[0]
+        self.total = 0  # samples pushed so far
+        self._next_start = 0
+        self._last_end = 0
+        self.emitted = 0
+
+    def _cut(self, start: int, end: int) -> Window:
+        lo = start - self._buffer_start
+        window = Window(self.emitted, start, self._buffer[lo : lo + end - start].copy())
+        self.emitted += 1
+        self._last_end = end
+        return window
+
+    def push(self, mono: np.ndarray) -> list[Window]:
+        self._buffer = np.concatenate([self._buffer, np.asarray(mono, np.float32)])
+        self.total += len(mono)
+        out = []
+        while self._next_start + self.window <= self.total:
+            out.append(self._cut(self._next_start, self._next_start + self.window))
+            self._next_start += self.hop
+        keep_from = max(0, min(self._next_start, self.total - self.window))
+        if keep_from > self._buffer_start:
+            self._buffer = self._buffer[keep_from - self._buffer_start :]
+            self._buffer_start = keep_from
+        return out
+
+    def finish(self) -> list[Window]:
+        """The windows the end of the clip adds (possibly none)."""
+        if self.emitted == 0:
+            return [self._cut(0, self.total)] if self.total else []
+        if self.total - self._last_end >= max(1, self.min_tail):
+            return [self._cut(self.total - self.window, self.total)]
+        return []

@@ -1,0 +1,78 @@
+"""Real `asc-server serve` processes on loopback for tests, with the ports they picked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER = [sys.executable, "-m", "server.cli", "serve"]
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    port: int
+    metrics_port: int
+    ready: dict
+    log: IO[str]
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def metrics(self) -> str:
+        from urllib.request import urlopen
+
+        with urlopen(self.metrics_url, timeout=10) as reply:
+            return reply.read().decode()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def stderr(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+def start_server(*args: str, port: int = 0, timeout: float = 120.0) -> ServerProcess:
+    """Start a server on 127.0.0.1 (CPU, shipped models unless ``args`` say otherwise)."""
+    cmd = [
+        *SERVER,
+        "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0", "--device", "cpu",
+        *args,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "ASC_LOG_LEVEL": "WARNING"}
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - a file, not a pipe, never blocks it
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"server exited {proc.returncode}: {log.read()}")
+            continue
+        if line.startswith("{"):
+            ready = json.loads(line)
+            return ServerProcess(proc, ready["port"], ready["metrics_port"], ready, log)
+    proc.kill()
+    raise RuntimeError("server did not report its ports in time")
