@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/asc-codec list
-	bash scripts/demo.sh
+	$(PY) scripts/demo.py
 
 test: setup
 	$(PY) -m pytest -q
