@@ -1,0 +1,123 @@
+"""Shared by the server benchmarks: the real service on a loopback port, and streams against it.
+
+The server side is the production ``SceneService`` on ``grpc.aio``; clients are grpc.aio
+streams in the same process and event loop, sending pre-encoded packets, so that what is
+measured is the server (decode, windows, batcher, forward passes, results), not the encoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import torch
+
+from asc.checkpoint import Checkpoint, save
+from asc.codecs.stream import StreamEncoder
+from asc.features import LOGMEL
+from asc.labels import DCASE_CLASSES, DCASE_COARSE, DCASE_COARSE_OF
+from asc.models.scene import SceneEnsemble
+from asc.signals import full_band_clip
+from proto import scene_classifier_pb2 as pb
+from proto import scene_classifier_pb2_grpc as pbg
+from server.inference import SceneRunner
+from server.metrics import ServerMetrics
+from server.service import Models, SceneService
+
+RATE = 44100
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "ensemble.safetensors"
+
+
+def scene_runner(preset: str, device: torch.device) -> SceneRunner:
+    """The shipped compact checkpoint, or an untrained one of another preset (speed only)."""
+    if preset == "compact":
+        return SceneRunner(SHIPPED, device)
+    model = SceneEnsemble(DCASE_CLASSES, DCASE_COARSE, DCASE_COARSE_OF, preset=preset)
+    path = Path(tempfile.mkdtemp()) / f"{preset}.safetensors"
+    extra = {"model_id": f"{preset}-untrained"}
+    save(Checkpoint("scene_ensemble", model.config, LOGMEL, model, extra=extra), path)
+    return SceneRunner(path, device)
+
+
+def encoded_clip(codec: str, seconds: float, packet_seconds: float = 0.2) -> list[bytes]:
+    """One clip's payloads, cut as the edge cuts them; the last one holds the encoder's end."""
+    pcm = full_band_clip(RATE, seconds=seconds, channels=1, seed=7)
+    encoder = StreamEncoder(codec, RATE, 1)
+    step = int(packet_seconds * RATE)
+    payloads = [encoder.encode(pcm[i : i + step]) for i in range(0, len(pcm), step)]
+    payloads[-1] += encoder.finish()
+    return payloads
+
+
+@contextlib.asynccontextmanager
+async def serving(models: Models, max_batch: int, max_delay_ms: float):
+    """The service on an ephemeral loopback port; yields (target, service)."""
+    service = SceneService(models, ServerMetrics(), max_batch=max_batch, max_delay_ms=max_delay_ms)
+    server = grpc.aio.server()
+    pbg.add_SceneClassifierServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    service.start()
+    try:
+        yield f"127.0.0.1:{port}", service
+    finally:
+        service.begin_drain()
+        await server.stop(grace=1)
+        await service.close()
+
+
+@dataclass
+class StreamStats:
+    clips: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds, last packet -> result
+
+
+async def run_stream(
+    target: str,
+    codec: str,
+    payloads: list[bytes],
+    clips: int,
+    packet_seconds: float | None,
+    stats: StreamStats,
+    start_delay: float = 0.0,
+) -> None:
+    """Send ``clips`` clips; ``packet_seconds`` paces packets at that interval (None: at once)."""
+    await asyncio.sleep(start_delay)
+    last_sent: dict[str, float] = {}
+
+    async def requests():
+        yield pb.StreamRequest(
+            config=pb.StreamConfig(device_id="bench", codec=codec, sample_rate=RATE, channels=1)
+        )
+        sequence = 0
+        for k in range(clips):
+            clip_id = f"c{k}"
+            for i, payload in enumerate(payloads):
+                end = i == len(payloads) - 1
+                if packet_seconds is not None:
+                    await asyncio.sleep(packet_seconds)
+                if end:
+                    last_sent[clip_id] = time.perf_counter()
+                packet = pb.AudioPacket(
+                    sequence=sequence, clip_id=clip_id, payload=payload, end_of_clip=end
+                )
+                yield pb.StreamRequest(packet=packet)
+                sequence += 1
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = pbg.SceneClassifierStub(channel).StreamScenes(requests())
+        async for result in call:
+            if result.clip_summary:
+                stats.clips += 1
+            elif result.last_window:
+                stats.latencies.append(time.perf_counter() - last_sent[result.clip_id])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
