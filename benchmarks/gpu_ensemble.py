@@ -1,6 +1,6 @@
 """Scene ensemble on a GPU: fp32 eager against bf16 autocast and torch.compile, side by side.
 
-Run: python benchmarks/gpu_ensemble.py [--preset paper|compact] [--batch 64] [--clips 200]
+Run: python -m benchmarks.gpu_ensemble [--preset paper|compact] [--batch 64] [--clips 200]
 
 For each execution path it prints ten-second clips per second at the given batch size, the
 ratio to fp32 eager, and how often its predicted class matches fp32's on an evaluation set of

@@ -1,6 +1,6 @@
 """Server throughput: the dynamic batcher against one forward pass per window, side by side.
 
-Run: .venv/bin/python benchmarks/server_throughput.py [--streams 1,8,32,128] [--device auto]
+Run: .venv/bin/python -m benchmarks.server_throughput [--streams 1,8,32,128] [--device auto]
      [--preset compact|paper] [--clips 2]
 
 Same process, same loaded model, same gRPC service: the naive server is the service with

@@ -1,6 +1,6 @@
 """End-to-end window latency under real-time streams: last packet of a window -> its result.
 
-Run: .venv/bin/python benchmarks/stream_latency.py [--streams 1,8,64] [--device auto]
+Run: .venv/bin/python -m benchmarks.stream_latency [--streams 1,8,64] [--device auto]
      [--preset compact] [--clips 3] [--codec pcm16]
 
 Each stream sends 10 s clips paced at real time (one 0.2 s packet every 0.2 s), starting at
