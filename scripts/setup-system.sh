@@ -3,7 +3,9 @@
 # Idempotent: does nothing when every package is already present.
 set -euo pipefail
 
-packages=(libopus0 libopusfile0 libvorbis0a libvorbisenc2 libvorbisfile3 libogg0 libflac12 libfdk-aac2)
+# prometheus: its promtool checks deploy/prometheus/prometheus.yml in the tests.
+packages=(libopus0 libopusfile0 libvorbis0a libvorbisenc2 libvorbisfile3 libogg0 libflac12 libfdk-aac2
+          prometheus)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Installs, inside an image, the libraries the codec engine loads at run time: the set that
+# scripts/setup-system.sh installs on a development machine, plus any package named as an
+# argument. Works on Debian (libfdk-aac2 is in its non-free component, enabled here when the
+# image lacks it) and on Ubuntu (the PyTorch images; libfdk-aac2 is in multiverse, which
+# Ubuntu's images enable). FLAC needs no library of its own: PyAV's FFmpeg handles it.
+set -eu
+
+packages="libopus0 libopusfile0 libvorbis0a libvorbisenc2 libvorbisfile3 libogg0 libfdk-aac2 $*"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+if ! apt-cache policy libfdk-aac2 | grep -q "Candidate: [0-9]"; then
+  . /etc/os-release
+  if [ "${ID:-}" != debian ]; then
+    echo "install-codec-libs: libfdk-aac2 has no install candidate on ${ID:-this system};" \
+      "enable the component that carries it (multiverse on Ubuntu)" >&2
+    exit 1
+  fi
+  echo "deb http://deb.debian.org/debian ${VERSION_CODENAME:-bookworm} non-free" \
+    > /etc/apt/sources.list.d/asc-stream-non-free.list
+  apt-get update -qq
+fi
+# shellcheck disable=SC2086  # the list is meant to split into words
+apt-get install -y -qq --no-install-recommends $packages
+rm -rf /var/lib/apt/lists/*
