@@ -71,9 +71,15 @@ class LoadedModel:
         return json.dumps(self.metadata, sort_keys=True)
 
 
+# On a CPU, passes larger than this run slower per window (the full-resolution convolutions
+# leave the cache; benchmarks/ensemble_speed.py prints the curve), so a big batch is cut up.
+CPU_PASS = 8
+
+
 class SceneRunner(LoadedModel):
     def __init__(self, path: str | Path, device: torch.device):
         super().__init__(path, "scene_ensemble", device)
+        self.max_pass = CPU_PASS if device.type == "cpu" else None
         self.fine_classes: list[str] = list(self.model.fine_classes)
         self.coarse_classes: list[str] = (
             list(self.model.coarse_classes) if self.model.use_coarse else []
@@ -82,7 +88,7 @@ class SceneRunner(LoadedModel):
     @torch.inference_mode()
     def __call__(self, waves: list[np.ndarray]) -> list[SceneOutput]:
         out: list[SceneOutput | None] = [None] * len(waves)
-        for indices in _by_length(waves).values():
+        for indices in _passes(waves, self.max_pass):
             batch = torch.from_numpy(np.stack([waves[i] for i in indices])).to(self.device)
             result = self.model(self.extractor(batch))
             scores = result["scores"]
@@ -102,6 +108,7 @@ class DetectorRunner(LoadedModel):
 
     def __init__(self, path: str | Path, device: torch.device):
         super().__init__(path, "lossy_detector", device)
+        self.max_pass = CPU_PASS if device.type == "cpu" else None
         self.families: list[str] = list(CODEC_FAMILIES)
         self.piece = int(WINDOW_SECONDS * self.rate)
 
@@ -113,15 +120,21 @@ class DetectorRunner(LoadedModel):
 
     @torch.inference_mode()
     def __call__(self, pieces: list[np.ndarray]) -> list[DetectorOutput]:
-        batch = torch.from_numpy(np.stack(pieces)).to(self.device)
-        result = self.model(self.extractor(batch))
-        lossy = result["lossy_prob"].float().cpu().numpy()
-        families = result["family_probs"].float().cpu().numpy()
-        return [DetectorOutput(float(lossy[i]), families[i]) for i in range(len(pieces))]
+        out: list[DetectorOutput | None] = [None] * len(pieces)
+        for indices in _passes(pieces, self.max_pass):
+            batch = torch.from_numpy(np.stack([pieces[i] for i in indices])).to(self.device)
+            result = self.model(self.extractor(batch))
+            lossy = result["lossy_prob"].float().cpu().numpy()
+            families = result["family_probs"].float().cpu().numpy()
+            for row, i in enumerate(indices):
+                out[i] = DetectorOutput(float(lossy[row]), families[row])
+        return out  # type: ignore[return-value]
 
 
-def _by_length(waves: list[np.ndarray]) -> dict[int, list[int]]:
+def _passes(waves: list[np.ndarray], max_pass: int | None) -> list[list[int]]:
+    """Indices per forward pass: equal lengths together, at most ``max_pass`` per pass."""
     groups: dict[int, list[int]] = defaultdict(list)
     for i, wave in enumerate(waves):
         groups[len(wave)].append(i)
-    return groups
+    size = max_pass or len(waves)
+    return [g[k : k + size] for g in groups.values() for k in range(0, len(g), size)]

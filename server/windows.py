@@ -30,31 +30,39 @@ class Windower:
         if window < 1 or not 1 <= hop <= window:
             raise ValueError(f"need 1 <= hop <= window, got window {window}, hop {hop}")
         self.window, self.hop, self.min_tail = window, hop, min_tail
-        self._buffer = np.zeros(0, np.float32)
-        self._buffer_start = 0  # clip position of self._buffer[0]
+        self._chunks: list[np.ndarray] = []  # joined only when a window completes: O(n) per clip
+        self._buffer_start = 0  # clip position of the first buffered sample
         self.total = 0  # samples pushed so far
         self._next_start = 0
         self._last_end = 0
         self.emitted = 0
 
+    def _joined(self) -> np.ndarray:
+        if not self._chunks:
+            return np.zeros(0, np.float32)
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0]
+
     def _cut(self, start: int, end: int) -> Window:
         lo = start - self._buffer_start
-        window = Window(self.emitted, start, self._buffer[lo : lo + end - start].copy())
+        window = Window(self.emitted, start, self._joined()[lo : lo + end - start].copy())
         self.emitted += 1
         self._last_end = end
         return window
 
     def push(self, mono: np.ndarray) -> list[Window]:
-        self._buffer = np.concatenate([self._buffer, np.asarray(mono, np.float32)])
+        self._chunks.append(np.asarray(mono, np.float32))
         self.total += len(mono)
         out = []
         while self._next_start + self.window <= self.total:
             out.append(self._cut(self._next_start, self._next_start + self.window))
             self._next_start += self.hop
-        keep_from = max(0, min(self._next_start, self.total - self.window))
-        if keep_from > self._buffer_start:
-            self._buffer = self._buffer[keep_from - self._buffer_start :]
-            self._buffer_start = keep_from
+        if out:  # drop what no later window (or the end-aligned one) needs
+            keep_from = max(0, min(self._next_start, self.total - self.window))
+            if keep_from > self._buffer_start:
+                self._chunks = [self._joined()[keep_from - self._buffer_start :]]
+                self._buffer_start = keep_from
         return out
 
     def finish(self) -> list[Window]:
