@@ -38,6 +38,12 @@ class ServerMetrics:
             registry=r,
         )
         self.clips = Counter("asc_clips", "Clips completed", ["codec_path"], registry=r)
+        self.duplicates = Counter(
+            "asc_duplicate_clips",
+            "Clips sent again after their result; answered from memory, not classified again",
+            ["codec_path"],
+            registry=r,
+        )
         self.windows = Counter(
             "asc_windows_classified", "Windows classified", ["codec_path", "model"], registry=r
         )

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import platform
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ class SceneService(pbg.SceneClassifierServicer):
             else None
         )
         self.active = 0
+        # (device id, codec path, clip id) -> its results, most recent last (bounded LRU)
+        self.completed: OrderedDict[tuple[str, str, str], list[pb.SceneResult]] = OrderedDict()
         self.draining = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -303,6 +306,7 @@ class SceneService(pbg.SceneClassifierServicer):
             settings.channels,
         )
         clips: dict[str, ClipState] = {}
+        replaying: set[str] = set()  # clips answered from the cache: their packets are skipped
         expected_sequence: int | None = None
         while (request := await self._next(requests)) is not None:
             if request.WhichOneof("kind") != "packet":
@@ -319,7 +323,21 @@ class SceneService(pbg.SceneClassifierServicer):
                 raise StreamError(INVALID, f"packet {packet.sequence} has no clip_id")
             self.metrics.packets.labels(path).inc()
             self.metrics.bytes.labels(path).inc(len(packet.payload))
+            if packet.clip_id in replaying:
+                if packet.end_of_clip:
+                    replaying.discard(packet.clip_id)
+                continue
             clip = clips.get(packet.clip_id)
+            if clip is None and (done := self._completed(settings, packet.clip_id)) is not None:
+                # Sent again (the device never saw the result): answer again, classify once.
+                self.metrics.duplicates.labels(path).inc()
+                for result in done:
+                    future = loop.create_future()
+                    future.set_result((result, None))
+                    await results.put(future)
+                if not packet.end_of_clip:
+                    replaying.add(packet.clip_id)
+                continue
             if clip is None:
                 if len(clips) >= self.limits.max_open_clips:
                     raise StreamError(
@@ -357,6 +375,19 @@ class SceneService(pbg.SceneClassifierServicer):
                 "resend unfinished clips",
             )
 
+    def _completed(self, settings: StreamSettings, clip_id: str) -> list[pb.SceneResult] | None:
+        key = (settings.device_id, settings.codec, clip_id)
+        done = self.completed.get(key)
+        if done is not None:
+            self.completed.move_to_end(key)
+        return done
+
+    def _remember(self, settings: StreamSettings, clip_id: str, results: list) -> None:
+        """Keep a finished clip's results, so a resend is answered without classifying again."""
+        self.completed[(settings.device_id, settings.codec, clip_id)] = results
+        while len(self.completed) > self.limits.remembered_clips:
+            self.completed.popitem(last=False)
+
     def _window_task(self, clip: ClipState, window: Window, received: float, last: bool):
         async def run() -> tuple[pb.SceneResult, float]:
             wave = clip.model_input(window)
@@ -372,6 +403,7 @@ class SceneService(pbg.SceneClassifierServicer):
                 raise StreamError(INVALID, f"clip {clip.clip_id!r} ended without any audio")
             windows = [result for result, _ in await asyncio.gather(*clip.pending)]
             summary = self._summary(clip.clip_id, clip.settings.codec, clip.seconds, windows)
+            self._remember(clip.settings, clip.clip_id, [*windows, summary])
             self.metrics.clips.labels(clip.settings.codec).inc()
             if clip.label:
                 correct = summary.fine_label == clip.label

@@ -470,3 +470,27 @@ def test_broken_checkpoint_stops_startup_with_a_clear_message(tmp_path):
         start_server("--ensemble", str(broken))
     with pytest.raises(RuntimeError, match=r"exited 2: .*holds a scene_ensemble.*lossy_detector"):
         start_server("--detector", "models/ensemble.safetensors")
+
+
+def test_a_clip_sent_again_is_answered_again_not_classified_again(limited):
+    first_clips = [("dup1", audio(1.0, 50), "")]
+    flac = config("flac")
+    first, error = run_stream(limited.target, requests(flac, packets("flac", first_clips)))
+    assert error is None
+    before = limited.metrics()
+    again_clips = [("dup1", audio(1.0, 50), ""), ("dup2", audio(1.0, 51), "")]
+    again, error = run_stream(limited.target, requests(flac, packets("flac", again_clips)))
+    assert error is None
+    assert [r.clip_id for r in summaries(again)] == ["dup1", "dup2"]
+    assert [r.SerializeToString() for r in again if r.clip_id == "dup1"] == [
+        r.SerializeToString() for r in first
+    ]
+    after = limited.metrics()
+    assert 'asc_duplicate_clips_total{codec_path="flac"} 1.0' in after
+    count = r'asc_windows_classified_total\{codec_path="flac",model="ensemble"\} (\S+)'
+    windows_before = float(re.search(count, before).group(1))
+    assert float(re.search(count, after).group(1)) == windows_before + 1  # dup2's window only
+    _, error = run_stream(
+        limited.target, requests(config("flac", device_id="other"), packets("flac", first_clips))
+    )
+    assert error is None and 'asc_duplicate_clips_total{codec_path="flac"} 1.0' in limited.metrics()
