@@ -1,0 +1,380 @@
+"""``asc-edge``: stream audio files or a microphone through codec paths to the scene server.
+
+    asc-edge stream --server HOST:PORT --codec opus:32k [--codec pcm16 ...] FILES_OR_DIRS...
+    asc-edge stream --server HOST:PORT --codec opus:32k --mic [--device N]
+    asc-edge classify FILE --server HOST:PORT --codec SPEC|probe
+
+Every option can also come from an environment variable (listed in each command's --help), so
+a container or a service unit can configure the edge without a command line; an option given
+on the command line wins. Bad input (unknown codec, missing file, no microphone, a server
+that refuses the stream) ends with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from asc.codecs.errors import CodecError
+from asc.codecs.spec import split_spec_list
+
+ENV_PREFIX = "ASC_EDGE_"
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+class EnvOptions:
+    """Adds options whose defaults come from ``ASC_EDGE_<NAME>``, and lists them for --help."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+        self.names: list[tuple[str, str]] = []  # (variable, help)
+        self.problems: list[str] = []
+
+    def env(self, name: str) -> str | None:
+        return os.environ.get(ENV_PREFIX + name)
+
+    def add(self, *flags: str, env: str, **kwargs: Any) -> None:
+        value = self.env(env)
+        if kwargs.get("action") == "store_true":
+            if value is not None and value.strip().lower() not in TRUE | FALSE:
+                self.problems.append(f"{ENV_PREFIX}{env}={value!r} is not a yes/no value")
+            kwargs["default"] = value is not None and value.strip().lower() in TRUE
+        elif value is not None and kwargs.get("action") != "append":
+            kwargs["default"] = value  # argparse applies ``type`` to a string default
+        help_text = kwargs.get("help", "")
+        kwargs["help"] = f"{help_text} [env {ENV_PREFIX}{env}]".strip()
+        self.names.append((ENV_PREFIX + env, help_text))
+        self.parser.add_argument(*flags, **kwargs)
+
+    def epilog(self) -> str:
+        width = max(len(n) for n, _ in self.names)
+        lines = [f"  {n:<{width}}  {h}" for n, h in self.names]
+        return "environment variables (the command line wins):\n" + "\n".join(lines)
+
+
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def input_device(text: str) -> int | str:
+    """sounddevice takes a device index or a substring of its name."""
+    return int(text) if text.strip().isdigit() else text
+
+
+def _common_audio(opts: EnvOptions) -> None:
+    opts.add("--server", env="SERVER", metavar="HOST:PORT", help="scene server address")
+    opts.add("--rate", env="RATE", type=positive(int), default=44100, help="sample rate, Hz")
+    opts.add("--channels", env="CHANNELS", type=int, choices=(1, 2), default=1, help="channels")
+    opts.add(
+        "--window-seconds",
+        env="WINDOW_SECONDS",
+        type=non_negative,
+        default=0.0,
+        help="classification window (0: the server's default, 10 s)",
+    )
+    opts.add(
+        "--hop-seconds",
+        env="HOP_SECONDS",
+        type=non_negative,
+        default=0.0,
+        help="hop between windows (0: equal to the window)",
+    )
+    opts.add("--detector", env="DETECTOR", action="store_true", help="also run the lossy detector")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
+    parser = argparse.ArgumentParser(
+        prog="asc-edge",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    options: dict[str, EnvOptions] = {}
+
+    stream = sub.add_parser(
+        "stream",
+        help="stream clips through one or more codec paths (StreamScenes)",
+        description="Cut files (or the microphone) into clips, code each through every codec\n"
+        "path, stream them and print the server's scene per clip.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    opts = options["stream"] = EnvOptions(stream)
+    stream.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="FILE_OR_DIR",
+        help=f"audio files, or folders searched for them [env {ENV_PREFIX}INPUTS, "
+        f"separated by {os.pathsep!r}]",
+    )
+    opts.names.append((ENV_PREFIX + "INPUTS", f"inputs, separated by {os.pathsep!r}"))
+    _common_audio(opts)
+    opts.add(
+        "--codec",
+        env="CODEC",
+        action="append",
+        metavar="SPEC",
+        help="codec path, e.g. opus:32k or sbc:bitpool=53>aac:64k; repeat it or give a comma "
+        "list for several paths at once",
+    )
+    opts.add("--mic", env="MIC", action="store_true", help="record from the microphone")
+    opts.add("--device", env="DEVICE", type=input_device, help="input device index or name")
+    opts.add("--realtime", env="REALTIME", action="store_true", help="send at audio speed")
+    opts.add("--loop", env="LOOP", action="store_true", help="repeat the files forever")
+    opts.add("--label", env="LABEL", help="ground-truth label for every clip")
+    opts.add(
+        "--labels-from",
+        env="LABELS_FROM",
+        metavar="CSV",
+        help="labels per file: TAU meta.csv (tab) or a CSV with filename and label/category",
+    )
+    opts.add(
+        "--jsonl", env="JSONL", metavar="OUT", help="write every result as JSON lines (-: stdout)"
+    )
+    opts.add(
+        "--clip-seconds", env="CLIP_SECONDS", type=positive(float), default=10.0, help="clip length"
+    )
+    opts.add("--device-id", env="DEVICE_ID", default=socket.gethostname(), help="this device's id")
+    opts.add(
+        "--packet-ms",
+        env="PACKET_MS",
+        type=positive(float),
+        default=200.0,
+        help="audio per packet, ms",
+    )
+    opts.add(
+        "--max-in-flight",
+        env="MAX_IN_FLIGHT",
+        type=positive(int),
+        default=4,
+        help="clips sent ahead of their summaries, per codec path",
+    )
+    opts.add(
+        "--max-retries",
+        env="MAX_RETRIES",
+        type=int,
+        default=10,
+        help="reconnect attempts in a row before giving up",
+    )
+    opts.add("--retry-forever", env="RETRY_FOREVER", action="store_true", help="never give up")
+    stream.set_defaults(run=cmd_stream, parser=stream)
+
+    classify = sub.add_parser(
+        "classify",
+        help="send one whole file (ClassifyClip)",
+        description="Code FILE whole through a codec path (or send it as it is with --codec\n"
+        "probe) and print the server's windows and summary.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    opts = options["classify"] = EnvOptions(classify)
+    classify.add_argument("file", metavar="FILE", help="audio file")
+    _common_audio(opts)
+    opts.add(
+        "--codec",
+        env="CODEC",
+        metavar="SPEC",
+        help="codec path to code the file through, or 'probe' to send the file untouched",
+    )
+    opts.add(
+        "--jsonl",
+        env="JSONL",
+        metavar="OUT",
+        nargs="?",
+        const="-",
+        help="write the results as JSON lines (no OUT: stdout)",
+    )
+    opts.add("--timeout", env="TIMEOUT", type=positive(float), default=120.0, help="seconds")
+    classify.set_defaults(run=cmd_classify, parser=classify)
+
+    for name, opts in options.items():
+        sub.choices[name].epilog = opts.epilog()
+    return parser, options
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def error(message: str) -> int:
+    print(f"asc-edge: error: {message}", file=sys.stderr, flush=True)
+    return EXIT_ERROR
+
+
+def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from edge.client import EdgeError, EdgeStreamer, canonical_codecs
+    from edge.output import ConsoleReport, JsonlWriter
+    from edge.sources import Labels, MicSource, SourceError, file_clips, find_audio_files, looped
+
+    codecs = [
+        s
+        for item in args.codec or [os.environ.get(ENV_PREFIX + "CODEC", "")]
+        for s in split_spec_list(item)
+    ]
+    if not codecs:
+        parser.error(f"give a codec path with --codec (or {ENV_PREFIX}CODEC), e.g. opus:32k")
+    if not args.server:
+        parser.error(f"give the server with --server HOST:PORT (or {ENV_PREFIX}SERVER)")
+    inputs = args.inputs or [
+        p for p in os.environ.get(ENV_PREFIX + "INPUTS", "").split(os.pathsep) if p
+    ]
+    if args.mic and inputs:
+        parser.error("give audio files or --mic, not both")
+    if not args.mic and not inputs:
+        parser.error("no input: give audio files or folders, or --mic")
+    if args.label and args.labels_from:
+        parser.error("give --label or --labels-from, not both")
+    if args.mic and args.labels_from:
+        parser.error("--labels-from labels files by name; with --mic give --label")
+    if args.loop and args.mic:
+        parser.error("--loop repeats files; the microphone runs until Ctrl-C anyway")
+
+    # Checked before any connection. A future `--codec auto` (a path picked from the measured
+    # network) would be resolved here; until then the engine refuses it as an unknown codec.
+    codecs = canonical_codecs(codecs, args.rate, args.channels)
+    if args.mic:
+        clips: Any = MicSource(
+            args.rate, args.channels, args.clip_seconds, device=args.device, label=args.label or ""
+        )
+        clips.start()
+    else:
+        labels = (
+            Labels.from_file(args.labels_from)
+            if args.labels_from
+            else Labels(default=args.label or "")
+        )
+        files = find_audio_files(inputs)
+
+        def one_round():
+            return file_clips(
+                files,
+                rate=args.rate,
+                channels=args.channels,
+                clip_seconds=args.clip_seconds,
+                labels=labels,
+            )
+
+        clips = looped(one_round) if args.loop else one_round()
+
+    jsonl = JsonlWriter(args.jsonl) if args.jsonl else None
+    console = ConsoleReport(sys.stderr if jsonl is not None and jsonl.to_stdout else sys.stdout)
+
+    def on_result(path: str, result, label: str) -> None:
+        console.result(path, result, label)
+        if jsonl is not None:
+            jsonl.result(path, result, label)
+
+    streamer = EdgeStreamer(
+        args.server,
+        codecs,
+        clips,
+        rate=args.rate,
+        channels=args.channels,
+        device_id=args.device_id,
+        window_seconds=args.window_seconds,
+        hop_seconds=args.hop_seconds,
+        detector=args.detector,
+        realtime=args.realtime,
+        packet_ms=args.packet_ms,
+        max_in_flight=args.max_in_flight,
+        max_retries=None if args.retry_forever else max(0, args.max_retries),
+        on_result=on_result,
+        on_event=console.event,
+    )
+    code, failure = 0, None
+    # SIGTERM (docker stop, systemd) drains like Ctrl-C: in-flight clips get their summaries.
+    previous = (
+        signal.signal(signal.SIGTERM, _interrupt)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    try:
+        report = streamer.run()
+        code = EXIT_INTERRUPTED if report.interrupted else 0
+    except (EdgeError, SourceError, CodecError) as e:
+        code, failure = EXIT_ERROR, str(e)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if isinstance(clips, MicSource):
+            clips.stop()
+        totals = streamer.totals
+        if code == 0 or any(t.audio_seconds for t in totals.values()):
+            console.totals(totals)
+            if jsonl is not None:
+                jsonl.totals(totals)
+        if jsonl is not None:
+            jsonl.close()
+    if failure is not None:  # last, after the totals of what did get through
+        error(failure)
+    return code
+
+
+def cmd_classify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from edge.client import classify_file
+    from edge.output import ConsoleReport, JsonlWriter
+
+    if not args.codec:
+        parser.error(f"give --codec SPEC or --codec probe (or {ENV_PREFIX}CODEC)")
+    if not args.server:
+        parser.error(f"give the server with --server HOST:PORT (or {ENV_PREFIX}SERVER)")
+    result = classify_file(
+        args.server,
+        args.file,
+        args.codec,
+        rate=args.rate,
+        channels=args.channels,
+        detector=args.detector,
+        window_seconds=args.window_seconds,
+        hop_seconds=args.hop_seconds,
+        timeout=args.timeout,
+    )
+    jsonl = JsonlWriter(args.jsonl) if args.jsonl else None
+    ConsoleReport(sys.stderr if jsonl is not None and jsonl.to_stdout else sys.stdout).clip_result(
+        args.codec, result
+    )
+    if jsonl is not None:
+        jsonl.clip_result(result.summary.codec_path or args.codec, result)
+        jsonl.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, options = build_parser()
+    args = parser.parse_args(argv)
+    problems = options[args.command].problems
+    if problems:
+        args.parser.error("; ".join(problems))
+    from edge.client import EdgeError
+    from edge.sources import SourceError
+
+    try:
+        return args.run(args, args.parser)
+    except (EdgeError, SourceError, CodecError, OSError) as e:
+        return error(str(e))
+    except KeyboardInterrupt:
+        print("asc-edge: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

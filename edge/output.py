@@ -1,0 +1,208 @@
+"""What the edge shows and records: a row per clip as it is summarised, totals per codec path.
+
+On a terminal the rows and the final table are drawn with rich; piped or logged, each clip is
+one plain ``key=value`` line, easy to grep. ``--jsonl`` writes every SceneResult (windows and
+summaries) as one JSON object per line, then one ``{"type": "totals"}`` object per path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.table import Table
+
+from edge.client import PathTotals
+from proto import scene_classifier_pb2 as pb
+
+COLUMNS = (  # header, width, justify
+    ("codec path", 22, "left"),
+    ("clip", 30, "left"),
+    ("true label", 18, "left"),
+    ("predicted", 18, "left"),
+    ("conf", 5, "right"),
+    ("coarse", 14, "left"),
+    ("lossy", 5, "right"),
+    ("latency ms", 10, "right"),
+)
+
+
+def confidence(result: pb.SceneResult) -> float:
+    """The probability the result gives its own fine label."""
+    return next((p.probability for p in result.fine if p.label == result.fine_label), 0.0)
+
+
+def lossy_text(result: pb.SceneResult) -> str:
+    return f"{result.lossy_probability:.2f}" if result.detector_ran else "-"
+
+
+def result_record(path: str, result: pb.SceneResult, label: str = "") -> dict[str, Any]:
+    """One JSONL object: the result's fields by their proto names, defaults included."""
+    record: dict[str, Any] = {
+        "type": "summary" if result.clip_summary else "window",
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "path": path,
+        "true_label": label,
+    }
+    record.update(
+        MessageToDict(
+            result, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+    )
+    return record
+
+
+class ConsoleReport:
+    """Human-readable output; ``stream`` is stdout unless JSONL goes there."""
+
+    def __init__(self, stream: IO[str] | None = None, force_plain: bool = False) -> None:
+        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=False)
+        self.rich = self.console.is_terminal and not force_plain
+        self._header_done = False
+        self._latency: dict[tuple[str, str], float] = {}  # summaries carry none: the windows'
+        self._err = Console(file=sys.stderr, highlight=False)
+
+    def _row_table(self, header: bool) -> Table:
+        table = Table(box=None, show_header=header, header_style="bold", pad_edge=False)
+        for name, width, justify in COLUMNS:
+            table.add_column(name, width=width, justify=justify, no_wrap=True, overflow="ellipsis")
+        return table
+
+    def result(self, path: str, result: pb.SceneResult, label: str = "") -> None:
+        """A clip's summary: one row; windows are left to JSONL (a row each would be noise)."""
+        key = (path, result.clip_id)
+        if not result.clip_summary:
+            self._latency[key] = max(self._latency.get(key, 0.0), result.server_latency_ms)
+            return
+        conf = confidence(result)
+        window_latency = self._latency.pop(key, 0.0)  # the clip's slowest window
+        latency = result.server_latency_ms or window_latency
+        if not self.rich:
+            print(
+                f"summary path={path} clip={result.clip_id} label={label or '-'} "
+                f"predicted={result.fine_label} conf={conf:.2f} coarse={result.coarse_label} "
+                f"lossy={lossy_text(result)} latency_ms={latency:.0f}",
+                file=self.console.file,
+                flush=True,
+            )
+            return
+        style = "" if not label else ("green" if result.fine_label == label else "red")
+        table = self._row_table(header=not self._header_done)
+        self._header_done = True
+        table.add_row(
+            path,
+            result.clip_id,
+            label or "-",
+            f"[{style}]{result.fine_label}[/]" if style else result.fine_label,
+            f"{conf:.2f}",
+            result.coarse_label,
+            lossy_text(result),
+            f"{latency:.0f}",
+        )
+        self.console.print(table)
+
+    def event(self, path: str, message: str) -> None:
+        """Reconnects and the like: stderr, so stdout stays results only."""
+        where = "" if path == "*" else f"{path}: "
+        if self.rich:
+            self._err.print(f"[yellow]asc-edge: {where}{message}[/]")
+        else:
+            print(f"asc-edge: {where}{message}", file=sys.stderr, flush=True)
+
+    def totals(self, totals: Mapping[str, PathTotals]) -> None:
+        """The per-path table: clips, accuracy, achieved kbps on the wire and of the codec."""
+        if not self.rich:
+            for t in totals.values():
+                acc = f"{t.accuracy:.3f}" if t.accuracy is not None else "-"
+                print(
+                    f"totals path={t.codec_path} clips={t.clips} windows={t.results} "
+                    f"accuracy={acc} audio_s={t.audio_seconds:.1f} wire_kbps={t.wire_kbps:.1f} "
+                    f"payload_kbps={t.payload_kbps:.1f} wire_ratio={t.wire_ratio:.3f} "
+                    f"reconnects={t.reconnects} resent={t.resent_clips}",
+                    file=self.console.file,
+                    flush=True,
+                )
+            return
+        table = Table(title="totals per codec path", header_style="bold")
+        for name in ("codec path", "clips", "accuracy", "audio s", "wire kbps", "payload kbps"):
+            table.add_column(name, justify="left" if name == "codec path" else "right")
+        table.add_column("wire/payload", justify="right")
+        table.add_column("reconnects", justify="right")
+        for t in totals.values():
+            table.add_row(
+                t.codec_path,
+                str(t.clips),
+                f"{t.accuracy:.3f} ({t.correct}/{t.labelled})" if t.accuracy is not None else "-",
+                f"{t.audio_seconds:.1f}",
+                f"{t.wire_kbps:.1f}",
+                f"{t.payload_kbps:.1f}",
+                f"{t.wire_ratio:.3f}",
+                str(t.reconnects),
+            )
+        self.console.print(table)
+
+    def clip_result(self, codec: str, result: pb.ClipResult) -> None:
+        """``asc-edge classify``: every window, then the summary."""
+        rows = [*result.windows, result.summary]
+        if not self.rich:
+            for r in rows:
+                kind = "summary" if r is result.summary else "window"
+                print(
+                    f"{kind} clip={result.clip_id} start={r.window_start:.2f} "
+                    f"end={r.window_end:.2f} predicted={r.fine_label} conf={confidence(r):.2f} "
+                    f"coarse={r.coarse_label} lossy={lossy_text(r)} codec_path={r.codec_path} "
+                    f"latency_ms={r.server_latency_ms:.0f}",
+                    file=self.console.file,
+                    flush=True,
+                )
+            return
+        table = Table(
+            title=f"{result.clip_id} through {result.summary.codec_path or codec}",
+            header_style="bold",
+        )
+        for name in ("window s", "predicted", "conf", "coarse", "lossy", "codec family"):
+            table.add_column(name, justify="right" if name in ("conf", "lossy") else "left")
+        for r in rows:
+            summary = r is result.summary
+            table.add_row(
+                "[bold]whole clip[/]" if summary else f"{r.window_start:.1f}-{r.window_end:.1f}",
+                f"[bold]{r.fine_label}[/]" if summary else r.fine_label,
+                f"{confidence(r):.2f}",
+                r.coarse_label,
+                lossy_text(r),
+                r.codec_family if r.detector_ran else "-",
+            )
+        self.console.print(table)
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed per line so a reader can follow it live."""
+
+    def __init__(self, target: str) -> None:
+        self.to_stdout = target == "-"
+        self.file: IO[str] = sys.stdout if self.to_stdout else open(target, "w", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.flush()
+
+    def result(self, path: str, result: pb.SceneResult, label: str = "") -> None:
+        self.write(result_record(path, result, label))
+
+    def totals(self, totals: Mapping[str, PathTotals]) -> None:
+        for t in totals.values():
+            self.write({"type": "totals", "path": t.codec_path, **t.as_dict()})
+
+    def clip_result(self, codec: str, result: pb.ClipResult) -> None:
+        for window in result.windows:
+            self.write(result_record(codec, window))
+        self.write(result_record(codec, result.summary))
+
+    def close(self) -> None:
+        if not self.to_stdout:
+            self.file.close()
