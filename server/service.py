@@ -33,6 +33,7 @@ from asc.codecs.registry import CODECS, unavailable_reason
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
+from server.access import AccessControl
 from server.batcher import BatcherClosed, DynamicBatcher
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
 from server.metrics import ServerMetrics
@@ -74,10 +75,12 @@ class SceneService(pbg.SceneClassifierServicer):
         max_streams: int = 0,
         decode_workers: int = 4,
         limits: Limits | None = None,
+        access: AccessControl | None = None,
     ):
         self.models, self.metrics = models, metrics
         self.max_streams = max_streams
         self.limits = limits or Limits()
+        self.access = access or AccessControl()
         self.decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         # One inference thread: forward passes never contend with each other for cores or GPU.
         self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
@@ -202,6 +205,10 @@ class SceneService(pbg.SceneClassifierServicer):
     ) -> AsyncIterator[pb.SceneResult]:
         if self.draining.is_set():
             await self._reject(context, grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        try:
+            identity = self.access.authenticate(context)
+        except StreamError as e:
+            await self._reject(context, e.code, e.message)
         if self.max_streams and self.active >= self.max_streams:
             await self._reject(
                 context,
@@ -214,7 +221,7 @@ class SceneService(pbg.SceneClassifierServicer):
         # Bounded: when the client stops reading, the reader stops too and HTTP/2 flow control
         # pushes back on the device instead of the server buffering without limit.
         results: asyncio.Queue = asyncio.Queue(maxsize=256)
-        reader = asyncio.create_task(self._read(request_iterator, results))
+        reader = asyncio.create_task(self._read(request_iterator, results, identity))
         status = "ok"
         try:
             while True:
@@ -257,10 +264,15 @@ class SceneService(pbg.SceneClassifierServicer):
             if isinstance(item, asyncio.Future):
                 item.cancel()
 
-    async def _read(self, requests: AsyncIterator[pb.StreamRequest], results: asyncio.Queue):
+    async def _read(
+        self,
+        requests: AsyncIterator[pb.StreamRequest],
+        results: asyncio.Queue,
+        identity: str | None,
+    ) -> None:
         """Validate and decode packets in order; queue an awaitable per result, then an _End."""
         try:
-            await self._read_packets(requests, results)
+            await self._read_packets(requests, results, identity)
             await results.put(_End())
         except StreamError as e:
             await results.put(_End(e))
@@ -286,8 +298,11 @@ class SceneService(pbg.SceneClassifierServicer):
         return None
 
     async def _read_packets(
-        self, requests: AsyncIterator[pb.StreamRequest], results: asyncio.Queue
-    ):
+        self,
+        requests: AsyncIterator[pb.StreamRequest],
+        results: asyncio.Queue,
+        identity: str | None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         first = await self._next(requests)
         if first is None:
@@ -297,6 +312,7 @@ class SceneService(pbg.SceneClassifierServicer):
         if first.WhichOneof("kind") != "config":
             raise StreamError(INVALID, "the first message of a stream must be a StreamConfig")
         settings = validate_config(first.config)
+        self.access.authorize(identity, settings.device_id)
         path = settings.codec
         log.info(
             "stream from %s: %s at %d Hz, %d ch",
@@ -321,6 +337,7 @@ class SceneService(pbg.SceneClassifierServicer):
             expected_sequence = packet.sequence + 1
             if not packet.clip_id:
                 raise StreamError(INVALID, f"packet {packet.sequence} has no clip_id")
+            self.access.admit(settings.device_id, len(packet.payload))
             self.metrics.packets.labels(path).inc()
             self.metrics.bytes.labels(path).inc(len(packet.payload))
             if packet.clip_id in replaying:
@@ -418,6 +435,8 @@ class SceneService(pbg.SceneClassifierServicer):
         self, request: pb.ClipRequest, context: grpc.aio.ServicerContext
     ) -> pb.ClipResult:
         try:
+            identity = self.access.authenticate(context)
+            self.access.admit(identity or "", len(request.data))
             return await self._classify_clip(request)
         except StreamError as e:
             self.metrics.rejected.labels(e.code.name).inc()
@@ -472,6 +491,10 @@ class SceneService(pbg.SceneClassifierServicer):
     async def GetInfo(
         self, request: pb.InfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.InfoResponse:
+        try:
+            self.access.authenticate(context)
+        except StreamError as e:
+            await self._reject(context, e.code, e.message)
         response = pb.InfoResponse(server_version=SERVER_VERSION)
         for name, info in CODECS.items():
             why = unavailable_reason(name)
