@@ -25,12 +25,12 @@ from edge.sources import Labels, file_clips, find_audio_files
 
 REPO = Path(__file__).resolve().parent.parent
 PATHS = ["pcm16", "opus:32k", "mp3:64k", "aac:32k", "he-aac:16k", "sbc:64k"]
-console = Console(width=max(170, Console().width))
+console = Console() if Console().is_terminal else Console(width=200)
 
 
 def start_server() -> tuple[subprocess.Popen, dict]:
     cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--metrics-port", "0"]  # fmt: skip
+           "--metrics-port", "0", "--log-level", "WARNING"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if line.startswith("{"):
@@ -71,8 +71,9 @@ def main() -> int:
             summaries[(result.clip_id, path)] = result
 
     try:
+        target = f"127.0.0.1:{ready['port']}"
         report = stream_clips(
-            f"127.0.0.1:{ready['port']}", PATHS, clips, detector=True, on_result=on_result
+            target, PATHS, clips, detector=True, device_id="demo", on_result=on_result
         )
         accuracy = scrape_accuracy(ready["metrics_port"])
     finally:
@@ -80,8 +81,8 @@ def main() -> int:
         code = proc.wait(60)
 
     table = Table(title="predicted scene (confidence) per clip and codec path; red: wrong")
-    table.add_column("clip")
-    table.add_column("true label")
+    table.add_column("clip", no_wrap=True)
+    table.add_column("true label", no_wrap=True)
     for path in PATHS:
         table.add_column(path, no_wrap=True)
     for clip in clips:
@@ -111,7 +112,7 @@ def main() -> int:
     )
     console.print(table)
 
-    server_table = Table(title="the server's live accuracy per codec path (from /metrics)")
+    server_table = Table(title="the server's live accuracy per path (its /metrics)")
     for column in ("codec path", "correct", "labelled", "asc_accuracy"):
         server_table.add_column(column, justify="left" if column == "codec path" else "right")
     for path in PATHS:
