@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench models proto clean
+.PHONY: setup demo test test-fast lint bench models proto certs clean
 
 # The Debian check runs every time (it is a few dpkg queries); the venv only when pyproject changes.
 setup:
@@ -29,9 +29,16 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The quick set (under 10 minutes on 2 CPU cores); each benchmark's --help gives its full size.
 bench: setup
-	$(PY) benchmarks/codec_speed.py
-	$(PY) benchmarks/ensemble_speed.py
+	$(PY) -m benchmarks.codec_speed
+	$(PY) -m benchmarks.ensemble_speed
+	$(PY) -m benchmarks.server_throughput --streams 1,8,32 --clips 1
+	$(PY) -m benchmarks.stream_latency --streams 1,8 --clips 2
+	$(PY) -m benchmarks.edge_cost
+	$(PY) -m benchmarks.wire_efficiency
+	$(PY) -m benchmarks.features_speed
+	$(PY) -m benchmarks.coding_pipeline
 
 # Regenerates the gRPC code from proto/scene_classifier.proto (a test checks it is current).
 proto: setup
@@ -41,6 +48,11 @@ proto: setup
 # Rebuilds the shipped checkpoints (uses a GPU when one is present; hours on 2 CPU cores).
 models: setup
 	bash scripts/make-models.sh
+
+# Development CA, server, Envoy and device certificates and device tokens under certs/
+# (README: Security). DEVICES="a b" adds devices; CERTS_GID=N makes keys group-readable.
+certs: setup
+	PY=$(PY) DEVICES="$(DEVICES)" CERTS_GID="$(CERTS_GID)" bash scripts/make-certs.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -4,8 +4,12 @@
 set -euo pipefail
 
 # prometheus: its promtool checks deploy/prometheus/prometheus.yml in the tests.
+# ffmpeg: the command-line coder benchmarks/coding_pipeline.py compares the engine with.
+# openssl: `make certs` (scripts/make-certs.sh) makes the development CA and certificates.
 packages=(libopus0 libopusfile0 libvorbis0a libvorbisenc2 libvorbisfile3 libogg0 libflac12 libfdk-aac2
-          prometheus)
+          prometheus ffmpeg openssl)
+# gcc, libc6-dev: libsvm-official (under visqol-python, the reports' quality score) has no wheel.
+packages+=(gcc libc6-dev)
 
 missing=()
 for p in "${packages[@]}"; do

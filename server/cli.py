@@ -109,24 +109,140 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads decoding payloads off the event loop [ASC_DECODE_WORKERS]",
     )
     serve.add_argument("--log-level", default=_env("ASC_LOG_LEVEL", "INFO"), help="[ASC_LOG_LEVEL]")
+    _security_flags(serve)
 
     health = sub.add_parser(
         "health", help="exit 0 when a server's gRPC health service says SERVING, else 1"
     )
     health.add_argument("--server", default=_env("ASC_SERVER", "localhost:50051"))
     health.add_argument("--timeout", type=float, default=3.0)
+    _client_flags(health)
     info = sub.add_parser("info", help="print a server's codecs, models and versions as JSON")
     info.add_argument("--server", default=_env("ASC_SERVER", "localhost:50051"))
     info.add_argument("--timeout", type=float, default=10.0)
+    _client_flags(info)
+
+    add = sub.add_parser(
+        "add-device",
+        help="add a device to a tokens file and print its new bearer token once",
+        description="Append DEVICE_ID and the SHA-256 of a new random token to the tokens file "
+        "(created with mode 0600). The token itself is printed once (or written to --token-out, "
+        "mode 0600) and kept nowhere else. Revoke it by deleting its line; a running server "
+        "reads the file again when it changes.",
+    )
+    add.add_argument("device_id", metavar="DEVICE_ID")
+    add.add_argument(
+        "--tokens", required=True, type=Path, help="the server's tokens file (serve --tokens)"
+    )
+    add.add_argument(
+        "--token-out", type=Path, help="write the token to this new file instead of stdout"
+    )
     return parser
+
+
+def _security_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "security", "TLS, mutual TLS, device tokens and per-device rate limits (README: Security)"
+    )
+    group.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        default=_env("ASC_TLS_CERT", None) or None,
+        help="server certificate chain, PEM [ASC_TLS_CERT]",
+    )
+    group.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        default=_env("ASC_TLS_KEY", None) or None,
+        help="its private key, PEM [ASC_TLS_KEY]",
+    )
+    group.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        default=_env("ASC_TLS_CLIENT_CA", None) or None,
+        help="mutual TLS: require client certificates signed by this CA; a certificate's CN is "
+        "its device id [ASC_TLS_CLIENT_CA]",
+    )
+    group.add_argument(
+        "--trusted-proxies",
+        metavar="CN,...",
+        default=_env("ASC_TRUSTED_PROXIES", ""),
+        help="comma-separated client-certificate CNs of proxies (Envoy) whose "
+        "x-forwarded-client-cert names the device's certificate [ASC_TRUSTED_PROXIES]",
+    )
+    group.add_argument(
+        "--tokens",
+        metavar="FILE",
+        default=_env("ASC_TOKENS", None) or None,
+        help="require 'authorization: Bearer <token>' found in this file of 'DEVICE_ID "
+        "sha256:<hex>' lines (asc-server add-device) [ASC_TOKENS]",
+    )
+    group.add_argument(
+        "--rate-limit-kbps",
+        metavar="KBPS",
+        type=float,
+        default=float(_env("ASC_RATE_LIMIT_KBPS", 0) or 0),
+        help="per device: payload kbit/s; 0 is no limit [ASC_RATE_LIMIT_KBPS]",
+    )
+    group.add_argument(
+        "--rate-limit-packets",
+        metavar="N",
+        type=float,
+        default=float(_env("ASC_RATE_LIMIT_PACKETS", 0) or 0),
+        help="per device: packets (and ClassifyClip calls) per second; 0 is no limit "
+        "[ASC_RATE_LIMIT_PACKETS]",
+    )
+    group.add_argument(
+        "--rate-limit-burst",
+        metavar="SECONDS",
+        type=float,
+        default=float(_env("ASC_RATE_LIMIT_BURST", 10) or 10),
+        help="seconds of either rate a device may send at once [ASC_RATE_LIMIT_BURST]",
+    )
+
+
+def _client_flags(command: argparse.ArgumentParser) -> None:
+    """TLS and token flags of health and info; with ``serve``'s environment (ASC_TLS_CERT and
+    ASC_TLS_KEY) plus ASC_TLS_CA, a container's healthcheck needs no flags of its own."""
+    command.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        default=_env("ASC_TLS_CA", None) or None,
+        help="connect with TLS, trusting this CA [ASC_TLS_CA]",
+    )
+    command.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        default=_env("ASC_TLS_CERT", None) or None,
+        help="client certificate, for mutual TLS [ASC_TLS_CERT]",
+    )
+    command.add_argument(
+        "--tls-key",
+        metavar="PEM",
+        default=_env("ASC_TLS_KEY", None) or None,
+        help="its private key [ASC_TLS_KEY]",
+    )
+    command.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=_env("ASC_TOKEN_FILE", None) or None,
+        help="send the bearer token in this file [ASC_TOKEN_FILE]",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "health":
-        return check_health(args.server, args.timeout)
-    if args.command == "info":
-        return print_info(args.server, args.timeout)
+    if args.command == "add-device":
+        return add_device(args)
+    if args.command in ("health", "info"):
+        try:
+            credentials = client_credentials(args)
+        except StartupError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.command == "health":
+            return check_health(args.server, args.timeout, credentials)
+        return print_info(args.server, args.timeout, credentials)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -141,6 +257,116 @@ def main(argv: list[str] | None = None) -> int:
 
 class StartupError(Exception):
     """Flags, device or checkpoints that keep the server from starting."""
+
+
+def _read(flag: str, path: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise StartupError(f"{flag} {path}: {e.strerror or e}") from e
+    if not data.strip():
+        raise StartupError(f"{flag} {path}: the file is empty")
+    return data
+
+
+def _pem(flag: str, path: str) -> bytes:
+    data = _read(flag, path)
+    if b"-----BEGIN " not in data:
+        raise StartupError(f"{flag} {path}: not a PEM file")
+    return data
+
+
+def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    if not args.tls_cert and not args.tls_key:
+        if args.tls_client_ca:
+            raise StartupError("--tls-client-ca needs the server's own --tls-cert and --tls-key")
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise StartupError("give --tls-cert and --tls-key together")
+    pair = (_pem("--tls-key", args.tls_key), _pem("--tls-cert", args.tls_cert))
+    ca = _pem("--tls-client-ca", args.tls_client_ca) if args.tls_client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=bool(ca))
+
+
+def build_access(args: argparse.Namespace, metrics):
+    """The AccessControl the flags ask for (allow-all without any of them)."""
+    from server.access import AccessControl, DeviceAccess, RateLimiter, TokenFile
+
+    proxies = frozenset(p.strip() for p in args.trusted_proxies.split(",") if p.strip())
+    if proxies and not args.tls_client_ca:
+        raise StartupError(
+            "--trusted-proxies needs --tls-client-ca (proxies are known by certificate)"
+        )
+    for flag in ("rate_limit_kbps", "rate_limit_packets"):
+        if getattr(args, flag) < 0:
+            raise StartupError(f"--{flag.replace('_', '-')} must not be negative")
+    if args.rate_limit_burst <= 0:
+        raise StartupError(f"--rate-limit-burst must be positive, got {args.rate_limit_burst}")
+    tokens = None
+    if args.tokens:
+        try:
+            tokens = TokenFile(args.tokens)
+        except OSError as e:
+            raise StartupError(f"--tokens {args.tokens}: {e.strerror or e}") from e
+        except ValueError as e:
+            raise StartupError(f"--tokens {e}") from e
+        if not (args.tls_cert or args.tls_key):
+            log.warning("--tokens without TLS: tokens cross the network in plaintext")
+    limiter = RateLimiter(args.rate_limit_kbps, args.rate_limit_packets, args.rate_limit_burst)
+    if tokens is None and not args.tls_client_ca and not limiter.enabled:
+        return AccessControl()
+    return DeviceAccess(tokens, bool(args.tls_client_ca), proxies, limiter, metrics)
+
+
+def client_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """TLS (and a token) for health and info; None for plaintext."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        if args.token_file:
+            raise StartupError(
+                "--token-file needs TLS (--tls-ca): a token must not travel in plaintext"
+            )
+        return None
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise StartupError("give --tls-cert and --tls-key together")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_pem("--tls-ca", args.tls_ca) if args.tls_ca else None,
+        private_key=_pem("--tls-key", args.tls_key) if args.tls_key else None,
+        certificate_chain=_pem("--tls-cert", args.tls_cert) if args.tls_cert else None,
+    )
+    if args.token_file:
+        token = _read("--token-file", args.token_file).decode().strip()
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token)
+        )
+    return credentials
+
+
+def add_device(args: argparse.Namespace) -> int:
+    from server import access
+
+    try:
+        access.check_device_id(args.device_id)
+        if args.token_out is not None and args.token_out.exists():
+            raise ValueError(f"--token-out {args.token_out} exists; not overwriting a token")
+        token = access.add_device(args.tokens, args.device_id)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.token_out is None:
+        print(token)
+        print(
+            f"added {args.device_id} to {args.tokens}; the token above is shown only once",
+            file=sys.stderr,
+        )
+        return 0
+    fd = os.open(args.token_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    print(
+        f"added {args.device_id} to {args.tokens}; its token is in {args.token_out}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def load_models(args: argparse.Namespace):
@@ -178,8 +404,10 @@ async def serve(args: argparse.Namespace) -> int:
         raise StartupError(f"--max-batch must be at least 1, got {args.max_batch}")
     if args.max_delay_ms < 0:
         raise StartupError(f"--max-delay-ms must not be negative, got {args.max_delay_ms}")
-    models = load_models(args)
     metrics = ServerMetrics()
+    credentials = server_credentials(args)  # flags and files checked before the slow part
+    access = build_access(args, metrics)
+    models = load_models(args)
     for runner in (models.scene, models.detector):
         if runner is not None:
             metrics.model_info.labels(runner.checkpoint.kind).info(
@@ -204,6 +432,7 @@ async def serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         decode_workers=args.decode_workers,
         limits=Limits(max_clip_seconds=args.max_clip_seconds),
+        access=access,
     )
     pbg.add_SceneClassifierServicer_to_server(service, server)
     health = health_aio.HealthServicer()
@@ -217,8 +446,14 @@ async def serve(args: argparse.Namespace) -> int:
         ],
         server,
     )
+    # The health service (and reflection) share the port and its TLS or mutual TLS, but need no
+    # token: a healthcheck names no device. Everything of SceneClassifier passes `access`.
+    address = f"{args.host}:{args.port}"
     try:
-        port = server.add_insecure_port(f"{args.host}:{args.port}")
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as e:
         httpd.shutdown()
         raise StartupError(f"--port {args.port}: cannot listen on {args.host}: {e}") from e
@@ -233,6 +468,9 @@ async def serve(args: argparse.Namespace) -> int:
         "device": str(models.scene.device),
         "ensemble": models.scene.model_id,
         "detector": models.detector.model_id if models.detector else None,
+        "tls": credentials is not None,
+        "client_certificates": bool(args.tls_client_ca),
+        "tokens": bool(args.tokens),
     }
     print(json.dumps(ready), flush=True)  # tests and scripts read the ports from this line
     log.info("serving on %s:%d, metrics on :%d", args.host, port, httpd.server_port)
@@ -256,10 +494,18 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_health(target: str, timeout: float) -> int:
+def _channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    if credentials is None:
+        return grpc.insecure_channel(target)
+    return grpc.secure_channel(target, credentials)
+
+
+def check_health(
+    target: str, timeout: float, credentials: grpc.ChannelCredentials | None = None
+) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    with _channel(target, credentials) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
@@ -272,11 +518,13 @@ def check_health(target: str, timeout: float) -> int:
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
-def print_info(target: str, timeout: float) -> int:
+def print_info(
+    target: str, timeout: float, credentials: grpc.ChannelCredentials | None = None
+) -> int:
     from proto import scene_classifier_pb2 as pb
     from proto import scene_classifier_pb2_grpc as pbg
 
-    with grpc.insecure_channel(target) as channel:
+    with _channel(target, credentials) as channel:
         try:
             reply = pbg.SceneClassifierStub(channel).GetInfo(pb.InfoRequest(), timeout=timeout)
         except grpc.RpcError as e:

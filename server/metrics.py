@@ -37,6 +37,12 @@ class ServerMetrics:
             ["code"],
             registry=r,
         )
+        self.access_denied = Counter(
+            "asc_access_denied",
+            "Calls refused by access control (credentials, device id, rate), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.clips = Counter("asc_clips", "Clips completed", ["codec_path"], registry=r)
         self.duplicates = Counter(
             "asc_duplicate_clips",

@@ -39,10 +39,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_CPU = ROOT / "docker-compose.cpu.yml"
+COMPOSE_TLS = ROOT / "docker-compose.tls.yml"
 SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "asc-stream.json"
 PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ENVOY_YAML = ROOT / "deploy" / "envoy" / "envoy.yaml"
+ENVOY_TLS_YAML = ROOT / "deploy" / "envoy" / "envoy-tls.yaml"
 K8S = ROOT / "deploy" / "k8s"
 SERVICES = {"server", "edge-sim", "envoy", "prometheus", "grafana"}
 IMAGE_WORKDIR = "/app"  # WORKDIR of both images: the repository root's stand-in
@@ -133,7 +135,7 @@ def compose_model(*files: Path, env: dict[str, str] | None = None) -> dict:
     return interpolate(model, env or {})
 
 
-VARIANTS = {"gpu": (COMPOSE,), "cpu": (COMPOSE, COMPOSE_CPU)}
+VARIANTS = {"gpu": (COMPOSE,), "cpu": (COMPOSE, COMPOSE_CPU), "tls": (COMPOSE, COMPOSE_TLS)}
 
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
@@ -332,7 +334,8 @@ def test_build_contexts_dockerfiles_and_copied_paths_exist(gpu_model):
 
 def test_secrets_and_local_state_stay_out_of_the_images():
     patterns = dockerignore_patterns(ROOT)
-    for path in (".git", ".venv", "data", ".cache", "secrets", "tls/server.key", "a/b.pem", ".env"):
+    secret = ("secrets", "certs", "tls/server.key", "a/b.pem", ".env")
+    for path in (".git", ".venv", "data", ".cache", *secret):
         assert ignored(path, patterns), f"{path} would be sent to the Docker build"
     for path in ("models/ensemble.safetensors", "samples/meta.csv", "asc/codecs", "proto"):
         assert not ignored(path, patterns), f"{path} is needed in an image"
@@ -506,13 +509,14 @@ def _type_urls(node) -> set[str]:
     return set()
 
 
-def test_envoy_config_is_valid_against_envoys_api():
+@pytest.mark.parametrize("path", [ENVOY_YAML, ENVOY_TLS_YAML], ids=lambda p: p.name)
+def test_envoy_config_is_valid_against_envoys_api(path):
     """Every field, enum and typed config of envoy.yaml, read as Envoy's v3 Bootstrap message."""
     pytest.importorskip("envoy_data_plane", reason="envoy-data-plane (a dev dependency) is absent")
     import importlib
     import warnings
 
-    config = yaml.safe_load(ENVOY_YAML.read_text())
+    config = yaml.safe_load(path.read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the library's own import-time deprecation noise
         from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
@@ -526,10 +530,38 @@ def test_envoy_config_is_valid_against_envoys_api():
     deprecated = [str(w.message) for w in caught if "deprecated" in str(w.message)]
     assert not deprecated, f"envoy.yaml uses deprecated fields: {deprecated}"
     assert [c.name for c in bootstrap.static_resources.clusters] == ["asc_server"]
-    typo = yaml.safe_load(ENVOY_YAML.read_text())
+    typo = yaml.safe_load(path.read_text())
     typo["static_resources"]["clusters"][0]["lb_polcy"] = "ROUND_ROBIN"
     with pytest.raises(KeyError, match="lb_polcy"):
         Bootstrap.from_dict(typo)
+
+
+def test_tls_override_mounts_every_credential_it_names():
+    """docker-compose.tls.yml: each /run/secrets path a service's environment or Envoy's TLS
+    config names is a secret of that service, from a file `make certs` writes; the rest of the
+    stack stays envoy.yaml's."""
+    model = compose_model(COMPOSE, COMPOSE_TLS)
+    made = {"ca.crt", "server.crt", "server.key", "envoy.crt", "envoy.key", "tokens.txt"}
+    made |= {f"edge-sim.{ext}" for ext in ("crt", "key", "token")}
+    for name, secret in model["secrets"].items():
+        assert secret["file"] == f"./certs/{name}" and name in made, name
+    envoy_tls = container_path(model, "envoy", "/etc/envoy/envoy.yaml")
+    assert envoy_tls == ENVOY_TLS_YAML
+    for name, service in model["services"].items():
+        named = set(re.findall(r"/run/secrets/([\w.-]+)", json.dumps(service.get("environment"))))
+        if name == "envoy":
+            named |= set(re.findall(r"/run/secrets/([\w.-]+)", ENVOY_TLS_YAML.read_text()))
+        assert named <= set(service.get("secrets", [])), f"{name}: {named}"
+    server_env = model["services"]["server"]["environment"]
+    assert set(server_env) <= server_env_vars() and "ASC_TOKENS" in server_env
+    assert set(model["services"]["edge-sim"]["environment"]) <= edge_env_vars()
+    plain, tls = yaml.safe_load(ENVOY_YAML.read_text()), yaml.safe_load(ENVOY_TLS_YAML.read_text())
+    tls["static_resources"]["clusters"][0].pop("transport_socket")
+    tls["static_resources"]["listeners"][0]["filter_chains"][0].pop("transport_socket")
+    hcm = tls["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    assert hcm["typed_config"].pop("forward_client_cert_details") == "SANITIZE_SET"
+    hcm["typed_config"].pop("set_current_client_cert_details")
+    assert tls == plain
 
 
 def test_grafana_provisions_prometheus_and_the_dashboard(gpu_model):

@@ -62,9 +62,11 @@ def test_an_out_of_range_setting_gets_the_engines_message(capsys, wav):
     assert "mp3:1k: bitrate 1k is out of range for mp3" in one_error_line(capsys)
 
 
-def test_auto_is_not_a_codec(capsys, wav):
-    assert main(["stream", "--server", "127.0.0.1:1", "--codec", "auto", str(wav)]) == 2
-    assert "unknown codec 'auto'" in one_error_line(capsys)
+def test_auto_without_a_table_names_the_missing_file(capsys, wav, tmp_path):
+    missing = tmp_path / "results.json"
+    args = ["stream", "--server", "127.0.0.1:1", "--codec", "auto", "--table", str(missing)]
+    assert main([*args, str(wav)]) == 2
+    assert f"--codec auto: {missing}: no such results table" in one_error_line(capsys)
 
 
 def test_missing_file_is_one_line(capsys, tmp_path):

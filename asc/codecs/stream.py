@@ -24,6 +24,10 @@ from asc.codecs.spec import CodecSpec
 
 HEADER, PACKET, END = b"H", b"P", b"E"
 MAX_FRAME_BYTES = 1 << 20  # no codec packet comes near this; a larger length means corruption
+# A codec may end a few samples short of the end frame's count (SBC: 169); the gap is padded with
+# silence up to one second, beyond which the end frame lies (and padding it would let 6 bytes
+# claim gigabytes of audio).
+MAX_END_PAD_SECONDS = 1.0
 
 
 def varint(n: int) -> bytes:
@@ -203,6 +207,11 @@ class StreamDecoder:
         if self.total is None:
             self.truncated = True
         elif self.samples_out < self.total:  # a codec may end a few samples short: pad
+            if self.total - self.samples_out > MAX_END_PAD_SECONDS * self.rate:
+                raise DecodeError(
+                    f"corrupt stream: the end frame claims {self.total} samples but "
+                    f"{self.samples_out} decoded"
+                )
             pad = np.zeros((self.total - self.samples_out, self.channels), np.float32)
             self.samples_out = self.total
             x = np.concatenate([x, pad])
