@@ -1,16 +1,19 @@
 """Encode and decode speed per codec, as multiples of real time on one core, and kbps achieved.
 
-Run: .venv/bin/python benchmarks/codec_speed.py [--seconds 10] [--repeats 3]
+Run: .venv/bin/python -m benchmarks.codec_speed [--seconds 10] [--repeats 3]
 Each path codes the same generated full-band clip (44.1 kHz mono; he-aac-v2 stereo) through the
-engine's StreamEncoder/StreamDecoder, the code the edge and the server run.
+engine's StreamEncoder/StreamDecoder, the code the edge and the server run. ``measure`` is also
+what benchmarks/edge_cost.py times the edge's encoders with.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import time
+from dataclasses import dataclass
 
 from asc.codecs import StreamDecoder, StreamEncoder, parse_spec
 from asc.codecs.registry import REFERENCE_SPECS
@@ -29,44 +32,74 @@ def best_of(repeats: int, work) -> float:
     return min(times)
 
 
+@contextlib.contextmanager
+def one_core():
+    """Pin this process to its first allowed core for the block, then restore the set."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+@dataclass
+class CodecTiming:
+    spec: str
+    channels: int
+    kbps: float  # the codec payload's bitrate
+    encode_x: float  # seconds of audio encoded per second of wall time
+    decode_x: float | None  # None when decoding was not timed
+
+
+def measure(spec: str, seconds: float, repeats: int, decode: bool = True) -> CodecTiming:
+    """Time one path's StreamEncoder (and StreamDecoder) on a generated full-band clip."""
+    channels = 2 if parse_spec(spec).last.name == "he-aac-v2" else 1
+    x = full_band_clip(RATE, seconds, channels, seed=0)
+    encoded: dict[str, bytes | int] = {}
+
+    def run_encode():
+        encoder = StreamEncoder(spec, RATE, channels)
+        encoded["data"] = encoder.encode(x) + encoder.finish()
+        encoded["payload"] = encoder.payload_bytes
+
+    def run_decode():
+        decoder = StreamDecoder(spec, RATE, channels)
+        decoder.feed(encoded["data"])
+        decoder.finish()
+
+    t_encode = best_of(repeats, run_encode)
+    t_decode = None
+    if decode:
+        StreamDecoder(spec, RATE, channels)  # measure the codec delay outside the timing
+        t_decode = best_of(repeats, run_decode)
+    return CodecTiming(
+        spec,
+        channels,
+        kbps=encoded["payload"] * 8 / seconds / 1000,
+        encode_x=seconds / t_encode,
+        decode_x=seconds / t_decode if t_decode else None,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
-    mono = full_band_clip(RATE, args.seconds, 1, seed=0)
-    stereo = full_band_clip(RATE, args.seconds, 2, seed=0)
-
     print(f"# codec speed: {args.seconds:g} s clip at {RATE} Hz, best of {args.repeats}, one core")
     print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}")
     print()
     print("| path | channels | kbps | encode x real time | decode x real time |")
     print("|---|---:|---:|---:|---:|")
-    for spec in SPECS:
-        x = stereo if parse_spec(spec).last.name == "he-aac-v2" else mono
-        channels = x.shape[1]
-        StreamDecoder(spec, RATE, channels)  # measure the codec delay outside the timing
-        encoded: dict[str, bytes | int] = {}
-
-        def run_encode(spec=spec, x=x, channels=channels, encoded=encoded):
-            encoder = StreamEncoder(spec, RATE, channels)
-            encoded["data"] = encoder.encode(x) + encoder.finish()
-            encoded["payload"] = encoder.payload_bytes
-
-        def run_decode(spec=spec, channels=channels, encoded=encoded):
-            decoder = StreamDecoder(spec, RATE, channels)
-            decoder.feed(encoded["data"])
-            decoder.finish()
-
-        t_encode = best_of(args.repeats, run_encode)
-        t_decode = best_of(args.repeats, run_decode)
-        kbps = encoded["payload"] * 8 / args.seconds / 1000
-        print(
-            f"| `{spec}` | {channels} | {kbps:.1f} | {args.seconds / t_encode:.0f} "
-            f"| {args.seconds / t_decode:.0f} |"
-        )
+    with one_core():
+        for spec in SPECS:
+            t = measure(spec, args.seconds, args.repeats)
+            speeds = f"{t.encode_x:.0f} | {t.decode_x:.0f}"
+            print(f"| `{spec}` | {t.channels} | {t.kbps:.1f} | {speeds} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from asc.codecs import (
 )
 from asc.codecs.alignment import find_lag
 from asc.codecs.measure import measure_roundtrip, power_spectrum, snr_db
+from asc.signals import full_band_clip
 from tests.conftest import RATE
 from tests.test_codec_spec import ISSUE_SPECS
 
@@ -173,3 +174,10 @@ def test_bad_audio_input_is_refused(clip):
         roundtrip(np.full((100, 1), np.nan, np.float32), RATE, "mp3:64k")
     with pytest.raises(CodecError, match="floating point"):
         roundtrip(np.zeros((100, 1), np.int16), RATE, "mp3:64k")
+
+
+def test_a_long_clip_in_one_call_codes_through_vorbis():
+    # libvorbis once overflowed its stack on a minute of audio submitted in one call.
+    x = full_band_clip(44100, 60.0, 1, seed=11)
+    y = roundtrip(x, 44100, "vorbis:128k")
+    assert y.shape == x.shape and np.corrcoef(x[:, 0], y[:, 0])[0, 1] > 0.95

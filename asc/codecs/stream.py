@@ -3,13 +3,14 @@
 The byte stream is a sequence of frames, each ``kind (1 byte) + varint length + payload``:
 
 - ``H``: the codec header (FFmpeg extradata; may be empty), always first;
-- ``P``: one codec packet;
+- ``P``: the codec packets one ``encode`` call produced: ``varint count``, then each packet's
+  ``varint length``, then the packets back to back;
 - ``E``: the number of PCM samples the encoder was given, sent before the encoder's final
   packets so the decoder can cut the codec's end padding exactly.
 
-The framing costs 2-3 bytes per packet, and any split of the bytes into transport messages
-decodes the same. The decoder removes the codec delay so its output lines up sample for sample
-with the encoder's input.
+Grouping packets costs about one byte per codec packet (opus:32k sends 50 packets of ~70 bytes
+a second), and any split of the bytes into transport messages decodes the same. The decoder
+removes the codec delay so its output lines up sample for sample with the encoder's input.
 """
 
 from __future__ import annotations
@@ -41,6 +42,44 @@ def varint(n: int) -> bytes:
 
 def frame(kind: bytes, payload: bytes) -> bytes:
     return kind + varint(len(payload)) + payload
+
+
+def pack(packets: list[bytes]) -> bytes:
+    """A P frame's body: the count, each length, then the packets."""
+    return b"".join([varint(len(packets)), *(varint(len(p)) for p in packets), *packets])
+
+
+def unpack(body: bytes) -> list[bytes]:
+    """The packets of a P frame's body; DecodeError when the counts and lengths do not add up."""
+    view = memoryview(body)
+    count, pos = _varint_at(view, 0)
+    lengths = []
+    for _ in range(count):
+        length, pos = _varint_at(view, pos)
+        lengths.append(length)
+    if pos + sum(lengths) != len(body):
+        raise DecodeError(
+            f"corrupt stream: a packet frame of {len(body)} bytes does not hold the "
+            f"{count} packets it lists"
+        )
+    packets = []
+    for length in lengths:
+        packets.append(bytes(view[pos : pos + length]))
+        pos += length
+    return packets
+
+
+def _varint_at(data: memoryview, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data) or shift > 35:
+            raise DecodeError("corrupt stream: bad varint in a packet frame")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos += 1
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
 
 
 def open_encoder(r: Resolved):
@@ -84,7 +123,7 @@ class StreamEncoder:
     def _frames(self, packets: list[bytes]) -> bytes:
         self.packets += len(packets)
         self.payload_bytes += sum(len(p) for p in packets)
-        out = b"".join(frame(PACKET, p) for p in packets)
+        out = frame(PACKET, pack(packets)) if packets else b""
         if not self._started:
             self._started = True
             out = frame(HEADER, self._encoder.header) + out
@@ -183,7 +222,8 @@ class StreamDecoder:
             elif kind == HEADER:
                 raise DecodeError("corrupt stream: a second header frame")
             elif kind == PACKET:
-                parts.append(self._emit(self._decoder.decode(payload)))
+                for packet in unpack(payload):
+                    parts.append(self._emit(self._decoder.decode(packet)))
             else:
                 self.total = _read_varint(payload)
         return np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)

@@ -143,14 +143,19 @@ class VorbisEncoder:
 
     def encode(self, pcm: np.ndarray) -> list[bytes]:
         x = match_channels(pcm, self.channels)
-        if len(x) == 0:
-            return []
-        buffers = self._lib.vorbis_analysis_buffer(ctypes.byref(self._dsp), len(x))
-        for c in range(self.channels):
-            column = np.ascontiguousarray(x[:, c], dtype=np.float32)
-            ctypes.memmove(buffers[c], column.ctypes.data, column.nbytes)
-        self._lib.vorbis_analysis_wrote(ctypes.byref(self._dsp), len(x))
-        return self._drain()
+        out: list[bytes] = []
+        # About a second per call: libvorbis analyses a submitted buffer on the stack and
+        # overflows it on long ones (a 60 s mono clip in one call crashed the process).
+        step = self._info.rate or 44100
+        for start in range(0, len(x), step):
+            block = x[start : start + step]
+            buffers = self._lib.vorbis_analysis_buffer(ctypes.byref(self._dsp), len(block))
+            for c in range(self.channels):
+                column = np.ascontiguousarray(block[:, c], dtype=np.float32)
+                ctypes.memmove(buffers[c], column.ctypes.data, column.nbytes)
+            self._lib.vorbis_analysis_wrote(ctypes.byref(self._dsp), len(block))
+            out += self._drain()
+        return out
 
     def flush(self) -> list[bytes]:
         self._lib.vorbis_analysis_wrote(ctypes.byref(self._dsp), 0)

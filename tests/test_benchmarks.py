@@ -1,0 +1,130 @@
+"""The performance benchmarks run, in their --quick configuration, and print sane tables.
+
+Correctness only: every benchmark runs as ``python -m benchmarks.NAME --quick`` in its own
+process, exits 0 and prints Markdown tables whose figures are positive and finite, with the
+invariants that do not depend on speed (the front ends agree within tolerance, framing only
+adds bytes, the engine's coded copies are as long as their sources, the edge never loads
+torch). No test here compares or bounds a time.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asc.codecs.registry import REFERENCE_SPECS
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_benchmark(name: str, *args: str, timeout: float = 300) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", "--quick", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, f"benchmarks.{name} exited {done.returncode}:\n{done.stderr}"
+    return done.stdout
+
+
+def tables(text: str) -> list[list[dict[str, str]]]:
+    """Every Markdown table in ``text``, as rows keyed by the header's cells."""
+    found: list[list[dict[str, str]]] = []
+    lines = [line.strip() for line in text.splitlines()]
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            header = [c.strip() for c in lines[i].strip("|").split("|")]
+            rows = []
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip() for c in lines[i].strip("|").split("|")]
+                assert len(cells) == len(header), lines[i]
+                rows.append(dict(zip(header, cells, strict=True)))
+                i += 1
+            found.append(rows)
+        else:
+            i += 1
+    return found
+
+
+def number(cell: str) -> float:
+    """A table cell's figure ('12.5', '3.10x', '4.2e-05', '0 / 1656' takes the first)."""
+    return float(cell.split(" / ")[0].split(" ")[0].rstrip("x"))
+
+
+def positive(cell: str) -> float:
+    value = number(cell)
+    assert math.isfinite(value) and value > 0, cell
+    return value
+
+
+def test_edge_cost_table():
+    encode, memory = tables(run_benchmark("edge_cost"))
+    assert [row["path"].strip("`") for row in encode] == list(REFERENCE_SPECS)
+    for row in encode:
+        positive(row["kbps"])
+        positive(row["encode x real time"])
+        assert row["goal"] in ("met", "missed")
+    assert len(memory) == 3  # interpreter, imports, one streaming run
+    for row in memory:
+        positive(row["peak RSS (MB)"])
+        assert row["torch imported or mapped"] == "no"
+    streaming = memory[-1]
+    assert streaming["edge process"].startswith("`asc-edge stream`")
+    assert number(streaming["clips summarised"]) == 4  # 2 files x 2 codec paths
+    # the edge imports more than a bare interpreter and streams on top of that
+    assert number(memory[0]["peak RSS (MB)"]) < number(memory[1]["peak RSS (MB)"])
+
+
+def test_wire_efficiency_table():
+    main, causes = tables(run_benchmark("wire_efficiency"))
+    assert [row["path"].strip("`") for row in main] == ["opus:32k", "mp3:64k", "he-aac:16k"]
+    for row in main:
+        for column in ("payload kbps", "codec packets/s", "messages/s", "mean message (B)"):
+            positive(row[column])
+        framed, wire = number(row["framed / payload"]), number(row["wire / payload"])
+        tcp, ip = number(row["TCP / payload"]), number(row["+ TCP/IP (est.)"])
+        assert 1 < framed < wire < tcp < ip < 2, row  # each layer only adds bytes
+    assert main[0]["goal"].startswith("<= 1.05: ")
+    assert [row["path"] for row in causes] == [row["path"] for row in main]
+    for row in causes:
+        for column in list(row)[1:]:
+            positive(row[column])
+
+
+def test_features_speed_table():
+    pytest.importorskip("librosa", reason="librosa (a dev dependency) is absent")
+    from benchmarks.features_speed import TOLERANCE
+
+    out = run_benchmark("features_speed", "--device", "cpu")
+    (rows,) = tables(out)
+    assert rows[0]["front end"].startswith("librosa")
+    assert number(rows[0]["ratio to librosa"]) == 1.0
+    assert any(row["front end"].startswith("torchaudio") for row in rows)
+    for row in rows:
+        positive(row["clips/s"])
+        positive(row["ratio to librosa"])
+        difference = number(row["max abs difference from librosa"])
+        assert 0 <= difference <= TOLERANCE, row
+    assert "same values within" in out and ": yes," in out
+
+
+def test_coding_pipeline_table():
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is absent (Debian package ffmpeg; `make setup` installs it)")
+    (rows,) = tables(run_benchmark("coding_pipeline"))
+    assert [row["path"].strip("`") for row in rows] == ["mp3:64k", "aac:32k", "opus:32k"]
+    for row in rows:
+        for column in list(row)[1:6]:
+            positive(row[column])
+        engine_off = row["length off by, samples (engine / ffmpeg)"].split(" / ")
+        assert engine_off[0] == "0"  # the engine's copies line up with their sources
+        assert int(engine_off[1]) >= 0
