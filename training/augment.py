@@ -2,13 +2,16 @@
 
 Coding is the slow part of codec augmentation, and the same (clip, codec path) pair is needed
 in every epoch and every experiment, so each coded copy is written once as 16-bit FLAC under a
-key of (audio content, canonical spec, rate, engine version) and reused. Work runs in worker
-processes with a progress bar.
+key of (audio content, canonical spec, rate, engine version) and reused. Beside each copy a small
+JSON file records what the path did to that clip (achieved kbps of the codec payload, SNR,
+bandwidth left), so reports can state measured bitrates without coding anything again. Work
+runs in worker processes with a progress bar.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
@@ -20,7 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from asc.audio import load, save
-from asc.codecs import parse_spec, resolve, roundtrip
+from asc.codecs import CodecError, parse_spec, resolve
+from asc.codecs.measure import measure_roundtrip
 from asc.codecs.spec import split_spec_list
 
 CACHE_VERSION = "1"  # bump when the engine's output for a spec changes
@@ -55,13 +59,37 @@ class Job:
     target: Path
 
 
-def _code_one(job: Job) -> Path:
+def measurement_path(target: Path) -> Path:
+    return target.with_suffix(".json")
+
+
+def _code_one(job: Job, write_audio: bool = True) -> Path:
+    """Code one clip through one path; write the decoded copy and its measurements."""
     x, _ = load(job.source, rate=job.rate, channels=job.channels)
-    y = roundtrip(x, job.rate, job.spec)
-    tmp = job.target.with_name(job.target.stem + f".{os.getpid()}.tmp.flac")
-    save(tmp, np.clip(y, -1.0, 32767 / 32768), job.rate)
-    tmp.replace(job.target)  # atomic: an interrupted run never leaves a half-written copy
+    report = measure_roundtrip(x, job.rate, job.spec)  # the same stream code as ``roundtrip``
+    if len(report.decoded) != len(x):  # the stream carries the length: this is an engine bug
+        raise CodecError(f"{job.spec}: {len(report.decoded)} samples back for {len(x)}")
+    if write_audio:
+        tmp = job.target.with_name(job.target.stem + f".{os.getpid()}.tmp.flac")
+        save(tmp, np.clip(report.decoded, -1.0, 32767 / 32768), job.rate)
+        tmp.replace(job.target)  # atomic: an interrupted run never leaves a half-written copy
+    measured = {
+        "spec": job.spec,
+        "seconds": len(x) / job.rate,
+        "payload_bytes": report.payload_bytes,
+        "kbps": report.kbps,
+        "snr_db": report.snr_db,
+        "bandwidth_hz": report.bandwidth_hz,
+    }
+    side = measurement_path(job.target)
+    tmp = side.with_name(side.stem + f".{os.getpid()}.tmp.json")
+    tmp.write_text(json.dumps(measured))
+    tmp.replace(side)
     return job.target
+
+
+def _measure_one(job: Job) -> Path:
+    return _code_one(job, write_audio=False)
 
 
 class CodedCache:
@@ -92,32 +120,84 @@ class CodedCache:
     ) -> dict[tuple[Path, str], Path]:
         """Make every missing coded copy; returns (source, canonical spec) -> audio path."""
         specs = [canonical(s) for s in specs]
-        for spec in specs:
+        return self.ensure_pairs(
+            [(source, spec) for source in sources for spec in specs], workers, progress
+        )
+
+    def ensure_pairs(
+        self,
+        pairs: Iterable[tuple[Path, str]],
+        workers: int | None = None,
+        progress: bool = True,
+    ) -> dict[tuple[Path, str], Path]:
+        """Like ``ensure`` for chosen (source, spec) pairs, e.g. one codec setting per track."""
+        pairs = [(source, canonical(spec)) for source, spec in pairs]
+        for spec in dict.fromkeys(spec for _, spec in pairs):
             if spec != UNCODED:
                 resolve(spec, self.rate, self.channels)  # fail before any work on a bad spec
         mapping: dict[tuple[Path, str], Path] = {}
         jobs: list[Job] = []
-        for source in sources:
-            for spec in specs:
-                target = self.path_for(source, spec)
-                mapping[(source, spec)] = target
-                if spec != UNCODED and not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    jobs.append(Job(source, spec, self.rate, self.channels, target))
-        if not jobs:
-            return mapping
-        workers = workers or os.cpu_count() or 1
-        bar = tqdm(total=len(jobs), desc="coded copies", unit="clip", disable=not progress)
-        if workers == 1:
-            for job in jobs:
-                _code_one(job)
-                bar.update()
-        else:
-            # fresh interpreters: forking a parent that holds torch's thread pools can hang
-            with ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn")
-            ) as pool:
-                for _ in pool.map(_code_one, jobs, chunksize=4):
-                    bar.update()
-        bar.close()
+        for source, spec in pairs:
+            if (source, spec) in mapping:
+                continue
+            target = self.path_for(source, spec)
+            mapping[(source, spec)] = target
+            if spec != UNCODED and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                jobs.append(Job(source, spec, self.rate, self.channels, target))
+        _run(_code_one, jobs, workers, progress, "coded copies")
         return mapping
+
+    def measurements(
+        self,
+        sources: Iterable[Path],
+        spec: str,
+        workers: int | None = None,
+        progress: bool = True,
+    ) -> list[dict]:
+        """What ``spec`` did to each source (kbps, SNR, bandwidth), measured when coded.
+
+        Copies made before measurements were kept are coded once more to measure them (their
+        audio is left as it is). ``none`` has no measurements: an empty list.
+        """
+        spec = canonical(spec)
+        if spec == UNCODED:
+            return []
+        sources = list(sources)
+        targets = [self.path_for(s, spec) for s in sources]
+        missing = [
+            Job(s, spec, self.rate, self.channels, t)
+            for s, t in zip(sources, targets, strict=True)
+            if not measurement_path(t).exists()
+        ]
+        for job in missing:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+        _run(_measure_one, missing, workers, progress, f"measuring {spec}")
+        return [json.loads(measurement_path(t).read_text()) for t in targets]
+
+    def achieved_kbps(
+        self, sources: Iterable[Path], spec: str, workers: int | None = None, progress: bool = True
+    ) -> float:
+        """Codec payload bitrate of ``spec`` over ``sources``: total bits over total seconds."""
+        measured = self.measurements(sources, spec, workers, progress)
+        if not measured:
+            raise ValueError(f"no coded copies to measure for {spec!r}")
+        bits = sum(8 * m["payload_bytes"] for m in measured)
+        return bits / sum(m["seconds"] for m in measured) / 1000
+
+
+def _run(work, jobs: list[Job], workers: int | None, progress: bool, desc: str) -> None:
+    if not jobs:
+        return
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress)
+    if workers == 1:
+        for job in jobs:
+            work(job)
+            bar.update()
+    else:
+        # fresh interpreters: forking a parent that holds torch's thread pools can hang
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for _ in pool.map(work, jobs, chunksize=4):
+                bar.update()
+    bar.close()

@@ -20,15 +20,18 @@ from tqdm import tqdm
 
 from asc.audio import load
 from asc.checkpoint import Checkpoint, save
-from asc.codecs import CODECS, parse_spec
+from asc.codecs import CODECS, CodecSpec, Stage, parse_spec
+from asc.codecs.spec import format_quantity
 from asc.features import DETECTOR_SPECTROGRAM, FeatureExtractor
 from asc.models.detector import CODEC_FAMILIES, WINDOW_SECONDS, LossyDetector, cut_windows
 from asc.models.scene import count_parameters
 from training.augment import UNCODED, CodedCache, parse_spec_list
-from training.fit_scene import pick_device, provenance_common
+from training.fit_scene import one_cycle, pick_device, provenance_common
 
 # The detection paper's DS1: LAME, libfdk-aac and libvorbis at 128, 256 and 320 kbps.
 DS1_CODECS = tuple(f"{c}:{b}k" for c in ("mp3", "fdk-aac", "vorbis") for b in (128, 256, 320))
+# Its DS2: the same tracks and settings, each with one of these codec cutoff frequencies.
+DS2_CUTOFFS_HZ = (14000, 16000, 18000, 20000)
 AUDIO_SUFFIXES = {".wav", ".flac"}
 
 
@@ -95,6 +98,21 @@ def assign_codecs(tracks: list[Path], codecs: list[str], seed: int) -> dict[Path
     return {t: codecs[int(rng.integers(len(codecs)))] for t in tracks}
 
 
+def assign_cutoffs(tracks: list[Path], cutoffs_hz: list[int], seed: int) -> dict[Path, int]:
+    """DS2: one codec cutoff per track, drawn at random (independently of its codec)."""
+    rng = np.random.default_rng(seed + 2)
+    return {t: int(cutoffs_hz[int(rng.integers(len(cutoffs_hz)))]) for t in tracks}
+
+
+def with_cutoff(spec: str, cutoff_hz: int) -> str:
+    """``mp3:128k`` and 14000 -> ``mp3:128k,cutoff=14k`` (canonical)."""
+    parsed = parse_spec(spec)
+    last = parsed.last
+    params = dict(last.params) | {"cutoff": format_quantity(cutoff_hz)}
+    stage = Stage(last.name, last.bitrate, tuple(sorted(params.items())))
+    return str(CodecSpec((*parsed.stages[:-1], stage)))
+
+
 def load_mono(path: Path, rate: int) -> torch.Tensor:
     return torch.from_numpy(load(path, rate=rate, channels=1)[0][:, 0].copy())
 
@@ -154,12 +172,8 @@ def fit_detector(cfg: DetectorTrainConfig) -> Checkpoint:
     specs = assign_codecs(tracks, codecs, cfg.seed)
     rate = DETECTOR_SPECTROGRAM.sample_rate
     cache = CodedCache(cfg.cache_dir, rate=rate, channels=2)
-    mapping: dict = {}
-    by_spec: dict[str, list[Path]] = {}
-    for track, spec in specs.items():
-        by_spec.setdefault(spec, []).append(track)
-    for spec, group in tqdm(by_spec.items(), desc="codec settings", disable=not cfg.progress):
-        mapping.update(cache.ensure(group, [UNCODED, spec], workers=cfg.workers, progress=False))
+    pairs = [(track, s) for track, spec in specs.items() for s in (UNCODED, spec)]
+    mapping = cache.ensure_pairs(pairs, workers=cfg.workers, progress=cfg.progress)
 
     window = int(WINDOW_SECONDS * rate)
     train = build_examples(splits["train"], specs, mapping, rate)
@@ -167,9 +181,7 @@ def fit_detector(cfg: DetectorTrainConfig) -> Checkpoint:
     extractor = FeatureExtractor(DETECTOR_SPECTROGRAM).to(device)
     model = LossyDetector(mask_prob=cfg.mask_prob, bins=DETECTOR_SPECTROGRAM.bins).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * cfg.steps_per_epoch, pct_start=0.1
-    )
+    scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * cfg.steps_per_epoch)
     history, started = [], time.time()
     for epoch in range(cfg.epochs):
         model.train()

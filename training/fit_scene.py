@@ -163,6 +163,16 @@ def predict(
     return torch.cat(scores)
 
 
+def one_cycle(
+    optimizer: torch.optim.Optimizer, lr: float, total_steps: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """One-cycle schedule, warming up over 10 % of the steps (at least two and a half: with
+    fewer, as in a run of a handful of steps, the scheduler would divide by zero)."""
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=total_steps, pct_start=max(0.1, 2.5 / total_steps)
+    )
+
+
 def write_train_state(path: Path, state: dict) -> None:
     """Atomically, so a crash mid-write leaves the previous epoch's state intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -242,9 +252,7 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     epoch_size = min(cfg.epoch_size or len(x_train), len(x_train))
     steps_per_epoch = max(1, epoch_size // (cfg.batch_size * world))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.1
-    )
+    scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch)
     augment = SpecAugment(cfg.crop_frames, cfg.spec_masks)
     state_path = cfg.out.with_suffix(".train-state.pt")
     start_epoch, history = 0, []

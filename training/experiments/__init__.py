@@ -1,0 +1,1 @@
+"""The two papers' experiments, each a function that trains, evaluates and writes a report."""
