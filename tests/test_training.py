@@ -173,3 +173,25 @@ def test_distributed_training_with_torchrun_on_cpu(tmp_path, toy_scenes):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("wrote") == 1
     assert load_checkpoint(out).metrics["epochs"] == 2
+
+
+def test_band_limit_looks_like_a_codec_lowpass_to_the_model():
+    import torch
+
+    from asc.codecs import roundtrip
+    from asc.features import LOGMEL, FeatureExtractor
+    from asc.signals import full_band_clip
+    from training.fit_scene import limit_band
+
+    clip = full_band_clip(44100, 4.0, 1, seed=5)
+    extractor = FeatureExtractor(LOGMEL)
+    clean = extractor(torch.from_numpy(clip[:, 0])[None])
+    coded = extractor(torch.from_numpy(roundtrip(clip, 44100, "mp3:32k")[:, 0])[None])
+    torch.manual_seed(0)
+    limited = limit_band(clean, 1.0, low=0.69, high=0.69)  # mp3:32k cuts near band 88 of 128
+    cut = int(0.69 * 128) + 1
+    assert torch.all(limited[0, 0, cut:] == limited[0, 0, cut:].min())  # one floor level
+    assert torch.all(limited[0, 1:, cut:] == 0)  # no movement where nothing is left
+    assert abs(limited[0, 0].mean().item()) < 1e-4 and abs(limited[0, 0].std().item() - 1) < 1e-3
+    assert (limited - coded).pow(2).mean() < 0.5 * (clean - coded).pow(2).mean()
+    assert torch.equal(limit_band(clean, 0.0), clean)

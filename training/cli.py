@@ -54,6 +54,7 @@ def cmd_fit_ensemble(args: argparse.Namespace) -> int:
         mixup_alpha=0.0 if args.no_baseline_augment else args.mixup,
         crop_frames=0 if args.no_baseline_augment else args.crop_frames,
         spec_masks=not args.no_baseline_augment,
+        band_limit=args.band_limit,
         cache_dir=Path(args.cache_dir),
         workers=args.workers,
         resume=not args.no_resume,
@@ -273,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--mixup", type=float, default=0.4)
     p.add_argument("--crop-frames", type=int, default=400)
+    p.add_argument(
+        "--band-limit",
+        type=float,
+        default=0.0,
+        help="share of examples whose upper bands are cut at a random 4-16 kHz, as a codec's "
+        "lowpass would (robustness to codecs never trained on); default 0",
+    )
     p.add_argument(
         "--no-baseline-augment",
         action="store_true",
