@@ -101,6 +101,25 @@ def _common_audio(opts: EnvOptions) -> None:
         help="hop between windows (0: equal to the window)",
     )
     opts.add("--detector", env="DETECTOR", action="store_true", help="also run the lossy detector")
+    _credential_options(opts)
+
+
+def _credential_options(opts: EnvOptions) -> None:
+    opts.add("--tls-ca", env="TLS_CA", metavar="PEM", help="connect with TLS, trusting this CA")
+    opts.add("--tls-cert", env="TLS_CERT", metavar="PEM", help="this device's certificate")
+    opts.add("--tls-key", env="TLS_KEY", metavar="PEM", help="its private key")
+    opts.add(
+        "--token-file",
+        env="TOKEN_FILE",
+        metavar="FILE",
+        help="file holding this device's bearer token (needs TLS)",
+    )
+
+
+def _channel_credentials(args: argparse.Namespace):
+    from edge.security import channel_credentials
+
+    return channel_credentials(args.tls_ca, args.tls_cert, args.tls_key, args.token_file)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
@@ -135,7 +154,27 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         action="append",
         metavar="SPEC",
         help="codec path, e.g. opus:32k or sbc:bitpool=53>aac:64k; repeat it or give a comma "
-        "list for several paths at once",
+        "list for several paths at once; 'auto' picks one from a measured results table",
+    )
+    opts.add(
+        "--min-relative-accuracy",
+        env="MIN_RELATIVE_ACCURACY",
+        type=float,
+        default=0.95,
+        help="with --codec auto: the share of the uncoded accuracy a path must keep",
+    )
+    opts.add(
+        "--max-kbps",
+        env="MAX_KBPS",
+        type=float,
+        help="with --codec auto: the most a path may use on the wire",
+    )
+    opts.add(
+        "--table",
+        env="TABLE",
+        metavar="RESULTS_JSON",
+        help="with --codec auto: an asc-train evaluate results.json (default: the one shipped "
+        "for the default model, models/evaluation/results.json)",
     )
     opts.add("--mic", env="MIC", action="store_true", help="record from the microphone")
     opts.add("--device", env="DEVICE", type=input_device, help="input device index or name")
@@ -159,8 +198,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         "--packet-ms",
         env="PACKET_MS",
         type=positive(float),
-        default=200.0,
-        help="audio per packet, ms",
+        default=500.0,
+        help="audio per packet, ms (fewer, larger messages cost less on the wire)",
     )
     opts.add(
         "--max-in-flight",
@@ -177,6 +216,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         help="reconnect attempts in a row before giving up",
     )
     opts.add("--retry-forever", env="RETRY_FOREVER", action="store_true", help="never give up")
+    opts.add(
+        "--spool",
+        env="SPOOL",
+        metavar="DIR",
+        help="store and forward: keep every clip in DIR until each path has its summary, and "
+        "after a crash or restart send those first (off when not given; one DIR per edge)",
+    )
+    opts.add(
+        "--spool-max-mb",
+        env="SPOOL_MAX_MB",
+        type=positive(float),
+        default=512.0,
+        help="size bound of the spool; when full, the oldest clips are evicted (and counted)",
+    )
     stream.set_defaults(run=cmd_stream, parser=stream)
 
     classify = sub.add_parser(
@@ -220,6 +273,14 @@ def error(message: str) -> int:
     return EXIT_ERROR
 
 
+def _open_spool(args: argparse.Namespace):
+    if not args.spool:
+        return None
+    from edge.spool import Spool
+
+    return Spool(args.spool, max_bytes=int(args.spool_max_mb * 2**20)).open()
+
+
 def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from edge.client import EdgeError, EdgeStreamer, canonical_codecs
     from edge.output import ConsoleReport, JsonlWriter
@@ -248,9 +309,24 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     if args.loop and args.mic:
         parser.error("--loop repeats files; the microphone runs until Ctrl-C anyway")
 
-    # Checked before any connection. A future `--codec auto` (a path picked from the measured
-    # network) would be resolved here; until then the engine refuses it as an unknown codec.
-    codecs = canonical_codecs(codecs, args.rate, args.channels)
+    if "auto" in codecs:  # a measured table picks the path; say which and why
+        from edge.codec_choice import DEFAULT_TABLE, CodecChoiceError, choose_codec
+
+        try:
+            choice = choose_codec(
+                args.table or DEFAULT_TABLE,
+                args.min_relative_accuracy,
+                args.max_kbps,
+                args.rate,
+                args.channels,
+            )
+        except CodecChoiceError as e:
+            return error(f"--codec auto: {e}")
+        print(f"codec auto: {choice.reason}", file=sys.stderr)
+        codecs = [choice.spec if c == "auto" else c for c in codecs]
+    codecs = canonical_codecs(codecs, args.rate, args.channels)  # checked before connecting
+    credentials = _channel_credentials(args)  # files checked before any connection
+    spool = _open_spool(args)  # locked before any connection: one edge per spool
     if args.mic:
         clips: Any = MicSource(
             args.rate, args.channels, args.clip_seconds, device=args.device, label=args.label or ""
@@ -275,7 +351,7 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
         clips = looped(one_round) if args.loop else one_round()
 
-    jsonl = JsonlWriter(args.jsonl) if args.jsonl else None
+    jsonl = JsonlWriter(args.jsonl, durable=spool is not None) if args.jsonl else None
     console = ConsoleReport(sys.stderr if jsonl is not None and jsonl.to_stdout else sys.stdout)
 
     def on_result(path: str, result, label: str) -> None:
@@ -299,6 +375,8 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         max_retries=None if args.retry_forever else max(0, args.max_retries),
         on_result=on_result,
         on_event=console.event,
+        credentials=credentials,
+        spool=spool,
     )
     code, failure = 0, None
     # SIGTERM (docker stop, systemd) drains like Ctrl-C: in-flight clips get their summaries.
@@ -322,6 +400,12 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             console.totals(totals)
             if jsonl is not None:
                 jsonl.totals(totals)
+        if spool is not None:
+            stats = spool.stats()
+            console.spool(stats)
+            if jsonl is not None:
+                jsonl.spool(stats)
+            spool.close()
         if jsonl is not None:
             jsonl.close()
     if failure is not None:  # last, after the totals of what did get through
@@ -347,6 +431,7 @@ def cmd_classify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         window_seconds=args.window_seconds,
         hop_seconds=args.hop_seconds,
         timeout=args.timeout,
+        credentials=_channel_credentials(args),
     )
     jsonl = JsonlWriter(args.jsonl) if args.jsonl else None
     ConsoleReport(sys.stderr if jsonl is not None and jsonl.to_stdout else sys.stdout).clip_result(

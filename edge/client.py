@@ -18,6 +18,11 @@ Per path:
 - any other status ends the run with an :class:`EdgeError` carrying the status and the
   server's message.
 
+With a :class:`~edge.spool.Spool` (store and forward), every clip is written to disk before
+it is sent and removed once each path has its summary; a restarted edge sends what the spool
+holds first, skips clips its ledger shows answered, and does not report a window or summary
+that an earlier run reported (see edge.spool for the exact guarantees).
+
 Library use (the demo does this in-process)::
 
     report = stream_clips("localhost:50051", ["pcm16", "opus:32k"], clips, on_result=print)
@@ -36,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
 from asc.codecs.registry import resolve
 from asc.codecs.spec import parse_spec
 from asc.codecs.stream import StreamEncoder
 from edge.sources import AudioClip, SourceError
+from edge.spool import Spool, SpooledClip, SpoolEntry, SpoolError, window_key
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
 
@@ -102,6 +109,9 @@ class PathTotals:
     correct: int = 0  # ... whose summary's fine label equals it
     latency_ms_total: float = 0.0  # server latency summed over window results
     elapsed_seconds: float = 0.0
+    resumed_clips: int = 0  # taken from a spool an earlier run left (sent before new clips)
+    skipped_clips: int = 0  # from the source, but the spool's ledger has their summary already
+    evicted_clips: int = 0  # spooled clips still owed to this path, evicted (spool full)
 
     @property
     def accuracy(self) -> float | None:
@@ -187,11 +197,13 @@ class _PathStream:
 
     # --- feeder side ---------------------------------------------------------------------
 
-    def offer(self, clip: AudioClip) -> bool:
-        """Queue a clip for this path; waits while the path is far enough ahead."""
+    def offer(self, clip: AudioClip, wait: bool = True) -> bool:
+        """Queue a clip for this path; waits (``wait``) while the path is far enough ahead."""
         with self.cond:
-            while len(self.incoming) >= self.owner.max_in_flight and not (
-                self.draining or self.cancelled or self.dead
+            while (
+                wait
+                and len(self.incoming) >= self.owner.max_in_flight
+                and not (self.draining or self.cancelled or self.dead)
             ):
                 self.cond.wait()
             if self.draining or self.cancelled or self.dead:
@@ -199,6 +211,14 @@ class _PathStream:
             self.incoming.append(clip)
             self.cond.notify_all()
             return True
+
+    def swap(self, clip_id: str, ref: SpooledClip) -> None:
+        """A live clip not taken yet is now on disk: queue the spool's copy, free the memory."""
+        with self.cond:
+            for i, clip in enumerate(self.incoming):
+                if clip.clip_id == clip_id and clip.live:
+                    self.incoming[i] = ref
+                    return
 
     def close_input(self, error: BaseException | None) -> None:
         with self.cond:
@@ -256,12 +276,18 @@ class _PathStream:
                         if len(self.pending) < self.owner.max_in_flight:
                             if self.incoming:
                                 clip = self.incoming.popleft()
+                                ref = clip if isinstance(clip, SpooledClip) else None
+                                if ref is not None and (clip := self._from_spool(ref)) is None:
+                                    continue  # evicted before its turn
                                 if clip.clip_id in self.pending:  # results would be ambiguous
                                     raise SourceError(
                                         f"clip id {clip.clip_id!r} is already in flight; "
                                         "clip ids must be unique"
                                     )
                                 entry = self.pending[clip.clip_id] = _Pending(clip)
+                                if ref is not None:  # windows an earlier run reported
+                                    entry.windows_seen |= ref.windows(self.spec)
+                                    self.totals.resumed_clips += int(ref.resumed)
                                 self.cond.notify_all()
                                 break
                             if self.input_done:
@@ -276,6 +302,14 @@ class _PathStream:
                 self.cond.notify_all()
             if call is not None:
                 call.cancel()
+
+    def _from_spool(self, ref: SpooledClip) -> AudioClip | None:
+        """A spooled clip's audio, read back when its turn comes; None when it is gone."""
+        try:
+            return ref.materialize()
+        except SpoolError as e:
+            self.owner.notify(self.spec, f"skipping clip {ref.clip_id}: {e}")
+            return None
 
     def _pace(self, att: _Attempt, due: float) -> None:
         """Wait until ``due`` (monotonic), waking early for a stop or a drain."""
@@ -337,6 +371,8 @@ class _PathStream:
         buffer += encoder.finish()
         if paced:
             self._pace(att, start + clip_samples / o.rate)
+        if clip.live:  # its spool copy is written as its recording ends: not answered before
+            o.wait_spooled(clip.clip_id, lambda: self._stopped(att))
         if self._stopped(att):
             return
         yield packet(final=True)
@@ -346,6 +382,7 @@ class _PathStream:
 
     def _on_result(self, att: _Attempt, result: pb.SceneResult) -> None:
         att.got_result = True
+        key = window_key(result.window_start, result.window_end)
         with self.cond:
             entry = self.pending.get(result.clip_id)
             if entry is None:  # already summarised (a duplicate) or not ours
@@ -354,7 +391,6 @@ class _PathStream:
                 del self.pending[result.clip_id]
                 self.cond.notify_all()
             else:
-                key = (round(result.window_start, 6), round(result.window_end, 6))
                 if key in entry.windows_seen:  # the same window again, after a resend
                     return
                 entry.windows_seen.add(key)
@@ -369,6 +405,12 @@ class _PathStream:
             totals.results += 1
             totals.latency_ms_total += result.server_latency_ms
         self.owner.deliver(self.spec, result, label)
+        spool = self.owner.spool
+        if spool is not None:  # reported first, recorded second (see edge.spool)
+            if result.clip_summary:
+                spool.completed(result.clip_id, self.spec)
+            else:
+                spool.window_reported(result.clip_id, self.spec, key)
 
     # --- the call and its retries ----------------------------------------------------------
 
@@ -487,7 +529,7 @@ class EdgeStreamer:
         hop_seconds: float = 0.0,
         detector: bool = False,
         realtime: bool = False,
-        packet_ms: float = 200.0,
+        packet_ms: float = 500.0,
         max_overhead: float = 0.02,
         max_in_flight: int = 4,
         max_retries: int | None = 10,
@@ -495,6 +537,7 @@ class EdgeStreamer:
         on_event: EventCallback | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        spool: Spool | None = None,
     ) -> None:
         if packet_ms <= 0:
             raise ValueError(f"packet_ms must be positive, got {packet_ms}")
@@ -518,6 +561,10 @@ class EdgeStreamer:
         self.codecs = canonical_codecs(codecs, rate, channels)
         self.clips = clips
         self.paths = [_PathStream(spec, self) for spec in self.codecs]
+        self.spool = spool  # opened by the caller; see edge.spool
+        self._spooling: dict[str, threading.Event] = {}  # live clips being written to it
+        if spool is not None:
+            spool.on_evict = self._evicted
         self._callback_lock = threading.Lock()
         self._state = threading.Condition()
         self._feeder = threading.Thread(target=self._feed, name="asc-edge feeder", daemon=True)
@@ -548,17 +595,55 @@ class EdgeStreamer:
         with self._state:
             self._state.notify_all()
 
+    def _evicted(self, entry: SpoolEntry, owed: list[str]) -> None:
+        for path in self.paths:
+            if path.spec in owed:
+                path.totals.evicted_clips += 1
+
+    def wait_spooled(self, clip_id: str, stopped: Callable[[], bool]) -> None:
+        """Until a live clip's spool copy is written (at once for any other clip)."""
+        event = self._spooling.get(clip_id)
+        while event is not None and not event.wait(0.1) and not stopped():
+            pass
+
     def _feed(self) -> None:
-        """Read the source once and hand every clip to every live path, in order."""
+        """Read the source once and hand every clip to every live path, in order.
+
+        With a spool: first the clips an earlier run left there (oldest first), then each new
+        clip, written to the spool before it is handed over (a live clip as its recording
+        ends; it streams meanwhile) and only to the paths that still owe it.
+        """
         error: BaseException | None = None
         try:
+            if self.spool is not None and not self._feed_backlog():
+                return
             for clip in self.clips:
                 if clip.rate != self.rate or clip.channels != self.channels:
                     raise SourceError(
                         f"clip {clip.clip_id}: {clip.rate} Hz, {clip.channels} channel(s) "
                         f"but the stream is {self.rate} Hz, {self.channels} channel(s)"
                     )
-                taken = [path.offer(clip) for path in self.paths]
+                paths, owed = self.paths, self.codecs
+                live = clip.live and self.spool is not None
+                if self.spool is not None:
+                    owed = self.spool.plan(clip.clip_id, self.codecs)
+                    done = self.spool.summarised(clip.clip_id)
+                    for path in self.paths:
+                        path.totals.skipped_clips += int(path.spec in done)
+                    if not owed:
+                        continue
+                    paths = [path for path in self.paths if path.spec in owed]
+                    if not live:
+                        self.spool.add(clip, _pcm(clip), owed)
+                if live:  # never wait for the network: the spool holds what it cannot take
+                    self._spooling[clip.clip_id] = threading.Event()
+                try:
+                    taken = [path.offer(clip, wait=not live) for path in paths]
+                    if live:
+                        self._spool_live(clip, owed, paths)
+                finally:
+                    if live:
+                        self._spooling.pop(clip.clip_id).set()
                 if not any(taken) or self._stopping:
                     return
         except Exception as e:  # each path raises it after finishing its clips
@@ -566,6 +651,27 @@ class EdgeStreamer:
         finally:
             for path in self.paths:
                 path.close_input(error)
+
+    def _feed_backlog(self) -> bool:
+        """Hand over what an earlier run left in the spool; False when the run is stopping."""
+        backlog = self.spool.backlog(self.codecs, self.rate, self.channels)
+        if backlog:
+            self.notify("*", f"resuming {len(backlog)} clip(s) from the spool first")
+        for entry, owed in backlog:
+            ref = SpooledClip(self.spool, entry, resumed=True)
+            taken = [path.offer(ref, wait=False) for path in self.paths if path.spec in owed]
+            if not any(taken) or self._stopping:
+                return False
+        return True
+
+    def _spool_live(self, clip: AudioClip, owed: list[str], paths: list[_PathStream]) -> None:
+        """Once a live clip's recording ends, write it; paths not at it yet take the copy."""
+        pcm = _pcm(clip)  # waits for the end of the recording
+        entry = self.spool.add(clip, pcm, owed)
+        if entry is not None:
+            ref = SpooledClip(self.spool, entry, resumed=False)
+            for path in paths:
+                path.swap(clip.clip_id, ref)
 
     # --- control ---------------------------------------------------------------------------
 
@@ -636,6 +742,15 @@ class EdgeStreamer:
         return StreamReport(self.totals, self.interrupted)
 
 
+def _pcm(clip: AudioClip) -> np.ndarray:
+    """A clip's whole audio (a live clip's once its recording has ended)."""
+    pcm = getattr(clip, "pcm", None)
+    if pcm is not None:
+        return pcm
+    pieces = list(clip.chunks(1 << 16))
+    return np.concatenate(pieces) if pieces else np.zeros((0, clip.channels), np.float32)
+
+
 def stream_clips(
     target: str, codecs: str | Sequence[str], clips: Iterable[AudioClip], **kwargs: Any
 ) -> StreamReport:
@@ -644,7 +759,8 @@ def stream_clips(
     Keyword arguments are :class:`EdgeStreamer`'s: rate, channels, device_id, window_seconds,
     hop_seconds, detector, realtime, packet_ms, max_overhead, max_in_flight, max_retries
     (None: forever),
-    on_result(path, result, label), on_event(path, message), credentials, options.
+    on_result(path, result, label), on_event(path, message), credentials, options, spool (an
+    opened edge.spool.Spool: store and forward, resume after a restart).
     """
     return EdgeStreamer(target, codecs, clips, **kwargs).run()
 

@@ -2,12 +2,14 @@
 
 On a terminal the rows and the final table are drawn with rich; piped or logged, each clip is
 one plain ``key=value`` line, easy to grep. ``--jsonl`` writes every SceneResult (windows and
-summaries) as one JSON object per line, then one ``{"type": "totals"}`` object per path.
+summaries) as one JSON object per line, then one ``{"type": "totals"}`` object per path (and,
+with a spool, one ``{"type": "spool"}`` object).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge.client import PathTotals
+from edge.spool import SpoolStats
 from proto import scene_classifier_pb2 as pb
 
 COLUMNS = (  # header, width, justify
@@ -123,7 +126,9 @@ class ConsoleReport:
                     f"totals path={t.codec_path} clips={t.clips} windows={t.results} "
                     f"accuracy={acc} audio_s={t.audio_seconds:.1f} wire_kbps={t.wire_kbps:.1f} "
                     f"payload_kbps={t.payload_kbps:.1f} wire_ratio={t.wire_ratio:.3f} "
-                    f"reconnects={t.reconnects} resent={t.resent_clips}",
+                    f"reconnects={t.reconnects} resent={t.resent_clips} "
+                    f"resumed={t.resumed_clips} skipped={t.skipped_clips} "
+                    f"evicted={t.evicted_clips}",
                     file=self.console.file,
                     flush=True,
                 )
@@ -133,7 +138,18 @@ class ConsoleReport:
             table.add_column(name, justify="left" if name == "codec path" else "right")
         table.add_column("wire/payload", justify="right")
         table.add_column("reconnects", justify="right")
+        spooled = any(
+            t.resumed_clips or t.skipped_clips or t.evicted_clips for t in totals.values()
+        )
+        if spooled:
+            for name in ("resumed", "skipped", "evicted"):
+                table.add_column(name, justify="right")
         for t in totals.values():
+            spool_cells = (
+                [str(t.resumed_clips), str(t.skipped_clips), str(t.evicted_clips)]
+                if spooled
+                else []
+            )
             table.add_row(
                 t.codec_path,
                 str(t.clips),
@@ -143,8 +159,23 @@ class ConsoleReport:
                 f"{t.payload_kbps:.1f}",
                 f"{t.wire_ratio:.3f}",
                 str(t.reconnects),
+                *spool_cells,
             )
         self.console.print(table)
+
+    def spool(self, stats: SpoolStats) -> None:
+        """The store-and-forward spool at the end of the run: what it holds, what it lost."""
+        line = (
+            f"spool dir={stats.directory} clips={stats.clips} "
+            f"mb={stats.bytes / 2**20:.1f}/{stats.max_bytes / 2**20:.0f} "
+            f"recovered={stats.recovered} added={stats.added} completed={stats.completed} "
+            f"evicted={stats.evicted_clips} evicted_mb={stats.evicted_bytes / 2**20:.1f} "
+            f"unspooled={stats.unspooled} errors={stats.errors}"
+        )
+        if self.rich:
+            self.console.print(line, markup=False)
+        else:
+            print(line, file=self.console.file, flush=True)
 
     def clip_result(self, codec: str, result: pb.ClipResult) -> None:
         """``asc-edge classify``: every window, then the summary."""
@@ -181,15 +212,31 @@ class ConsoleReport:
 
 
 class JsonlWriter:
-    """One JSON object per line, flushed per line so a reader can follow it live."""
+    """One JSON object per line, flushed per line so a reader can follow it live.
 
-    def __init__(self, target: str) -> None:
+    ``durable`` (with a spool): append to the file rather than replace it, so a restarted edge
+    continues the same record, and fsync each line, so that what the spool records as reported
+    has reached the disk first (edge.spool).
+    """
+
+    def __init__(self, target: str, durable: bool = False) -> None:
         self.to_stdout = target == "-"
-        self.file: IO[str] = sys.stdout if self.to_stdout else open(target, "w", encoding="utf-8")  # noqa: SIM115
+        self.durable = durable and not self.to_stdout
+        if self.to_stdout:
+            self.file: IO[str] = sys.stdout
+        elif self.durable:
+            self.file = open(target, "a", encoding="utf-8")  # noqa: SIM115
+            with open(target, "rb") as f:  # a run killed mid-line must not glue two records
+                if f.seek(0, os.SEEK_END) and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+                    self.file.write("\n")
+        else:
+            self.file = open(target, "w", encoding="utf-8")  # noqa: SIM115
 
     def write(self, record: Mapping[str, Any]) -> None:
         self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.file.flush()
+        if self.durable:
+            os.fsync(self.file.fileno())
 
     def result(self, path: str, result: pb.SceneResult, label: str = "") -> None:
         self.write(result_record(path, result, label))
@@ -197,6 +244,9 @@ class JsonlWriter:
     def totals(self, totals: Mapping[str, PathTotals]) -> None:
         for t in totals.values():
             self.write({"type": "totals", "path": t.codec_path, **t.as_dict()})
+
+    def spool(self, stats: SpoolStats) -> None:
+        self.write({"type": "spool", **stats.as_dict()})
 
     def clip_result(self, codec: str, result: pb.ClipResult) -> None:
         for window in result.windows:

@@ -14,6 +14,7 @@ from asc.codecs.errors import CodecError
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)([kK]?)$")
+MAX_QUANTITY = 10**9  # far above any bitrate, cutoff or setting; keeps every spelling exact
 
 
 def parse_quantity(text: str, what: str) -> int:
@@ -21,15 +22,17 @@ def parse_quantity(text: str, what: str) -> int:
     m = _QUANTITY.match(text.strip())
     if not m:
         raise CodecError(f"{what} {text!r} is not a number like 64k or 14000")
-    value = float(m.group(1)) * (1000 if m.group(2) else 1)
-    return round(value)
+    value = round(float(m.group(1)) * (1000 if m.group(2) else 1))
+    if value > MAX_QUANTITY:
+        raise CodecError(f"{what} {text!r} is out of range (at most {MAX_QUANTITY})")
+    return value
 
 
 def format_quantity(value: int) -> str:
     if value % 1000 == 0:
         return f"{value // 1000}k"
-    if value % 10 == 0 and value >= 1000:
-        return f"{value / 1000:g}k"
+    if value % 10 == 0 and value >= 1000:  # 22050 -> 22.05k, exactly (no exponent, no rounding)
+        return f"{value // 1000}.{value % 1000 // 10:02d}".rstrip("0") + "k"
     return str(value)
 
 
