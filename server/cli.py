@@ -418,9 +418,13 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as e:
         raise StartupError(f"--metrics-port {args.metrics_port}: {e}") from e
     limit = int(args.max_message_mb * 1024 * 1024)
+    # gRPC core refuses anything above its own limit before a handler sees it (no status the
+    # client can read, no metric), so core's ceiling sits above ours and the service answers
+    # messages between the two with RESOURCE_EXHAUSTED and counts them.
+    ceiling = limit + max(limit, 8 << 20)
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_receive_message_length", ceiling),
             ("grpc.max_send_message_length", limit),
         ]
     )
@@ -431,7 +435,7 @@ async def serve(args: argparse.Namespace) -> int:
         max_delay_ms=args.max_delay_ms,
         max_streams=args.max_streams,
         decode_workers=args.decode_workers,
-        limits=Limits(max_clip_seconds=args.max_clip_seconds),
+        limits=Limits(max_clip_seconds=args.max_clip_seconds, max_message_bytes=limit),
         access=access,
     )
     pbg.add_SceneClassifierServicer_to_server(service, server)

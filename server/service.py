@@ -246,7 +246,7 @@ class SceneService(pbg.SceneClassifierServicer):
                     result.server_latency_ms = latency * 1000.0
                     self.metrics.window_latency.labels(result.codec_path).observe(latency)
                 yield result
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):  # GeneratorExit: closed while writing
             status = "cancelled"
             raise
         finally:
@@ -327,6 +327,7 @@ class SceneService(pbg.SceneClassifierServicer):
         while (request := await self._next(requests)) is not None:
             if request.WhichOneof("kind") != "packet":
                 raise StreamError(INVALID, "a second StreamConfig in one stream; open a new stream")
+            self._check_size(request)
             packet = request.packet
             if expected_sequence is not None and packet.sequence != expected_sequence:
                 raise StreamError(
@@ -361,7 +362,10 @@ class SceneService(pbg.SceneClassifierServicer):
                         grpc.StatusCode.RESOURCE_EXHAUSTED,
                         f"more than {self.limits.max_open_clips} clips open at once in one stream",
                     )
-                clip = ClipState(packet.clip_id, settings, self.models.scene.rate, self.limits)
+                try:
+                    clip = ClipState(packet.clip_id, settings, self.models.scene.rate, self.limits)
+                except CodecError as e:  # e.g. a codec that cannot decode at this rate here
+                    raise StreamError(INVALID, f"cannot decode {path} for this stream: {e}") from e
                 clips[packet.clip_id] = clip
             if packet.label and not clip.label:
                 clip.label = packet.label
@@ -390,6 +394,15 @@ class SceneService(pbg.SceneClassifierServicer):
                 grpc.StatusCode.UNAVAILABLE,
                 "server is shutting down: windows accepted so far were answered; reconnect and "
                 "resend unfinished clips",
+            )
+
+    def _check_size(self, message) -> None:
+        size = message.ByteSize()
+        if size > self.limits.max_message_bytes:
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"a message of {size} bytes exceeds this server's limit of "
+                f"{self.limits.max_message_bytes} bytes (--max-message-mb)",
             )
 
     def _completed(self, settings: StreamSettings, clip_id: str) -> list[pb.SceneResult] | None:
@@ -436,6 +449,7 @@ class SceneService(pbg.SceneClassifierServicer):
     ) -> pb.ClipResult:
         try:
             identity = self.access.authenticate(context)
+            self._check_size(request)
             self.access.admit(identity or "", len(request.data))
             return await self._classify_clip(request)
         except StreamError as e:

@@ -38,6 +38,7 @@ class StreamError(Exception):
 class Limits:
     max_clip_seconds: float = 600.0  # a clip that never ends must not grow without bound
     max_open_clips: int = 4  # per stream
+    max_message_bytes: int = 16 << 20  # larger messages end their stream or call
     remembered_clips: int = 10000  # finished clips whose results answer a resend (LRU)
 
 
