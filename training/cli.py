@@ -17,6 +17,13 @@ from training.fit_detector import DS1_CODECS
 def cmd_synth(args: argparse.Namespace) -> int:
     from training.synth import write_scene_corpus
 
+    if args.clips_per_class < 2:
+        print(
+            "asc-train: error: --clips-per-class must be at least 2 (one clip for each side of "
+            "the train/test split)",
+            file=sys.stderr,
+        )
+        return 2
     out = write_scene_corpus(
         Path(args.out),
         args.clips_per_class,
