@@ -23,7 +23,7 @@ if [ "$what" = all ] || [ "$what" = ensemble ]; then
 $train synth --out "$work/scenes" --clips-per-class "$clips" --seed 0
 $train fit-ensemble --data "$work/scenes" --preset compact \
   --augment-codecs "mp3:64k,aac:32k,he-aac:16k,he-aac:32k" --epochs "$epochs" \
-  --epoch-size "$epoch_size" --crop-frames 200 \
+  --epoch-size "$epoch_size" --crop-frames 200 --band-limit 0.5 \
   --device "$device" --cache-dir "$cache" --no-resume --out models/ensemble.safetensors
 $train evaluate --checkpoint models/ensemble.safetensors --data "$work/scenes" \
   --codecs "none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k" \
