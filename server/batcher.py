@@ -54,9 +54,6 @@ class DynamicBatcher(Generic[In, Out]):
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
 
-    async def submit(self, item: In) -> Out:
-        return await self.submit_nowait(item)
-
     def submit_nowait(self, item: In) -> asyncio.Future[Out]:
         """Queue ``item``; the returned future resolves when its batch has run."""
         if self._closed:

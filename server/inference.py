@@ -53,6 +53,11 @@ class DetectorOutput:
     families: np.ndarray  # probabilities over CODEC_FAMILIES
 
 
+# On a CPU, passes larger than this run slower per window (the full-resolution convolutions
+# leave the cache; benchmarks/ensemble_speed.py prints the curve), so a big batch is cut up.
+CPU_PASS = 8
+
+
 class LoadedModel:
     """A checkpoint on a device with its feature extractor and identity."""
 
@@ -70,16 +75,17 @@ class LoadedModel:
     def metadata_json(self) -> str:
         return json.dumps(self.metadata, sort_keys=True)
 
-
-# On a CPU, passes larger than this run slower per window (the full-resolution convolutions
-# leave the cache; benchmarks/ensemble_speed.py prints the curve), so a big batch is cut up.
-CPU_PASS = 8
+    def forward(self, waves: list[np.ndarray]):
+        """(indices, model output) per forward pass; equal lengths batched, CPU passes capped."""
+        max_pass = CPU_PASS if self.device.type == "cpu" else None
+        for indices in _passes(waves, max_pass):
+            batch = torch.from_numpy(np.stack([waves[i] for i in indices])).to(self.device)
+            yield indices, self.model(self.extractor(batch))
 
 
 class SceneRunner(LoadedModel):
     def __init__(self, path: str | Path, device: torch.device):
         super().__init__(path, "scene_ensemble", device)
-        self.max_pass = CPU_PASS if device.type == "cpu" else None
         self.fine_classes: list[str] = list(self.model.fine_classes)
         self.coarse_classes: list[str] = (
             list(self.model.coarse_classes) if self.model.use_coarse else []
@@ -88,9 +94,7 @@ class SceneRunner(LoadedModel):
     @torch.inference_mode()
     def __call__(self, waves: list[np.ndarray]) -> list[SceneOutput]:
         out: list[SceneOutput | None] = [None] * len(waves)
-        for indices in _passes(waves, self.max_pass):
-            batch = torch.from_numpy(np.stack([waves[i] for i in indices])).to(self.device)
-            result = self.model(self.extractor(batch))
+        for indices, result in self.forward(waves):
             scores = result["scores"]
             scores = (scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-12)).float().cpu()
             coarse = result.get("coarse_probs")
@@ -108,7 +112,6 @@ class DetectorRunner(LoadedModel):
 
     def __init__(self, path: str | Path, device: torch.device):
         super().__init__(path, "lossy_detector", device)
-        self.max_pass = CPU_PASS if device.type == "cpu" else None
         self.families: list[str] = list(CODEC_FAMILIES)
         self.piece = int(WINDOW_SECONDS * self.rate)
 
@@ -121,9 +124,7 @@ class DetectorRunner(LoadedModel):
     @torch.inference_mode()
     def __call__(self, pieces: list[np.ndarray]) -> list[DetectorOutput]:
         out: list[DetectorOutput | None] = [None] * len(pieces)
-        for indices in _passes(pieces, self.max_pass):
-            batch = torch.from_numpy(np.stack([pieces[i] for i in indices])).to(self.device)
-            result = self.model(self.extractor(batch))
+        for indices, result in self.forward(pieces):
             lossy = result["lossy_prob"].float().cpu().numpy()
             families = result["family_probs"].float().cpu().numpy()
             for row, i in enumerate(indices):

@@ -508,7 +508,8 @@ class SceneService(pbg.SceneClassifierServicer):
         try:
             self.access.authenticate(context)
         except StreamError as e:
-            await self._reject(context, e.code, e.message)
+            self.metrics.rejected.labels(e.code.name).inc()
+            await context.abort(e.code, e.message)
         response = pb.InfoResponse(server_version=SERVER_VERSION)
         for name, info in CODECS.items():
             why = unavailable_reason(name)
@@ -551,6 +552,7 @@ class SceneService(pbg.SceneClassifierServicer):
         return response
 
     async def _reject(self, context, code: grpc.StatusCode, message: str) -> None:
+        """End a stream before it starts: counted as rejected and as a stream that ended so."""
         self.metrics.rejected.labels(code.name).inc()
         self.metrics.streams.labels(code.name).inc()
         await context.abort(code, message)

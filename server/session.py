@@ -7,7 +7,6 @@ threads; problems surface as ``StreamError`` carrying the status code the stream
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -156,7 +155,3 @@ class ClipState:
     def model_input(self, window: Window) -> np.ndarray:
         """The window at the model's rate (the stream may run at any rate the codec allows)."""
         return np.ascontiguousarray(resample(window.samples, self.settings.rate, self.model_rate))
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -53,6 +53,22 @@ class ServerProcess:
         return self.log.read()
 
 
+def run_stream(target: str, reqs) -> tuple[list, Exception | None]:
+    """All results of one StreamScenes call, and the RpcError it ended with (None: OK)."""
+    import grpc
+
+    from proto import scene_classifier_pb2_grpc as pbg
+
+    with grpc.insecure_channel(target) as channel:
+        results = []
+        try:
+            for result in pbg.SceneClassifierStub(channel).StreamScenes(reqs, timeout=120):
+                results.append(result)
+        except grpc.RpcError as e:
+            return results, e
+    return results, None
+
+
 def start_server(*args: str, port: int = 0, timeout: float = 120.0) -> ServerProcess:
     """Start a server on 127.0.0.1 (CPU, shipped models unless ``args`` say otherwise)."""
     cmd = [

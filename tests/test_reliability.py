@@ -27,7 +27,7 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import ServerProcess, start_server
+from tests.servers import ServerProcess, run_stream, start_server
 
 RATE = 44100
 EDGE = [sys.executable, "-m", "edge.cli"]
@@ -150,17 +150,6 @@ def clip_requests(cfg: pb.StreamConfig, clips: list[tuple[str, float, int]], pau
             )
             yield pb.StreamRequest(packet=packet)
             sequence += 1
-
-
-def run_stream(target: str, reqs) -> tuple[list[pb.SceneResult], grpc.RpcError | None]:
-    with grpc.insecure_channel(target) as channel:
-        results = []
-        try:
-            for result in pbg.SceneClassifierStub(channel).StreamScenes(reqs, timeout=120):
-                results.append(result)
-        except grpc.RpcError as e:
-            return results, e
-    return results, None
 
 
 class Healthy:

@@ -23,7 +23,7 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import start_server
+from tests.servers import run_stream, start_server
 
 RATE = 44100
 CHUNK = RATE // 5
@@ -78,17 +78,6 @@ def requests(config: pb.StreamConfig, items) -> Iterator[pb.StreamRequest]:
 def config(codec: str = "pcm16", **kw) -> pb.StreamConfig:
     values = {"device_id": "test", "codec": codec, "sample_rate": RATE, "channels": 1, **kw}
     return pb.StreamConfig(**values)
-
-
-def run_stream(target: str, reqs) -> tuple[list[pb.SceneResult], grpc.RpcError | None]:
-    with grpc.insecure_channel(target) as channel:
-        results = []
-        try:
-            for result in pbg.SceneClassifierStub(channel).StreamScenes(reqs, timeout=120):
-                results.append(result)
-        except grpc.RpcError as e:
-            return results, e
-    return results, None
 
 
 def summaries(results: list[pb.SceneResult]) -> list[pb.SceneResult]:
