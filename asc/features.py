@@ -1,6 +1,7 @@
 """The one feature function, shared by training and serving.
 
-Two kinds, both from torchaudio on the model's device, batched:
+Two kinds, both from ``torch.stft`` and torchaudio's mel filter bank on the model's device,
+batched:
 
 - ``logmel``: the front end of Hu et al.'s DCASE 2020 system that the ASC paper builds on:
   44.1 kHz, FFT 2048, hop 1024, 128 HTK mel bands over 0-22.05 kHz, log, per-clip scaling, and
@@ -89,31 +90,49 @@ class FeatureExtractor(torch.nn.Module):
         super().__init__()
         config.validate()
         self.config = config
+        window = torch.hann_window(config.n_fft)
+        self.register_buffer("window", window, persistent=False)
         if config.kind == "logmel":
-            self.transform = torchaudio.transforms.MelSpectrogram(
-                sample_rate=config.sample_rate,
-                n_fft=config.n_fft,
-                hop_length=config.hop_length,
-                n_mels=config.n_mels,
+            banks = torchaudio.functional.melscale_fbanks(
+                n_freqs=config.n_fft // 2 + 1,
                 f_min=config.f_min,
                 f_max=config.f_max,
+                n_mels=config.n_mels,
+                sample_rate=config.sample_rate,
                 mel_scale=config.mel_scale,
-                power=2.0,
             )
-        else:
-            self.transform = torchaudio.transforms.Spectrogram(
-                n_fft=config.n_fft, hop_length=config.hop_length, power=1.0
-            )
+            self.register_buffer("mel_banks", banks, persistent=False)  # (freqs, mels)
+
+    def power(self, wave: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, freqs) power spectrum, the STFT of torchaudio's transforms.
+
+        Squared magnitude as re*re + im*im in the STFT's own frames-major layout: on a CPU,
+        ``abs().pow(2)`` over the freqs-major view took as long as the STFT itself
+        (benchmarks/features_speed.py).
+        """
+        config = self.config
+        spec = torch.stft(
+            wave,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        ).transpose(-1, -2)
+        return torch.addcmul(spec.real.square(), spec.imag, spec.imag)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.dim() == 3:  # (batch, channels, samples): mix to mono
             wave = wave.mean(dim=1)
         config = self.config
         with torch.autocast(device_type=wave.device.type, enabled=False):
-            spec = self.transform(wave.float())
-        if config.kind == "spectrogram":
-            return (20 * torch.log10(spec + 1e-7)).unsqueeze(1)
-        x = torch.log(spec + config.log_offset)
+            power = self.power(wave.float())
+            if config.kind == "spectrogram":
+                magnitude = power.sqrt().transpose(-1, -2)
+                return (20 * torch.log10(magnitude + 1e-7)).unsqueeze(1)
+            mel = torch.matmul(power, self.mel_banks).transpose(-1, -2)
+        x = torch.log(mel + config.log_offset)
         if config.per_clip_scaling:  # each clip to zero mean, unit variance
             mean = x.mean(dim=(1, 2), keepdim=True)
             std = x.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)

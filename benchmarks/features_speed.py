@@ -1,4 +1,4 @@
-"""Features: the batched torchaudio log-mel front end against librosa clip by clip, same values.
+"""Features: the project's batched log-mel front end against librosa clip by clip, same values.
 
 Run: .venv/bin/python -m benchmarks.features_speed [--clips 32] [--threads 2] [--device auto]
      [--quick]
@@ -9,8 +9,9 @@ and delta-deltas of width 5) on a batch of ten-second clips, against what one wo
 write: librosa computing the same features one clip at a time (``melspectrogram`` with the same
 settings and reflect padding, ``log``, the clip's mean and unbiased std, ``delta`` with the same
 width and edge-replicating padding, the delta-delta as the delta of the delta). The clips are
-samples/ repeated to fill the batch. Rows: librosa on one thread, torchaudio on one thread,
-on ``--threads`` threads, and on the GPU when there is one (host-to-device copy included);
+samples/ repeated to fill the batch. Rows: librosa on one thread, the project's front end on
+one thread, on ``--threads`` threads, and on the GPU when there is one (host-to-device copy
+included);
 each with clips per second and its ratio to librosa, and the largest absolute difference between
 the two front ends' features, which must stay within the stated tolerance.
 """
@@ -123,9 +124,11 @@ def main() -> None:
             torch.set_num_threads(previous)
 
     rows = [("librosa, clip by clip, 1 thread", t_librosa, reference)]
-    rows.append(("torchaudio, batched, CPU, 1 thread", *torch_cpu(1)))
+    rows.append(("asc.features, batched, CPU, 1 thread", *torch_cpu(1)))
     if args.threads != 1:
-        rows.append((f"torchaudio, batched, CPU, {args.threads} threads", *torch_cpu(args.threads)))
+        rows.append(
+            (f"asc.features, batched, CPU, {args.threads} threads", *torch_cpu(args.threads))
+        )
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     )
@@ -141,7 +144,7 @@ def main() -> None:
         gpu()  # warm-up
         seconds, out = best_of(args.repeats, gpu)
         name = torch.cuda.get_device_name(device)
-        rows.append((f"torchaudio, batched, {name} (copy included)", seconds, out.cpu().numpy()))
+        rows.append((f"asc.features, batched, {name} (copy included)", seconds, out.cpu().numpy()))
 
     print(
         f"# log-mel front end, {args.clips} clips of {args.seconds:g} s at {config.sample_rate} "
