@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench models proto certs clean
+.PHONY: setup demo test test-fast lint bench models reports proto certs clean
 
 # The Debian check runs every time (it is a few dpkg queries); the venv only when pyproject changes.
 setup:
@@ -48,6 +48,11 @@ proto: setup
 # Rebuilds the shipped checkpoints (uses a GPU when one is present; hours on 2 CPU cores).
 models: setup
 	bash scripts/make-models.sh
+
+# Reruns both papers' experiments into reports/ (scripts/make-reports.sh; about two hours on
+# 2 CPU cores at the committed scale).
+reports: setup
+	bash scripts/make-reports.sh
 
 # Development CA, server, Envoy and device certificates and device tokens under certs/
 # (README: Security). DEVICES="a b" adds devices; CERTS_GID=N makes keys group-readable.

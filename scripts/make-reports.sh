@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Reruns both papers' experiments into reports/ at the scale of the committed reports.
+# `make reports` runs this; each report's README repeats the exact command it came from.
+# Usage: scripts/make-reports.sh [all|codec-augmentation|lossy-detection]
+# Environment: PYTHON (default .venv/bin/python), DEVICE (auto), WORK (where the corpora are;
+# scripts/make-models.sh generates them), and the sizes below. On a GPU, raise them: the
+# defaults of `asc-train experiment ...` are the full schedule (30 epochs of every training
+# example; 20 epochs of 100 detector steps).
+set -euo pipefail
+what=${1:-all}
+cd "$(dirname "$0")/.."
+py=${PYTHON:-.venv/bin/python}
+device=${DEVICE:-auto}
+work=${WORK:-data}
+epochs=${EPOCHS:-20}
+epoch_size=${EPOCH_SIZE:-1400}
+det_epochs=${DETECTOR_EPOCHS:-8}
+det_steps=${DETECTOR_STEPS:-100}
+cache=${CACHE:-.cache/coded}
+train="$py -m training.cli"
+
+if [ ! -d "$work/scenes" ] || [ ! -d "$work/lossless" ]; then
+  echo "no corpora under $work/: run scripts/make-models.sh first (or set WORK)" >&2
+  exit 2
+fi
+if [ "$what" = all ] || [ "$what" = codec-augmentation ]; then
+$train experiment codec-augmentation --data "$work/scenes" --out reports/codec-augmentation \
+  --epochs "$epochs" --epoch-size "$epoch_size" --quality-clips 0 --device "$device" \
+  --cache-dir "$cache" --checkpoints .cache/experiments/codec-augmentation-${epochs}x${epoch_size}
+fi
+if [ "$what" = all ] || [ "$what" = lossy-detection ]; then
+$train experiment lossy-detection --data "$work/lossless" --out reports/lossy-detection \
+  --epochs "$det_epochs" --steps-per-epoch "$det_steps" --device "$device"
+fi
