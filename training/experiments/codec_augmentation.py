@@ -313,7 +313,8 @@ def write_codec_augmentation_report(out: Path, results: dict) -> list[Path]:
         f"spectrum masks; {training['epochs']} epochs, batch {training['batch_size']}, "
         f"seed {training['seed']}, on `{training['device']}`. An epoch is "
         + (
-            f"{training['epoch_size']} examples drawn at random"
+            f"{training['epoch_size']} examples drawn at random (every example once where a "
+            "condition has fewer)"
             if training["epoch_size"]
             else "every training example once (more coded copies: more steps, as in the paper)"
         )
