@@ -14,8 +14,8 @@ clips=${CLIPS_PER_CLASS:-100}
 epochs=${EPOCHS:-60}
 epoch_size=${EPOCH_SIZE:-1400}
 tracks=${TRACKS:-200}
-det_epochs=${DETECTOR_EPOCHS:-15}
-det_steps=${DETECTOR_STEPS:-40}
+det_epochs=${DETECTOR_EPOCHS:-8}
+det_steps=${DETECTOR_STEPS:-100}
 cache=${CACHE:-.cache/coded}
 train="$py -m training.cli"
 
@@ -33,7 +33,7 @@ fi
 if [ "$what" = all ] || [ "$what" = detector ]; then
 $train synth-lossless --out "$work/lossless" --tracks "$tracks" --seed 0
 $train fit-detector --data "$work/lossless" --mask-prob 1.0 --epochs "$det_epochs" \
-  --steps-per-epoch "$det_steps" --batch-size 16 \
+  --steps-per-epoch "$det_steps" --batch-size 32 \
   --codecs "mp3:128k,mp3:256k,mp3:320k,fdk-aac:128k,fdk-aac:256k,fdk-aac:320k,vorbis:128k,vorbis:256k,vorbis:320k" \
   --device "$device" --cache-dir "$cache" --out models/detector.safetensors
 $train describe models/detector.safetensors > models/detector.txt
