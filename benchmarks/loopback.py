@@ -76,6 +76,7 @@ async def serving(models: Models, max_batch: int, max_delay_ms: float):
 class StreamStats:
     clips: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, last packet -> result
+    send_lags: list[float] = field(default_factory=list)  # seconds a paced packet went out late
 
 
 async def run_stream(
@@ -87,7 +88,12 @@ async def run_stream(
     stats: StreamStats,
     start_delay: float = 0.0,
 ) -> None:
-    """Send ``clips`` clips; ``packet_seconds`` paces packets at that interval (None: at once)."""
+    """Send ``clips`` clips; ``packet_seconds`` paces packets at that interval (None: at once).
+
+    Paced packets keep to a fixed schedule (packet n at n intervals after the start), so a busy
+    client does not quietly slow to less than real time; how late each one went out is kept in
+    ``stats.send_lags``, which tells a server that falls behind from a client that does.
+    """
     await asyncio.sleep(start_delay)
     last_sent: dict[str, float] = {}
 
@@ -96,12 +102,15 @@ async def run_stream(
             config=pb.StreamConfig(device_id="bench", codec=codec, sample_rate=RATE, channels=1)
         )
         sequence = 0
+        started = time.perf_counter()
         for k in range(clips):
             clip_id = f"c{k}"
             for i, payload in enumerate(payloads):
                 end = i == len(payloads) - 1
                 if packet_seconds is not None:
-                    await asyncio.sleep(packet_seconds)
+                    due = started + (sequence + 1) * packet_seconds
+                    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                    stats.send_lags.append(max(0.0, time.perf_counter() - due))
                 if end:
                     last_sent[clip_id] = time.perf_counter()
                 packet = pb.AudioPacket(

@@ -128,3 +128,17 @@ def test_coding_pipeline_table():
         engine_off = row["length off by, samples (engine / ffmpeg)"].split(" / ")
         assert engine_off[0] == "0"  # the engine's copies line up with their sources
         assert int(engine_off[1]) >= 0
+
+
+def test_stream_capacity_searches_and_reports():
+    out = run_benchmark("stream_capacity", timeout=240)
+    (probes,) = tables(out)
+    assert [int(r["streams"]) for r in probes][:1] == [1]
+    for r in probes:
+        back, sent = (int(x) for x in r["clips back"].split("/"))
+        assert sent == int(r["streams"]) and 0 <= back <= sent
+        assert r["verdict"] in ("sustained", "falls behind", "client-bound")
+        if r["verdict"] == "sustained":
+            assert back == sent and number(r["p99 (ms)"]) <= 1000
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(("sustains ", "at least ")), last

@@ -1,0 +1,157 @@
+"""Stream capacity: how many concurrent 10 s real-time streams one server sustains.
+
+Run: .venv/bin/python -m benchmarks.stream_capacity [--device auto] [--preset compact]
+     [--budget-ms 1000] [--start 8] [--max-streams 4096] [--clips 2] [--codec pcm16]
+     [--quick]
+
+A number of streams is sustained when every clip comes back and the p99 latency from a clip's
+last packet to its result stays within ``--budget-ms`` while each stream sends one 0.2 s packet
+every 0.2 s (staggered starts, as independent devices). The count doubles from ``--start`` until
+a probe fails, then bisects between the last pass and the first failure to within 10 %.
+
+The clients run in this process, on its event loop. Their packets keep to a fixed schedule, and
+how late they go out is measured: when the p99 send lag passes a quarter of the budget, the
+client, not the server, is the limit, the search stops and the figure printed is a lower bound
+(run the server alone and clients elsewhere to go further).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import random
+from dataclasses import dataclass
+
+import torch
+
+from benchmarks.loopback import (
+    StreamStats,
+    encoded_clip,
+    percentile,
+    run_stream,
+    scene_runner,
+    serving,
+)
+from server.inference import pick_device
+from server.service import Models
+
+PACKET_SECONDS = 0.2
+
+
+@dataclass
+class Probe:
+    streams: int
+    clips_back: int
+    clips_sent: int
+    p50_ms: float
+    p99_ms: float
+    send_lag_p99_ms: float
+
+    def sustained(self, budget_ms: float) -> bool:
+        return self.clips_back == self.clips_sent and self.p99_ms <= budget_ms
+
+    def client_bound(self, budget_ms: float) -> bool:
+        return self.send_lag_p99_ms > budget_ms / 4
+
+
+async def probe(
+    models: Models, streams: int, clips: int, codec: str, payloads: list[bytes], max_batch: int
+) -> Probe:
+    rng = random.Random(streams)
+    clip_seconds = PACKET_SECONDS * len(payloads)
+    stats = [StreamStats() for _ in range(streams)]
+    async with serving(models, max_batch=max_batch, max_delay_ms=10.0) as (target, _):
+        await asyncio.gather(
+            *(
+                run_stream(
+                    target, codec, payloads, clips, PACKET_SECONDS, s, rng.uniform(0, clip_seconds)
+                )
+                for s in stats
+            ),
+            return_exceptions=True,  # a stream the server failed counts as clips not back
+        )
+    ms = [1000 * x for s in stats for x in s.latencies]
+    lags = [1000 * x for s in stats for x in s.send_lags]
+    return Probe(
+        streams=streams,
+        clips_back=sum(s.clips for s in stats),
+        clips_sent=streams * clips,
+        p50_ms=percentile(ms, 50),
+        p99_ms=percentile(ms, 99) if ms else float("inf"),
+        send_lag_p99_ms=percentile(lags, 99),
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--preset", default="compact")
+    parser.add_argument("--codec", default="pcm16")
+    parser.add_argument("--clips", type=int, default=2, help="clips per stream in each probe")
+    parser.add_argument("--budget-ms", type=float, default=1000.0, help="p99 latency allowed")
+    parser.add_argument("--start", type=int, default=8)
+    parser.add_argument("--max-streams", type=int, default=4096)
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="1 and 2 streams, 1 clip each")
+    args = parser.parse_args()
+    if args.quick:
+        args.start, args.max_streams, args.clips = 1, 2, 1
+    device = pick_device(args.device)
+    models = Models(scene_runner(args.preset, device), None)
+    payloads = encoded_clip(args.codec, 10.0, PACKET_SECONDS)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
+    print(
+        f"# {args.preset} ensemble on {device} ({name}), {torch.get_num_threads()} torch "
+        f"threads; {args.codec}, 10 s clips at real time, {args.clips} per stream; "
+        f"budget p99 <= {args.budget_ms:.0f} ms"
+    )
+    print("| streams | clips back | p50 (ms) | p99 (ms) | client send lag p99 (ms) | verdict |")
+    print("|---:|---:|---:|---:|---:|---|")
+
+    async def run(n: int) -> Probe:
+        p = await probe(models, n, args.clips, args.codec, payloads, args.max_batch)
+        verdict = (
+            "client-bound"
+            if p.client_bound(args.budget_ms)
+            else "sustained"
+            if p.sustained(args.budget_ms)
+            else "falls behind"
+        )
+        print(
+            f"| {n} | {p.clips_back}/{p.clips_sent} | {p.p50_ms:.0f} | {p.p99_ms:.0f} | "
+            f"{p.send_lag_p99_ms:.0f} | {verdict} |",
+            flush=True,
+        )
+        return p
+
+    best, failed, bound = 0, None, False
+    n = args.start
+    while n <= args.max_streams:  # doubling
+        p = await run(n)
+        if p.client_bound(args.budget_ms):
+            bound = True
+            break
+        if not p.sustained(args.budget_ms):
+            failed = n
+            break
+        best, n = n, n * 2
+    while failed is not None and not bound and failed - best > max(1, best // 10):  # bisection
+        n = (best + failed) // 2
+        p = await run(n)
+        if p.client_bound(args.budget_ms):
+            bound = True
+        elif p.sustained(args.budget_ms):
+            best = n
+        else:
+            failed = n
+    if bound:
+        print(f"\nat least {best} streams: the in-process clients could not keep real time")
+    elif failed is None:
+        print(f"\nat least {best} streams: every probe up to --max-streams was sustained")
+    else:
+        print(f"\nsustains {best} concurrent real-time streams ({failed} fall behind)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
