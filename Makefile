@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench models reports proto certs clean
+.PHONY: setup demo test test-fast lint bench bench-gpu models reports proto certs clean
 
 # The Debian check runs every time (it is a few dpkg queries); the venv only when pyproject changes.
 setup:
@@ -39,6 +39,17 @@ bench: setup
 	$(PY) -m benchmarks.wire_efficiency
 	$(PY) -m benchmarks.features_speed
 	$(PY) -m benchmarks.coding_pipeline
+
+# The GPU set (issue targets for a GPU server): the paper-size and compact ensembles in fp32,
+# bf16 and compiled; the batcher, latency and stream capacity on CUDA; the front end on the GPU.
+bench-gpu: setup
+	$(PY) -m benchmarks.gpu_ensemble --preset paper
+	$(PY) -m benchmarks.gpu_ensemble --preset compact
+	$(PY) -m benchmarks.server_throughput --device cuda --streams 1,8,32,128
+	$(PY) -m benchmarks.stream_latency --device cuda --streams 1,8,64
+	$(PY) -m benchmarks.stream_capacity --device cuda
+	$(PY) -m benchmarks.stream_capacity --device cuda --preset paper
+	$(PY) -m benchmarks.features_speed --device cuda
 
 # Regenerates the gRPC code from proto/scene_classifier.proto (a test checks it is current).
 proto: setup
