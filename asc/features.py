@@ -80,6 +80,10 @@ class FeatureConfig:
 
 
 LOGMEL = FeatureConfig()
+# On a CPU, a few clips at a time keep the STFT and its power spectrum in cache: per clip, 4 at a
+# time ran 1.3x faster than 32 at once (benchmarks/features_speed.py). Every feature is per clip,
+# so the chunks give exactly the batch's features.
+CPU_CHUNK = 4
 DETECTOR_SPECTROGRAM = FeatureConfig(kind="spectrogram", n_fft=2046, hop_length=512, deltas=0)
 
 
@@ -125,6 +129,8 @@ class FeatureExtractor(torch.nn.Module):
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         if wave.dim() == 3:  # (batch, channels, samples): mix to mono
             wave = wave.mean(dim=1)
+        if wave.device.type == "cpu" and wave.shape[0] > CPU_CHUNK:
+            return torch.cat([self.forward(chunk) for chunk in wave.split(CPU_CHUNK)])
         config = self.config
         with torch.autocast(device_type=wave.device.type, enabled=False):
             power = self.power(wave.float())
