@@ -108,7 +108,7 @@ def test_features_speed_table():
     (rows,) = tables(out)
     assert rows[0]["front end"].startswith("librosa")
     assert number(rows[0]["ratio to librosa"]) == 1.0
-    assert any(row["front end"].startswith("torchaudio") for row in rows)
+    assert any(row["front end"].startswith("asc.features") for row in rows)
     for row in rows:
         positive(row["clips/s"])
         positive(row["ratio to librosa"])
