@@ -1,8 +1,8 @@
 """The reports committed under reports/ and models/evaluation: readable by any tool, repeatable.
 
 Every results.json follows the one schema, its recorded command is one ``asc-train`` accepts,
-and the figures its README quotes are the ones in its results.json. scripts/make-reports.sh,
-which reruns them, names missing corpora instead of failing halfway.
+and the figures its README quotes are the ones in its results.json. The scripts that
+rerun them name missing corpora instead of failing halfway.
 """
 
 import json
@@ -19,7 +19,7 @@ from training.report import RESULTS_SCHEMA
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = sorted(
     p.parent
-    for p in [*ROOT.glob("reports/*/results.json"), ROOT / "models/evaluation/results.json"]
+    for p in [*ROOT.glob("reports/**/results.json"), ROOT / "models/evaluation/results.json"]
 )
 
 
@@ -28,7 +28,7 @@ def test_there_are_committed_reports():
     assert {"codec-augmentation", "evaluation"} <= names, names
 
 
-@pytest.mark.parametrize("report", REPORTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("report", REPORTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_report_follows_the_schema_and_its_command_parses(report: Path):
     results = json.loads((report / "results.json").read_text())
     jsonschema.validate(results, RESULTS_SCHEMA)
@@ -44,7 +44,7 @@ def test_report_follows_the_schema_and_its_command_parses(report: Path):
         assert option in readme, f"{report}/README.md does not show {option} of its command"
 
 
-@pytest.mark.parametrize("report", REPORTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("report", REPORTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_readme_quotes_the_results(report: Path):
     results = json.loads((report / "results.json").read_text())
     readme = (report / "README.md").read_text()
@@ -58,13 +58,15 @@ def test_readme_quotes_the_results(report: Path):
         assert f"{p['accuracy']:.3f}" in readme, (p["path"], p["accuracy"])
 
 
-def test_make_reports_names_missing_corpora(tmp_path):
+@pytest.mark.parametrize("script", ["make-reports.sh", "band-limit-sweep.sh"])
+def test_report_scripts_name_missing_corpora(tmp_path, script):
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "make-reports.sh")],
+        ["bash", str(ROOT / "scripts" / script)],
         env={"PATH": "/usr/bin:/bin", "WORK": str(tmp_path / "nothing")},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert "no corpora under" in result.stderr and "make-models.sh" in result.stderr
+    assert f"under {tmp_path / 'nothing'}/" in result.stderr, result.stderr
+    assert "make-models.sh" in result.stderr
