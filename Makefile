@@ -60,8 +60,8 @@ proto: setup
 models: setup
 	bash scripts/make-models.sh
 
-# Reruns both papers' experiments into reports/ (scripts/make-reports.sh; about two hours on
-# 2 CPU cores at the committed scale).
+# Reruns both papers' experiments into reports/ (scripts/make-reports.sh; over an hour of
+# training on 2 CPU cores at the committed scale: train_seconds in each report's results.json).
 reports: setup
 	bash scripts/make-reports.sh
 

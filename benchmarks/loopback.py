@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -135,3 +136,33 @@ async def run_stream(
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def paced_streams(
+    models: Models,
+    streams: int,
+    clips: int,
+    codec: str,
+    payloads: list[bytes],
+    packet_seconds: float,
+    max_batch: int,
+) -> list[StreamStats]:
+    """``streams`` real-time streams against a fresh server, starting at staggered offsets.
+
+    A stream the server ends with an error keeps what it received: its missing clips show in
+    ``StreamStats.clips``.
+    """
+    rng = random.Random(streams)
+    clip_seconds = packet_seconds * len(payloads)
+    stats = [StreamStats() for _ in range(streams)]
+    async with serving(models, max_batch=max_batch, max_delay_ms=10.0) as (target, _):
+        await asyncio.gather(
+            *(
+                run_stream(
+                    target, codec, payloads, clips, packet_seconds, s, rng.uniform(0, clip_seconds)
+                )
+                for s in stats
+            ),
+            return_exceptions=True,
+        )
+    return stats

@@ -20,19 +20,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
-import random
 from dataclasses import dataclass
 
 import torch
 
-from benchmarks.loopback import (
-    StreamStats,
-    encoded_clip,
-    percentile,
-    run_stream,
-    scene_runner,
-    serving,
-)
+from benchmarks.loopback import encoded_clip, paced_streams, percentile, scene_runner
 from server.inference import pick_device
 from server.service import Models
 
@@ -58,19 +50,7 @@ class Probe:
 async def probe(
     models: Models, streams: int, clips: int, codec: str, payloads: list[bytes], max_batch: int
 ) -> Probe:
-    rng = random.Random(streams)
-    clip_seconds = PACKET_SECONDS * len(payloads)
-    stats = [StreamStats() for _ in range(streams)]
-    async with serving(models, max_batch=max_batch, max_delay_ms=10.0) as (target, _):
-        await asyncio.gather(
-            *(
-                run_stream(
-                    target, codec, payloads, clips, PACKET_SECONDS, s, rng.uniform(0, clip_seconds)
-                )
-                for s in stats
-            ),
-            return_exceptions=True,  # a stream the server failed counts as clips not back
-        )
+    stats = await paced_streams(models, streams, clips, codec, payloads, PACKET_SECONDS, max_batch)
     ms = [1000 * x for s in stats for x in s.latencies]
     lags = [1000 * x for s in stats for x in s.send_lags]
     return Probe(

@@ -15,40 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
-import random
 
 import torch
 
-from benchmarks.loopback import (
-    StreamStats,
-    encoded_clip,
-    percentile,
-    run_stream,
-    scene_runner,
-    serving,
-)
+from benchmarks.loopback import encoded_clip, paced_streams, percentile, scene_runner
 from server.inference import pick_device
 from server.service import Models
 
 PACKET_SECONDS = 0.2
-
-
-async def latencies(
-    models: Models, streams: int, clips: int, codec: str, payloads: list[bytes], max_batch: int
-) -> list[float]:
-    rng = random.Random(0)
-    clip_seconds = PACKET_SECONDS * len(payloads)
-    async with serving(models, max_batch=max_batch, max_delay_ms=10.0) as (target, _):
-        stats = [StreamStats() for _ in range(streams)]
-        await asyncio.gather(
-            *(
-                run_stream(
-                    target, codec, payloads, clips, PACKET_SECONDS, s, rng.uniform(0, clip_seconds)
-                )
-                for s in stats
-            )
-        )
-    return [x for s in stats for x in s.latencies]
 
 
 async def main() -> None:
@@ -71,8 +45,12 @@ async def main() -> None:
     print("| streams | windows | p50 (ms) | p99 (ms) | max (ms) |")
     print("|---:|---:|---:|---:|---:|")
     for streams in (int(s) for s in args.streams.split(",")):
-        got = await latencies(models, streams, args.clips, args.codec, payloads, args.max_batch)
-        ms = [1000 * x for x in got]
+        stats = await paced_streams(
+            models, streams, args.clips, args.codec, payloads, PACKET_SECONDS, args.max_batch
+        )
+        if sum(s.clips for s in stats) != streams * args.clips:
+            raise RuntimeError(f"{streams} streams: not every clip came back")
+        ms = [1000 * x for s in stats for x in s.latencies]
         print(
             f"| {streams} | {len(ms)} | {percentile(ms, 50):.1f} | {percentile(ms, 99):.1f} | "
             f"{max(ms):.1f} |",

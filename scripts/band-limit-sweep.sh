@@ -2,23 +2,15 @@
 # How much of the band-limit augmentation to use: the compact FCNN (fine classes only) trained
 # with the shipped ensemble's codec copies and --band-limit P for several P, each evaluated
 # uncoded and on the two hardest paths. Writes reports/band-limit-sweep/pP/ per share.
-# Usage: scripts/band-limit-sweep.sh [P ...]   (default: 0 0.25 0.5)
+# Usage: scripts/band-limit-sweep.sh [P ...]   (default: 0 0.25 0.5 0.75 1, the committed sweep)
 # Environment: PYTHON, DEVICE (auto), WORK (data), EPOCHS (20), EPOCH_SIZE (1400), CACHE.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-py=${PYTHON:-.venv/bin/python}
-device=${DEVICE:-auto}
-work=${WORK:-data}
+source "$(dirname "$0")/common.sh"
 epochs=${EPOCHS:-20}
 epoch_size=${EPOCH_SIZE:-1400}
-cache=${CACHE:-.cache/coded}
-train="$py -m training.cli"
 shares=("$@")
-[ ${#shares[@]} -gt 0 ] || shares=(0 0.25 0.5)
-if [ ! -d "$work/scenes" ]; then
-  echo "no scene corpus under $work/: run scripts/make-models.sh first (or set WORK)" >&2
-  exit 2
-fi
+[ ${#shares[@]} -gt 0 ] || shares=(0 0.25 0.5 0.75 1)
+need_corpus scenes
 for p in "${shares[@]}"; do
   out=reports/band-limit-sweep/p$p
   $train fit-ensemble --data "$work/scenes" --preset compact --architectures fcnn --fine-only \

@@ -6,18 +6,13 @@
 # Environment: PYTHON (default .venv/bin/python), DEVICE (auto), WORK (where corpora go).
 set -euo pipefail
 what=${1:-all}
-cd "$(dirname "$0")/.."
-py=${PYTHON:-.venv/bin/python}
-device=${DEVICE:-auto}
-work=${WORK:-data}
+source "$(dirname "$0")/common.sh"
 clips=${CLIPS_PER_CLASS:-100}
 epochs=${EPOCHS:-60}
 epoch_size=${EPOCH_SIZE:-1400}
 tracks=${TRACKS:-200}
 det_epochs=${DETECTOR_EPOCHS:-8}
 det_steps=${DETECTOR_STEPS:-100}
-cache=${CACHE:-.cache/coded}
-train="$py -m training.cli"
 
 if [ "$what" = all ] || [ "$what" = ensemble ]; then
 $train synth --out "$work/scenes" --clips-per-class "$clips" --seed 0

@@ -8,21 +8,12 @@
 # example; 20 epochs of 100 detector steps).
 set -euo pipefail
 what=${1:-all}
-cd "$(dirname "$0")/.."
-py=${PYTHON:-.venv/bin/python}
-device=${DEVICE:-auto}
-work=${WORK:-data}
+source "$(dirname "$0")/common.sh"
 epochs=${EPOCHS:-20}
 epoch_size=${EPOCH_SIZE:-1400}
 det_epochs=${DETECTOR_EPOCHS:-8}
 det_steps=${DETECTOR_STEPS:-100}
-cache=${CACHE:-.cache/coded}
-train="$py -m training.cli"
-
-if [ ! -d "$work/scenes" ] || [ ! -d "$work/lossless" ]; then
-  echo "no corpora under $work/: run scripts/make-models.sh first (or set WORK)" >&2
-  exit 2
-fi
+need_corpus scenes lossless
 if [ "$what" = all ] || [ "$what" = codec-augmentation ]; then
 $train experiment codec-augmentation --data "$work/scenes" --out reports/codec-augmentation \
   --epochs "$epochs" --epoch-size "$epoch_size" --quality-clips 0 --device "$device" \
