@@ -3,18 +3,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint bench bench-gpu models reports proto certs clean
+.PHONY: setup lock demo test test-fast lint bench bench-gpu models reports proto certs clean
 
-# The Debian check runs every time (it is a few dpkg queries); the venv only when pyproject changes.
+# The Debian check runs every time (it is a few dpkg queries); the venv only when the lock
+# changes. Everything Python comes from requirements/lock.txt (exact pins and hashes, made by
+# `make lock`), so what a registry publishes later cannot change an install.
 setup:
 	bash scripts/setup-system.sh
 	$(MAKE) --no-print-directory $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[edge,server,train,dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements/lock.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolves pyproject.toml into requirements/{lock,server,edge}.txt (scripts/lock.sh, uv).
+lock:
+	test -x $(VENV)/bin/uv || { test -x $(PY) || python3 -m venv $(VENV); \
+		$(PY) -m pip install -q "$$(grep -o 'uv==[0-9.]*' pyproject.toml)"; }
+	bash scripts/lock.sh
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -18,7 +18,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import torch
-import torchaudio
+
+from asc.torchaudio_pair import load_torchaudio
+
+torchaudio = load_torchaudio()
 
 FEATURE_KINDS = ("logmel", "spectrogram")
 

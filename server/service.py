@@ -25,12 +25,12 @@ import av
 import grpc
 import numpy as np
 import torch
-import torchaudio
 
 from asc.codecs.clip import decode
 from asc.codecs.errors import CodecError
 from asc.codecs.registry import CODECS, unavailable_reason
 from asc.codecs.spec import parse_spec
+from asc.torchaudio_pair import load_torchaudio
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
 from server.access import AccessControl
@@ -46,6 +46,8 @@ from server.session import (
     window_and_hop,
 )
 from server.windows import Window, Windower
+
+torchaudio = load_torchaudio()
 
 log = logging.getLogger("asc.server")
 SERVER_VERSION = "0.1.0"

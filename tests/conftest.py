@@ -20,3 +20,14 @@ def stereo_clip() -> np.ndarray:
 def white_noise() -> np.ndarray:
     rng = np.random.default_rng(3)
     return (0.25 * rng.standard_normal((RATE * 4, 1))).clip(-1, 1).astype(np.float32)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A torch/torchaudio pair that cannot load stops the run at once with the fix, instead of
+    surfacing as collection errors in every module that imports the feature code."""
+    from asc.torchaudio_pair import TorchaudioPairError, load_torchaudio
+
+    try:
+        load_torchaudio()
+    except TorchaudioPairError as exc:
+        pytest.exit(str(exc), returncode=2)

@@ -19,15 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torchaudio
 from tqdm import tqdm
 
 from asc.audio import load
 from asc.checkpoint import Checkpoint, save
 from asc.features import LOGMEL, FeatureConfig, FeatureExtractor
 from asc.models.scene import ARCHITECTURES, SceneEnsemble, count_parameters
+from asc.torchaudio_pair import load_torchaudio
 from training.augment import UNCODED, CodedCache, parse_spec_list
 from training.datasets import Clip, SceneDataset, load_dataset
+
+torchaudio = load_torchaudio()
 
 
 @dataclass
