@@ -332,3 +332,81 @@ def test_hand_built_dataset_is_checked(tmp_path: Path) -> None:
         ds.label_index("z")
     with pytest.raises(ValueError, match="unknown split"):
         ds.split("validation")
+
+
+# --- Kitchen20 ----------------------------------------------------------------------------
+
+
+def make_kitchen20_public(root: Path) -> Path:
+    """The public layout: kitchen20.csv, whose own folds split recording 'r1' across two."""
+    rows = []
+    clips = [
+        ("blender", "r1", 0), ("blender", "r1", 1), ("blender", "r2", 0), ("blender", "r3", 2),
+        ("blender", "r4", 3), ("blender", "r5", 4), ("book", "r6", 0), ("book", "r7", 1),
+        ("book", "r8", 2), ("book", "r9", 3), ("book", "r10", 4), ("book", "r10", 4),
+    ]  # fmt: skip
+    for i, (label, recording, fold) in enumerate(clips):
+        name = f"audio/{fold}-{recording}-{'ABCDEF'[i % 6]}-{i}.wav"
+        write_wav(root / name, i)
+        rows.append([str(i), label, str(fold), str(i), name, "A", "0", recording])
+    header = ["", "category", "fold", "orig_idx", "path", "take", "target", "usr_id"]
+    write_tsv(root / "kitchen20.csv", header, rows, sep=",")
+    return root
+
+
+def test_kitchen20_public_layout_splits_by_recording(tmp_path: Path) -> None:
+    root = make_kitchen20_public(tmp_path)
+    seen_test: set[str] = set()
+    for fold in range(1, 6):
+        ds = load_dataset(root, fold=fold)
+        assert ds.name == "kitchen20" and ds.fine_classes == ["blender", "book"]
+        assert ds.coarse_classes == ["machines", "fluids", "handling"]
+        assert ds.coarse_of == [0, 2]
+        train = {c.recording for c in ds.split("train")}
+        test = {c.recording for c in ds.split("test")}
+        assert train and test and not train & test, (fold, train, test)
+        seen_test |= test
+    # Five folds test every recording exactly once, and both clips of r1 and r10 together.
+    assert seen_test == {f"r{i}" for i in range(1, 11)}
+
+
+def test_kitchen20_errors_name_the_problem(tmp_path: Path) -> None:
+    root = make_kitchen20_public(tmp_path)
+    with pytest.raises(DatasetError, match="folds 1 to 5"):
+        load_dataset(root, fold=6)
+    text = (root / "kitchen20.csv").read_text().replace(",book,", ",toaster,", 1)
+    (root / "kitchen20.csv").write_text(text)
+    with pytest.raises(DatasetError, match="unknown class 'toaster' on line"):
+        load_dataset(root)
+    make_kitchen20_public(root)
+    next((root / "audio").glob("*.wav")).unlink()
+    with pytest.raises(DatasetError, match="1 listed audio file"):
+        load_dataset(root)
+
+
+def test_recording_folds_are_stratified_and_stable() -> None:
+    from training.datasets import recording_folds
+
+    clips = [(label, f"{label}-{r}") for label in ("a", "b") for r in range(10) for _ in range(2)]
+    folds = recording_folds(clips, 5)
+    for label in ("a", "b"):
+        per_fold = [sum(1 for lb, r in clips if lb == label and folds[r] == k) for k in range(1, 6)]
+        assert per_fold == [4] * 5
+    assert recording_folds(list(reversed(clips)), 5) == folds
+
+
+def test_the_real_kitchen20_folder_loads_split_by_recording() -> None:
+    from tests.real_data import kitchen20_root
+
+    root = kitchen20_root()
+    tested: list[Path] = []
+    for fold in range(1, 6):
+        ds = load_dataset(root, fold=fold)
+        assert ds.name == "kitchen20" and len(ds.fine_classes) == 20
+        train = {c.recording for c in ds.split("train")}
+        test = ds.split("test")
+        assert not train & {c.recording for c in test}
+        assert 100 <= len(test) <= 140, len(test)  # about a fifth of 595 clips
+        assert len({c.label for c in test}) >= 18
+        tested += [c.path for c in test]
+    assert len(tested) == len(set(tested)) == len(ds.clips) == 595

@@ -1,7 +1,8 @@
 """The real scene datasets a user may have, read into one type the trainer can rely on.
 
-Three layouts are recognised: TAU Urban Acoustic Scenes 2020 Mobile (development set), ESC-50
-and a plain folder per class. Whatever the layout, the trainer sees the same ``SceneDataset``:
+Four layouts are recognised: TAU Urban Acoustic Scenes 2020 Mobile (development set), ESC-50,
+Kitchen20 (its public ``kitchen20.csv``, or a ``meta.csv`` with a ``source_id`` per clip) and a
+plain folder per class. Whatever the layout, the trainer sees the same ``SceneDataset``:
 fine classes, a coarse grouping for the two-stage ensemble, and clips split into train and
 test. Everything a loader cannot make sense of raises ``DatasetError`` with one line naming
 the file and the problem, because a half-read dataset silently trains the wrong model.
@@ -16,7 +17,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from asc.labels import DCASE_CLASSES, DCASE_COARSE, DCASE_COARSE_OF_CLASS
+from asc.labels import (
+    DCASE_CLASSES,
+    DCASE_COARSE,
+    DCASE_COARSE_OF_CLASS,
+    KITCHEN20_COARSE,
+    KITCHEN20_COARSE_OF_CLASS,
+)
 
 SPLITS = ("train", "test")
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac"})
@@ -34,6 +41,7 @@ ESC50_COARSE = [
     "exterior_urban",
 ]
 ESC50_FOLDS = range(1, 6)
+KITCHEN20_FOLDS = range(1, 6)
 
 
 class DatasetError(ValueError):
@@ -46,11 +54,12 @@ class Clip:
     label: str
     split: str  # "train" or "test"
     device: str = ""  # recording device when known (TAU: a, b, c, s1..s6)
+    recording: str = ""  # the recording the clip was cut from, when known (Kitchen20)
 
 
 @dataclass
 class SceneDataset:
-    name: str  # "tau2020mobile" | "esc50" | "folder"
+    name: str  # "tau2020mobile" | "esc50" | "kitchen20" | "folder"
     root: Path
     fine_classes: list[str]
     coarse_classes: list[str]
@@ -116,8 +125,8 @@ class SceneDataset:
 def load_dataset(root: str | Path, fold: int = 1) -> SceneDataset:
     """Detect the layout under ``root`` and load it.
 
-    ``fold`` picks the TAU evaluation-setup fold or the ESC-50 test fold; a folder-per-class
-    dataset has no folds and ignores it.
+    ``fold`` picks the TAU evaluation-setup fold, the ESC-50 test fold or the Kitchen20 test
+    fold (of five, by recording); a folder-per-class dataset has no folds and ignores it.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
@@ -128,6 +137,10 @@ def load_dataset(root: str | Path, fold: int = 1) -> SceneDataset:
         return load_tau(root, fold)
     if (root / "meta" / "esc50.csv").is_file():
         return load_esc50(root, fold)
+    if (root / "kitchen20.csv").is_file():
+        return load_kitchen20(root, fold)
+    if (root / "meta.csv").is_file() and "source_id" in _header(root / "meta.csv", ","):
+        return load_kitchen20(root, fold)
     if (root / "meta.csv").is_file() and "scene_label" in _header(root / "meta.csv", "\t"):
         raise DatasetError(
             f"{root / 'evaluation_setup'}: missing; a TAU dataset needs its evaluation setup"
@@ -230,6 +243,87 @@ def _int(text: str, path: Path, line: int) -> int:
         return int(text)
     except ValueError:
         raise DatasetError(f"{path}: {text!r} on line {line} is not a whole number") from None
+
+
+# --- Kitchen20 -----------------------------------------------------------------------------
+
+
+def load_kitchen20(root: Path, fold: int = 1) -> SceneDataset:
+    """Kitchen20's 20 classes, five folds made by recording, ``fold`` tested.
+
+    Several 5-second clips are cut from one recording (and the public set's own folds split
+    some recordings across folds), so the split is rebuilt from the recording ids: a model is
+    never tested on a recording it heard in training. Two layouts: the public repository's
+    ``kitchen20.csv`` (``path``, ``category``, ``usr_id``) and a ``meta.csv`` of ``filename``,
+    ``label``, ``source_id`` (the Freesound part as converted to FLAC).
+    """
+    if fold not in KITCHEN20_FOLDS:
+        raise DatasetError(f"{root}: invalid fold {fold}; Kitchen20 has folds 1 to 5")
+    public = root / "kitchen20.csv"
+    if public.is_file():
+        rows = _read_csv(public, ",", ("path", "category", "usr_id"))
+        entries = [(r["path"], r["category"], r["usr_id"]) for r in rows]
+        listing = public
+    else:
+        listing = root / "meta.csv"
+        rows = _read_csv(listing, ",", ("filename", "label", "source_id"))
+        entries = [(r["filename"], r["label"], r["source_id"]) for r in rows]
+    if not entries:
+        raise DatasetError(f"{listing}: lists no clips")
+    for line, (name, label, recording) in enumerate(entries, start=2):
+        if label not in KITCHEN20_COARSE_OF_CLASS:
+            raise DatasetError(
+                f"{listing}: unknown class {label!r} on line {line}; "
+                f"known: {', '.join(sorted(KITCHEN20_COARSE_OF_CLASS))}"
+            )
+        if not recording:
+            raise DatasetError(f"{listing}: no recording id on line {line} ({name})")
+    _require_files(root, [name for name, _, _ in entries])
+    fold_of = recording_folds([(label, rec) for _, label, rec in entries], len(KITCHEN20_FOLDS))
+    clips = [
+        Clip(root / name, label, "test" if fold_of[rec] == fold else "train", recording=rec)
+        for name, label, rec in entries
+    ]
+    classes = sorted({label for _, label, _ in entries})
+    return SceneDataset(
+        name="kitchen20",
+        root=root,
+        fine_classes=classes,
+        coarse_classes=list(KITCHEN20_COARSE),
+        coarse_of=[KITCHEN20_COARSE.index(KITCHEN20_COARSE_OF_CLASS[c]) for c in classes],
+        clips=clips,
+    )
+
+
+def recording_folds(clips: Sequence[tuple[str, str]], folds: int) -> dict[str, int]:
+    """Fold (1..folds) of each recording, from (label, recording) pairs, one per clip.
+
+    Grouped and stratified: every clip of a recording lands in one fold, and within each class
+    the recordings go, largest first, to the fold holding the fewest clips of that class so far,
+    so each fold tests every class that has enough recordings. Ties break on a hash of the
+    recording id, so the folds never depend on file order and stay put when clips are added.
+    """
+    sizes: dict[str, dict[str, int]] = {}
+    for label, recording in clips:
+        per_class = sizes.setdefault(label, {})
+        per_class[recording] = per_class.get(recording, 0) + 1
+    fold_of: dict[str, int] = {}
+    for label in sorted(sizes):
+        load = [0] * folds
+        for recording, n in sizes[label].items():
+            if recording in fold_of:  # a recording with clips of an earlier class
+                load[fold_of[recording] - 1] += n
+        pending = sorted(
+            (r for r in sizes[label] if r not in fold_of),
+            key=lambda r: (-sizes[label][r], hashlib.sha1(r.encode()).hexdigest()),
+        )
+        for recording in pending:
+            start = int(hashlib.sha1(recording.encode()).hexdigest()[:8], 16) % folds
+            best = min(range(folds), key=lambda k: (load[(start + k) % folds], k))
+            chosen = (start + best) % folds
+            fold_of[recording] = chosen + 1
+            load[chosen] += sizes[label][recording]
+    return fold_of
 
 
 # --- one folder per class -----------------------------------------------------------------
