@@ -104,7 +104,8 @@ class SceneDataset:
         elsewhere; file sizes make it change when audio is replaced.
         """
         lines = sorted(
-            f"{self._relative(c.path)}\t{c.label}\t{c.split}\t{_size(c.path)}" for c in self.clips
+            f"{self.relative_path(c.path)}\t{c.label}\t{c.split}\t{_size(c.path)}"
+            for c in self.clips
         )
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
@@ -115,7 +116,7 @@ class SceneDataset:
             f"{len(self.coarse_classes)} coarse groups, {counts} clips"
         )
 
-    def _relative(self, path: Path) -> str:
+    def relative_path(self, path: Path) -> str:
         try:
             return path.relative_to(self.root).as_posix()
         except ValueError:

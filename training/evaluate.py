@@ -42,6 +42,9 @@ class PathResult:
     per_class: dict[str, float]
     confusion: list[list[int]]  # rows: true class, columns: predicted
     quality: float | None = None  # mean perceptual quality score, when measured
+    # The predicted class index of each test clip, in the order of the report's test_clips:
+    # what a paired comparison (bootstrap over clips) between paths or models needs.
+    predicted: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Evaluation:
     codec_conditions: list[str] = field(default_factory=list)  # what the model trained on
     quality_metric: dict | None = None
     quality_clips: int = 0
+    test_clips: list[str] = field(default_factory=list)  # relative to the data set's root
+    truth: list[int] = field(default_factory=list)  # class index of each test clip
 
     def accuracy(self, spec: str) -> float:
         return next(p.accuracy for p in self.paths if p.path == spec)
@@ -155,6 +160,7 @@ def score_paths(
                 per_class=per_class,
                 confusion=confusion.tolist(),
                 quality=test_set.quality.get(spec),
+                predicted=predicted.tolist(),
             )
         )
     reference = next((r.accuracy for r in results if r.path == UNCODED), None)
@@ -205,4 +211,11 @@ def evaluate_ensemble(
         codec_conditions=list(ckpt.codec_conditions),
         quality_metric=quality_metric() if test_set.quality else None,
         quality_clips=test_set.quality_clips,
+        test_clips=test_clip_names(test_set),
+        truth=test_set.truth.tolist(),
     )
+
+
+def test_clip_names(test_set: CodedTestSet) -> list[str]:
+    """The test clips as paths relative to the data set, in the order of every ``predicted``."""
+    return [test_set.dataset.relative_path(c.path) for c in test_set.clips]

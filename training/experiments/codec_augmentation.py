@@ -26,7 +26,7 @@ from asc.codecs import parse_spec
 from asc.features import LOGMEL
 from training.augment import UNCODED
 from training.datasets import load_dataset
-from training.evaluate import coded_test_set, score_paths
+from training.evaluate import coded_test_set, score_paths, test_clip_names
 from training.fit_scene import SceneTrainConfig, fit_ensemble, pick_device
 from training.quality import quality_metric
 from training.report import (
@@ -189,6 +189,8 @@ def run_codec_augmentation(cfg: CodecAugmentationConfig) -> dict:
         "data": str(cfg.data),
         "clips": len(test_set.clips),
         "classes": list(dataset.fine_classes),
+        "test_clips": test_clip_names(test_set),
+        "truth": test_set.truth.tolist(),
         "model": {"architecture": "fcnn", "preset": cfg.preset, "coarse": False},
         "training": {
             "epochs": cfg.epochs,

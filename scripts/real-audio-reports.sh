@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The ASC paper's experiments on real recordings (Kitchen20), fold by fold, into
+# reports/real-audio/. Each fold holds out a fifth of the recordings (never a clip of a
+# recording seen in training) and trains with its own seed, so the folds' spread is the noise
+# that a difference has to beat. A fold whose report exists is skipped: rerun to add folds.
+# Usage: scripts/real-audio-reports.sh [FOLDS]   (default "1 2 3"; Kitchen20 has five)
+# Environment: KITCHEN20 (default ../shared/data/kitchen20), PYTHON, DEVICE, CACHE, EPOCHS (30),
+# EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10).
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+folds=${1:-1 2 3}
+data=${KITCHEN20:-../shared/data/kitchen20}
+epochs=${EPOCHS:-30}
+epoch_size=${EPOCH_SIZE:-600}
+quality=${QUALITY_CLIPS:-10}
+out=reports/real-audio
+models=.cache/experiments/real-audio
+if [ ! -f "$data/meta.csv" ] && [ ! -f "$data/kitchen20.csv" ]; then
+  echo "no Kitchen20 at $data (meta.csv or kitchen20.csv): set KITCHEN20" >&2
+  exit 2
+fi
+# Experiment A's paths: the paper's Table 2, more bitrates, the unseen families, two hops.
+paths=none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k,opus:16k,opus:24k,aac:128k
+paths+=,vorbis:64k,he-aac:16k,sbc:bitpool=53,aptx
+chains="sbc:bitpool=53>aac:64k,opus:24k>mp3:64k"
+# The paper's recipe: its four training codecs, on top of the baseline augmentations.
+recipe=mp3:64k,aac:32k,he-aac:16k,he-aac:32k
+
+for fold in $folds; do
+  # Experiment B: the seven training conditions of the 20-class FCNN.
+  if [ ! -f "$out/codec-augmentation/fold$fold/results.json" ]; then
+    $train experiment codec-augmentation --data "$data" --fold "$fold" --seed "$fold" \
+      --out "$out/codec-augmentation/fold$fold" --epochs "$epochs" --epoch-size "$epoch_size" \
+      --quality-clips 0 --device "$device" --cache-dir "$cache" \
+      --checkpoints "$models/codec-augmentation-fold$fold"
+  fi
+  # Experiment A: the compact two-stage ensemble without coded copies, then with the recipe.
+  for model in ensemble ensemble-recipe; do
+    ckpt="$models/$model-fold$fold.safetensors"
+    if [ ! -f "$out/$model/fold$fold/results.json" ]; then
+      augment=()
+      [ "$model" = ensemble-recipe ] && augment=(--augment-codecs "$recipe")
+      $train fit-ensemble --data "$data" --fold "$fold" --seed "$fold" --out "$ckpt" \
+        --epochs "$epochs" --epoch-size "$epoch_size" "${augment[@]}" --device "$device" \
+        --cache-dir "$cache"
+      $train evaluate --checkpoint "$ckpt" --data "$data" --fold "$fold" --codecs "$paths" \
+        --chains "$chains" --quality-clips "$quality" --device "$device" --cache-dir "$cache" \
+        --out "$out/$model/fold$fold"
+    fi
+  done
+done
+$train summarize-folds "$out"
