@@ -30,33 +30,45 @@ EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 
 
 class EnvOptions:
-    """Adds options whose defaults come from ``ASC_EDGE_<NAME>``, and lists them for --help."""
+    """Adds options whose defaults come from ``ASC_EDGE_<NAME>``, and lists them for --help.
+
+    Every option's help ends with its default and its variable: ``TEXT (default: ...)
+    [ASC_EDGE_<NAME>]``. ``absent`` says what leaving out an option with no default value
+    means (for a yes/no option: "off" unless told otherwise)."""
 
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
-        self.names: list[tuple[str, str]] = []  # (variable, help)
+        self.names: list[tuple[str, str]] = []  # (variable, what it sets)
         self.problems: list[str] = []
 
     def env(self, name: str) -> str | None:
         return os.environ.get(ENV_PREFIX + name)
 
-    def add(self, *flags: str, env: str, **kwargs: Any) -> None:
+    def add(self, *flags: str, env: str, absent: str | None = None, **kwargs: Any) -> None:
+        if kwargs.get("action") != "store_true" and kwargs.get("default") is None and not absent:
+            raise ValueError(f"{flags[-1]}: say what leaving it out means (absent=...)")
         value = self.env(env)
         if kwargs.get("action") == "store_true":
             if value is not None and value.strip().lower() not in TRUE | FALSE:
                 self.problems.append(f"{ENV_PREFIX}{env}={value!r} is not a yes/no value")
             kwargs["default"] = value is not None and value.strip().lower() in TRUE
-        elif value is not None and kwargs.get("action") != "append":
-            kwargs["default"] = value  # argparse applies ``type`` to a string default
-        help_text = kwargs.get("help", "")
-        kwargs["help"] = f"{help_text} [env {ENV_PREFIX}{env}]".strip()
-        self.names.append((ENV_PREFIX + env, help_text))
+            default = "on" if kwargs["default"] else absent or "off"
+        elif kwargs.get("action") == "append":  # the command reads the variable itself
+            default = value.replace("%", "%%") if value else absent
+        else:
+            if value is not None:
+                kwargs["default"] = value  # argparse applies ``type`` to a string default
+            default = "%(default)s" if kwargs.get("default") not in (None, "") else absent
+        default = default or "%(default)s"
+        kwargs["help"] = f"{kwargs.get('help', '')} (default: {default}) [{ENV_PREFIX}{env}]"
+        self.names.append((ENV_PREFIX + env, flags[-1]))
         self.parser.add_argument(*flags, **kwargs)
 
     def epilog(self) -> str:
         width = max(len(n) for n, _ in self.names)
         lines = [f"  {n:<{width}}  {h}" for n, h in self.names]
-        return "environment variables (the command line wins):\n" + "\n".join(lines)
+        head = "environment variables (each sets its option; the command line wins):"
+        return "\n".join([head, *lines])
 
 
 def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -83,36 +95,73 @@ def input_device(text: str) -> int | str:
 
 
 def _common_audio(opts: EnvOptions) -> None:
-    opts.add("--server", env="SERVER", metavar="HOST:PORT", help="scene server address")
-    opts.add("--rate", env="RATE", type=positive(int), default=44100, help="sample rate, Hz")
-    opts.add("--channels", env="CHANNELS", type=int, choices=(1, 2), default=1, help="channels")
+    opts.add(
+        "--server",
+        env="SERVER",
+        metavar="HOST:PORT",
+        help="scene server address",
+        absent="none, required",
+    )
+    opts.add(
+        "--rate",
+        env="RATE",
+        type=positive(int),
+        default=44100,
+        help="sample rate the audio is resampled to before coding, Hz; pick one the codec supports",
+    )
+    opts.add(
+        "--channels",
+        env="CHANNELS",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="channels the audio is mixed to before coding; 2 for stereo-only codecs",
+    )
     opts.add(
         "--window-seconds",
         env="WINDOW_SECONDS",
         type=non_negative,
         default=0.0,
-        help="classification window (0: the server's default, 10 s)",
+        help="classification window; 0 leaves it to the server (10 s)",
     )
     opts.add(
         "--hop-seconds",
         env="HOP_SECONDS",
         type=non_negative,
         default=0.0,
-        help="hop between windows (0: equal to the window)",
+        help="hop between windows; shorter hops give more results per clip, 0 equals the window",
     )
-    opts.add("--detector", env="DETECTOR", action="store_true", help="also run the lossy detector")
+    opts.add(
+        "--detector",
+        env="DETECTOR",
+        action="store_true",
+        help="also run the lossy detector on the audio the server receives",
+    )
     _credential_options(opts)
 
 
 def _credential_options(opts: EnvOptions) -> None:
-    opts.add("--tls-ca", env="TLS_CA", metavar="PEM", help="connect with TLS, trusting this CA")
-    opts.add("--tls-cert", env="TLS_CERT", metavar="PEM", help="this device's certificate")
-    opts.add("--tls-key", env="TLS_KEY", metavar="PEM", help="its private key")
+    opts.add(
+        "--tls-ca",
+        env="TLS_CA",
+        metavar="PEM",
+        help="connect with TLS, trusting this CA; needed when the server has --tls-cert",
+        absent="none, plaintext",
+    )
+    opts.add(
+        "--tls-cert",
+        env="TLS_CERT",
+        metavar="PEM",
+        help="this device's certificate, for a server with --tls-client-ca (mutual TLS)",
+        absent="none",
+    )
+    opts.add("--tls-key", env="TLS_KEY", metavar="PEM", help="its private key", absent="none")
     opts.add(
         "--token-file",
         env="TOKEN_FILE",
         metavar="FILE",
-        help="file holding this device's bearer token (needs TLS)",
+        help="file holding this device's bearer token, for a server with --tokens (needs TLS)",
+        absent="none, no token sent",
     )
 
 
@@ -143,10 +192,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         "inputs",
         nargs="*",
         metavar="FILE_OR_DIR",
-        help=f"audio files, or folders searched for them [env {ENV_PREFIX}INPUTS, "
-        f"separated by {os.pathsep!r}]",
+        help="audio files, or folders searched for them; give none with --mic "
+        f"(default: none) [{ENV_PREFIX}INPUTS, separated by {os.pathsep!r}]",
     )
-    opts.names.append((ENV_PREFIX + "INPUTS", f"inputs, separated by {os.pathsep!r}"))
+    opts.names.append((ENV_PREFIX + "INPUTS", f"FILE_OR_DIR..., separated by {os.pathsep!r}"))
     _common_audio(opts)
     opts.add(
         "--codec",
@@ -154,46 +203,92 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         action="append",
         metavar="SPEC",
         help="codec path, e.g. opus:32k or sbc:bitpool=53>aac:64k; repeat it or give a comma "
-        "list for several paths at once; 'auto' picks one from a measured results table",
+        "list to compare several paths at once; 'auto' picks one from a measured results table",
+        absent="none, required",
     )
     opts.add(
         "--min-relative-accuracy",
         env="MIN_RELATIVE_ACCURACY",
         type=float,
         default=0.95,
-        help="with --codec auto: the share of the uncoded accuracy a path must keep",
+        help="with --codec auto: the share of the uncoded accuracy a path must keep; lower it "
+        "to allow cheaper paths",
     )
     opts.add(
         "--max-kbps",
         env="MAX_KBPS",
         type=float,
-        help="with --codec auto: the most a path may use on the wire",
+        help="with --codec auto: the most a path may use on the wire, e.g. the uplink's capacity",
+        absent="none, no limit",
     )
     opts.add(
         "--table",
         env="TABLE",
         metavar="RESULTS_JSON",
-        help="with --codec auto: an asc-train evaluate results.json (default: the one shipped "
-        "for the default model, models/evaluation/results.json)",
+        help="with --codec auto: an asc-train evaluate results.json measured for the model the "
+        "server runs",
+        absent="the one shipped for the default model, models/evaluation/results.json",
     )
-    opts.add("--mic", env="MIC", action="store_true", help="record from the microphone")
-    opts.add("--device", env="DEVICE", type=input_device, help="input device index or name")
-    opts.add("--realtime", env="REALTIME", action="store_true", help="send at audio speed")
-    opts.add("--loop", env="LOOP", action="store_true", help="repeat the files forever")
-    opts.add("--label", env="LABEL", help="ground-truth label for every clip")
+    opts.add(
+        "--mic",
+        env="MIC",
+        action="store_true",
+        help="record from the microphone instead of files",
+    )
+    opts.add(
+        "--device",
+        env="DEVICE",
+        type=input_device,
+        help="microphone: input device index or (part of its) name",
+        absent="none, the system's default input",
+    )
+    opts.add(
+        "--realtime",
+        env="REALTIME",
+        action="store_true",
+        help="send files at audio speed, as a live source would",
+        absent="off, as fast as coding allows",
+    )
+    opts.add(
+        "--loop",
+        env="LOOP",
+        action="store_true",
+        help="repeat the files forever, e.g. for a soak test",
+    )
+    opts.add(
+        "--label",
+        env="LABEL",
+        help="ground-truth label for every clip, to see right and wrong scenes",
+        absent="none, unlabelled",
+    )
     opts.add(
         "--labels-from",
         env="LABELS_FROM",
         metavar="CSV",
         help="labels per file: TAU meta.csv (tab) or a CSV with filename and label/category",
+        absent="none, unlabelled",
     )
     opts.add(
-        "--jsonl", env="JSONL", metavar="OUT", help="write every result as JSON lines (-: stdout)"
+        "--jsonl",
+        env="JSONL",
+        metavar="OUT",
+        help="write every result as JSON lines, for other programs (-: stdout)",
+        absent="none, the console report only",
     )
     opts.add(
-        "--clip-seconds", env="CLIP_SECONDS", type=positive(float), default=10.0, help="clip length"
+        "--clip-seconds",
+        env="CLIP_SECONDS",
+        type=positive(float),
+        default=10.0,
+        help="clip length: the audio coded, sent and summarised as one",
     )
-    opts.add("--device-id", env="DEVICE_ID", default=socket.gethostname(), help="this device's id")
+    opts.add(
+        "--device-id",
+        env="DEVICE_ID",
+        default=socket.gethostname(),
+        help="this device's id, as the server's tokens, metrics and logs know it; the host "
+        "name unless set",
+    )
     opts.add(
         "--packet-ms",
         env="PACKET_MS",
@@ -206,7 +301,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         env="MAX_IN_FLIGHT",
         type=positive(int),
         default=4,
-        help="clips sent ahead of their summaries, per codec path",
+        help="clips sent ahead of their summaries, per codec path; more hides network "
+        "latency, fewer holds less in memory",
     )
     opts.add(
         "--max-retries",
@@ -215,13 +311,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         default=10,
         help="reconnect attempts in a row before giving up",
     )
-    opts.add("--retry-forever", env="RETRY_FOREVER", action="store_true", help="never give up")
+    opts.add(
+        "--retry-forever",
+        env="RETRY_FOREVER",
+        action="store_true",
+        help="never give up reconnecting, e.g. for an unattended device",
+        absent="off, --max-retries applies",
+    )
     opts.add(
         "--spool",
         env="SPOOL",
         metavar="DIR",
         help="store and forward: keep every clip in DIR until each path has its summary, and "
-        "after a crash or restart send those first (off when not given; one DIR per edge)",
+        "after a crash or restart send those first (one DIR per edge)",
+        absent="none, off",
     )
     opts.add(
         "--spool-max-mb",
@@ -240,13 +343,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     opts = options["classify"] = EnvOptions(classify)
-    classify.add_argument("file", metavar="FILE", help="audio file")
+    classify.add_argument("file", metavar="FILE", help="audio file to classify")
     _common_audio(opts)
     opts.add(
         "--codec",
         env="CODEC",
         metavar="SPEC",
         help="codec path to code the file through, or 'probe' to send the file untouched",
+        absent="none, required",
     )
     opts.add(
         "--jsonl",
@@ -255,8 +359,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         nargs="?",
         const="-",
         help="write the results as JSON lines (no OUT: stdout)",
+        absent="none, the console report only",
     )
-    opts.add("--timeout", env="TIMEOUT", type=positive(float), default=120.0, help="seconds")
+    opts.add(
+        "--timeout",
+        env="TIMEOUT",
+        type=positive(float),
+        default=120.0,
+        help="seconds to wait for the server's answer; raise it for long files",
+    )
     classify.set_defaults(run=cmd_classify, parser=classify)
 
     for name, opts in options.items():

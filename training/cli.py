@@ -197,6 +197,19 @@ def cmd_lossy_detection(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summarize_folds(args: argparse.Namespace) -> int:
+    from training.experiments.fold_summary import summarize, write_summary
+
+    try:
+        results = summarize(Path(args.folder), seed=args.seed)
+    except ValueError as e:
+        print(f"asc-train: error: {e}", file=sys.stderr)
+        return 2
+    written = write_summary(Path(args.folder), results, args.command_line)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     from asc.checkpoint import load
     from asc.models.scene import PRESETS, SceneEnsemble, count_parameters
@@ -243,108 +256,325 @@ def condition_list(text: str) -> tuple[int, ...]:
     return chosen
 
 
+def _seed(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help=f"random seed for {what}; change it for an independent repeat (default: %(default)s)",
+    )
+
+
+def _workers(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        help=f"processes {what}; lower it to save memory or leave cores free "
+        "(default: none, one per CPU core)",
+    )
+
+
+def _device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto (the first GPU if there is one, else the CPU), cpu, cuda or "
+        "cuda:N (default: %(default)s)",
+    )
+
+
+def _cache_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-dir",
+        default=".cache/coded",
+        help="where coded copies of the audio are kept and reused between runs; point it at a "
+        "disk with room, or at a fresh folder to recode (default: %(default)s)",
+    )
+
+
+def _training(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=epochs,
+        help="passes over the training data; fewer for a quick run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="examples per optimiser step; lower it when GPU memory runs out "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=lr,
+        help="peak learning rate (default: %(default)s)",
+    )
+
+
+def _preset(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset",
+        default="compact",
+        choices=("compact", "paper"),
+        help="model size: compact trains fast and serves cheaply, paper is the published size "
+        "(`asc-train describe` lists both) (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Every flag's help ends with its default: ``(default: ...)``, or ``(required)``."""
     parser = argparse.ArgumentParser(prog="asc-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write the generated scene corpus (TAU 2020 Mobile layout)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--clips-per-class", type=int, default=100)
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int)
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder to write the corpus to (audio/, meta.csv, evaluation_setup/) (required)",
+    )
+    p.add_argument(
+        "--clips-per-class",
+        type=int,
+        default=100,
+        help="clips generated for each of the 10 scene classes, at least 2; fewer for a quick "
+        "smoke test, more for a larger corpus (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=10.0,
+        help="length of each clip; 10 s matches TAU 2020 Mobile (default: %(default)s)",
+    )
+    _seed(p, "the generator; the same seed writes byte-identical files")
+    _workers(p, "generating clips (any count writes the same files)")
     p.set_defaults(run=cmd_synth)
 
     p = sub.add_parser("synth-lossless", help="write the generated lossless corpus")
-    p.add_argument("--out", required=True)
-    p.add_argument("--tracks", type=int, default=300)
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int)
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder to write the corpus to (audio/ and meta.csv) (required)",
+    )
+    p.add_argument(
+        "--tracks",
+        type=int,
+        default=300,
+        help="stereo 44.1 kHz 16-bit tracks to generate; fewer for a quick run "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=10.0,
+        help="length of each track (default: %(default)s)",
+    )
+    _seed(p, "the generator; the same seed writes the same tracks")
+    _workers(p, "generating tracks")
     p.set_defaults(run=cmd_synth_lossless)
 
     p = sub.add_parser("fit-ensemble", help="train the two-stage scene ensemble")
-    p.add_argument("--data", required=True, help="TAU 2020 Mobile, ESC-50, or a folder per class")
-    p.add_argument("--fold", type=int, default=1, help="TAU fold files / ESC-50 test fold")
-    p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    p.add_argument("--preset", default="compact", choices=("compact", "paper"))
+    p.add_argument(
+        "--data",
+        required=True,
+        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=1,
+        help="TAU fold files / ESC-50 or Kitchen20 test fold to hold out (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="checkpoint to write (.safetensors); an interrupted run's state is kept next to it "
+        "as OUT.train-state.pt (required)",
+    )
+    _preset(p)
     p.add_argument(
         "--augment-codecs",
         type=str,
         default="",
-        help='codec paths whose coded copies join training, e.g. "mp3:64k,aac:32k"',
+        help='codec paths whose coded copies join training, e.g. "mp3:64k,aac:32k", for a '
+        "model that holds up on those codecs (default: none, uncoded audio only)",
     )
-    p.add_argument("--architectures", default="fcnn,fsfcnn,resnet")
-    p.add_argument("--fine-only", action="store_true", help="no coarse sub-models")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--mixup", type=float, default=0.4)
-    p.add_argument("--crop-frames", type=int, default=400)
+    p.add_argument(
+        "--architectures",
+        default="fcnn,fsfcnn,resnet",
+        help="comma-separated sub-models of the ensemble; fewer train faster "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--fine-only",
+        action="store_true",
+        help="train no coarse (indoor/outdoor/transport) sub-models, only the fine-class ones "
+        "(default: off, both stages)",
+    )
+    _training(p, epochs=30, lr=2e-3)
+    p.add_argument(
+        "--mixup",
+        type=float,
+        default=0.4,
+        help="mixup alpha, blending pairs of examples; 0 turns mixup off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--crop-frames",
+        type=int,
+        default=400,
+        help="random time crop, in spectrogram frames; 0 turns it off (default: %(default)s)",
+    )
     p.add_argument(
         "--band-limit",
         type=float,
         default=0.0,
         help="share of examples whose upper bands are cut at a random 4-16 kHz, as a codec's "
-        "lowpass would (robustness to codecs never trained on); default 0",
+        "lowpass would (robustness to codecs never trained on); 0 turns it off "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--no-baseline-augment",
         action="store_true",
-        help="turn off mixup, random crop and spectrum masking",
+        help="turn off mixup, random crop and spectrum masking, e.g. to measure what codec "
+        "augmentation alone does (default: off, all three on)",
     )
-    p.add_argument("--max-clips-per-class", type=int)
+    p.add_argument(
+        "--max-clips-per-class",
+        type=int,
+        help="train on at most this many clips per class, for a quick run "
+        "(default: none, every clip)",
+    )
     p.add_argument(
         "--epoch-size",
         type=int,
-        help="examples per epoch, drawn at random (default: all clips x conditions)",
+        help="examples per epoch, drawn at random; smaller epochs cost less each and still see "
+        "every coded copy over the run (default: none, all clips x conditions)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--cache-dir", default=".cache/coded")
-    p.add_argument("--workers", type=int)
-    p.add_argument("--no-resume", action="store_true")
+    _seed(p, "initialisation, shuffling and augmentation")
+    _device(p)
+    _cache_dir(p)
+    _workers(p, "coding the training audio through --augment-codecs")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start from epoch 0 even when an interrupted run of the same data left "
+        "OUT.train-state.pt (default: off, resume it)",
+    )
     p.set_defaults(run=cmd_fit_ensemble)
 
     p = sub.add_parser("fit-detector", help="train the lossy-compression detector")
-    p.add_argument("--data", required=True, help="a folder of lossless .wav/.flac tracks")
-    p.add_argument("--out", required=True)
-    p.add_argument("--codecs", default=",".join(DS1_CODECS), help="codec paths to detect")
-    p.add_argument("--mask-prob", type=float, default=1.0)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--steps-per-epoch", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--max-tracks", type=int)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir", default=".cache/coded")
-    p.add_argument("--workers", type=int)
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a folder of lossless .wav/.flac tracks (required)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="checkpoint to write (.safetensors) (required)",
+    )
+    p.add_argument(
+        "--codecs",
+        default=",".join(DS1_CODECS),
+        help="comma-separated codec paths the detector learns to recognise; each track is "
+        "coded with one of them (default: the paper's DS1, %(default)s)",
+    )
+    p.add_argument(
+        "--mask-prob",
+        type=float,
+        default=1.0,
+        help="probability of the random cutoff mask on each example; 1.0 is the paper's masked "
+        "detector, 0 the naive one that leans on the codec's lowpass (default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=20,
+        help="training epochs; fewer for a quick run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=100,
+        help="batches of random 2 s crops per epoch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="examples per optimiser step; lower it when GPU memory runs out "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-tracks",
+        type=int,
+        help="use only the first N tracks, for a quick run (default: none, every track)",
+    )
+    _seed(p, "the split, codec choice per track, crops and initialisation")
+    _device(p)
+    _cache_dir(p)
+    _workers(p, "coding the tracks")
     p.set_defaults(run=cmd_fit_detector)
 
     p = sub.add_parser(
         "evaluate", help="accuracy of an ensemble per codec path, as a report with plots"
     )
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--fold", type=int, default=1, help="TAU fold files / ESC-50 test fold")
-    p.add_argument("--codecs", default="none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k")
     p.add_argument(
-        "--chains", default="", help='extra chained paths, e.g. "sbc:bitpool=53>aac:64k"'
+        "--checkpoint",
+        required=True,
+        help="scene ensemble checkpoint (.safetensors) to evaluate (required)",
     )
     p.add_argument(
-        "--out", help="report folder: results.json, results.csv, README.md and PNG plots"
+        "--data",
+        required=True,
+        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=1,
+        help="TAU fold files / ESC-50 or Kitchen20 test fold to evaluate on; use the fold the "
+        "model was trained with (default: %(default)s)",
+    )
+    p.add_argument(
+        "--codecs",
+        default="none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k",
+        help="comma-separated codec paths to score the test clips through; 'none' is the "
+        "uncoded audio (default: %(default)s)",
+    )
+    p.add_argument(
+        "--chains",
+        default="",
+        help='extra chained paths, e.g. "sbc:bitpool=53>aac:64k" (default: none)',
+    )
+    p.add_argument(
+        "--out",
+        help="report folder: results.json, results.csv, README.md and PNG plots "
+        "(default: none, print the table only)",
     )
     p.add_argument(
         "--quality-clips",
         type=int,
         default=20,
-        help="test clips per path scored with ViSQOL (about 1 s each on a CPU core); 0: none",
+        help="test clips per path scored with ViSQOL (about 1 s each on a CPU core); 0: none "
+        "(default: %(default)s)",
     )
-    p.add_argument("--max-clips-per-class", type=int, help="evaluate on fewer test clips")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir", default=".cache/coded")
-    p.add_argument("--workers", type=int)
+    p.add_argument(
+        "--max-clips-per-class",
+        type=int,
+        help="evaluate on fewer test clips, for a quick run (default: none, every test clip)",
+    )
+    _device(p)
+    _cache_dir(p)
+    _workers(p, "coding the test clips")
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("experiment", help="reproduce a paper's experiment as a report")
@@ -354,74 +584,175 @@ def build_parser() -> argparse.ArgumentParser:
         "codec-augmentation",
         help="the ASC paper's Table 3: the FCNN under seven codec-augmented training conditions",
     )
-    p.add_argument("--data", required=True, help="TAU 2020 Mobile, ESC-50, or a folder per class")
-    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="report folder (required)",
+    )
     p.add_argument(
         "--conditions",
         type=condition_list,
-        default=(1, 2, 3, 4, 5, 6, 7),
-        help="which training conditions, e.g. 2,7 (default: all seven)",
+        default="1,2,3,4,5,6,7",
+        help="which training conditions, e.g. 2,7, to rerun only some (default: all seven, "
+        "%(default)s)",
     )
     p.add_argument(
         "--codecs",
         default="none,aac:32k,mp3:64k,mp3:32k,aac:48k,aac:64k,opus:64k,sbc:64k",
-        help="evaluation paths",
+        help="comma-separated evaluation paths; 'none' is the uncoded audio (default: %(default)s)",
     )
-    p.add_argument("--preset", default="compact", choices=("compact", "paper"))
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
+    _preset(p)
+    _training(p, epochs=30, lr=2e-3)
     p.add_argument(
         "--epoch-size",
         type=int,
-        help="examples per epoch, drawn at random (default: every training example once)",
+        help="examples per epoch, drawn at random; smaller epochs cost less each "
+        "(default: none, every training example once)",
     )
-    p.add_argument("--max-clips-per-class", type=int, help="fewer clips, for a quick run")
     p.add_argument(
-        "--quality-clips", type=int, default=0, help="test clips per path scored with ViSQOL"
+        "--max-clips-per-class",
+        type=int,
+        help="fewer clips, for a quick run (default: none, every clip)",
     )
-    p.add_argument("--fold", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--cache-dir", default=".cache/coded")
+    p.add_argument(
+        "--quality-clips",
+        type=int,
+        default=0,
+        help="test clips per path scored with ViSQOL (about 1 s each on a CPU core); 0: none "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=1,
+        help="TAU fold files / ESC-50 or Kitchen20 test fold to hold out (default: %(default)s)",
+    )
+    _seed(p, "every condition's training")
+    _device(p)
+    _cache_dir(p)
     p.add_argument(
         "--checkpoints",
         default=".cache/experiments/codec-augmentation",
-        help="where each condition's model is written",
+        help="where each condition's model is written (default: %(default)s)",
     )
-    p.add_argument("--workers", type=int)
-    p.add_argument("--no-resume", action="store_true")
+    _workers(p, "coding the audio")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="retrain every condition from epoch 0 instead of resuming interrupted training "
+        "(default: off, resume)",
+    )
     p.set_defaults(run=cmd_codec_augmentation)
 
     p = experiments.add_parser(
         "lossy-detection",
         help="the detection paper's Tables 1 and 2: naive and masked detectors on DS1 and DS2",
     )
-    p.add_argument("--data", required=True, help="a folder of lossless .wav/.flac tracks")
-    p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--codecs", default=",".join(DS1_CODECS), help="DS1's codec settings")
-    p.add_argument("--cutoffs", default="14k,16k,18k,20k", help="DS2's codec cutoffs")
-    p.add_argument("--mask-prob", type=float, default=1.0, help="the masked detector's")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--steps-per-epoch", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--max-tracks", type=int, help="use only the first N tracks")
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--saliency-examples", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir", default=".cache/coded")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="a folder of lossless .wav/.flac tracks (required)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="report folder (required)",
+    )
+    p.add_argument(
+        "--codecs",
+        default=",".join(DS1_CODECS),
+        help="DS1's codec settings, comma-separated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cutoffs",
+        default="14k,16k,18k,20k",
+        help="DS2's codec cutoff frequencies, comma-separated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mask-prob",
+        type=float,
+        default=1.0,
+        help="the masked detector's cutoff-mask probability; the naive one has none "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=20,
+        help="training epochs of each detector; fewer for a quick run (default: %(default)s)",
+    )
+    p.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=100,
+        help="batches of random 2 s crops per epoch (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="examples per optimiser step; lower it when GPU memory runs out "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-tracks",
+        type=int,
+        help="use only the first N tracks, for a quick run (default: none, every track)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="detector score at or above which a file counts as lossy in the tables "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--saliency-examples",
+        type=int,
+        default=3,
+        help="saliency maps drawn for the report (Figure 4) (default: %(default)s)",
+    )
+    _seed(p, "the split, codec choice per track and training")
+    _device(p)
+    _cache_dir(p)
     p.add_argument(
         "--checkpoints",
         default=".cache/experiments/lossy-detection",
-        help="where the two detectors are written",
+        help="where the two detectors are written (default: %(default)s)",
     )
-    p.add_argument("--workers", type=int)
+    _workers(p, "coding the tracks")
     p.set_defaults(run=cmd_lossy_detection)
 
+    p = sub.add_parser(
+        "summarize-folds",
+        help="pool the fold reports of scripts/real-audio-reports.sh, with bootstrap intervals",
+    )
+    p.add_argument(
+        "folder",
+        help="folder holding codec-augmentation/, ensemble/ and ensemble-recipe/, each with "
+        "fold*/results.json; the summary (README.md, results.json, a plot) is written there",
+    )
+    _seed(p, "the bootstrap's resampling")
+    p.set_defaults(run=cmd_summarize_folds)
+
     p = sub.add_parser("describe", help="a checkpoint's metadata, or parameters per preset")
-    p.add_argument("checkpoint", nargs="?")
+    p.add_argument(
+        "checkpoint",
+        nargs="?",
+        help="checkpoint (.safetensors) to describe (default: none, list the parameter counts "
+        "of each --preset instead)",
+    )
     p.set_defaults(run=cmd_describe)
     return parser
 

@@ -69,15 +69,36 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every flag's help ends with its default: ``(default: ...)``, or ``(required)``."""
     parser = argparse.ArgumentParser(prog="asc-codec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every codec, available or not and why").set_defaults(run=cmd_list)
     rt = sub.add_parser("roundtrip", help="code a file through a codec path and measure it")
     rt.add_argument("input", help="audio file (wav, flac, ogg, opus, mp3, m4a, aac)")
-    rt.add_argument("spec", help="codec path, e.g. opus:32k or sbc:bitpool=53>aac:64k")
-    rt.add_argument("-o", "--output", required=True, help="decoded WAV to write")
-    rt.add_argument("--rate", type=int, help="resample the input to this rate first")
-    rt.add_argument("--channels", type=int, choices=(1, 2), help="mix the input to this layout")
+    rt.add_argument(
+        "spec",
+        help="codec path, e.g. opus:32k or sbc:bitpool=53>aac:64k (asc-codec list names the "
+        "codecs and their settings)",
+    )
+    rt.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="decoded WAV to write, aligned with the input (required)",
+    )
+    rt.add_argument(
+        "--rate",
+        type=int,
+        help="resample the input to this rate (Hz) first, e.g. one the codec supports "
+        "(default: none, the file's own rate)",
+    )
+    rt.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 2),
+        help="mix the input to mono (1) or stereo (2) first, e.g. for a stereo-only codec "
+        "(default: none, the file's own layout)",
+    )
     rt.set_defaults(run=cmd_roundtrip)
     return parser
 

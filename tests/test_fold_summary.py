@@ -1,0 +1,96 @@
+"""Pooling fold reports: per-clip predictions in, accuracies with bootstrap intervals out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.experiments.fold_summary import summarize, write_summary
+
+SPECS = ("none", "aac:32k", "mp3:64k", "mp3:32k", "aac:48k", "aac:64k", "opus:64k", "sbc:64k")
+
+
+def predictions(truth: np.ndarray, correct: int, rng) -> list[int]:
+    """``correct`` of the clips right (a random choice of which), the rest off by one class."""
+    right = np.zeros(len(truth), bool)
+    right[rng.choice(len(truth), correct, replace=False)] = True
+    return np.where(right, truth, (truth + 1) % 4).tolist()
+
+
+def paths(truth, rng, correct: dict[str, int]) -> list[dict]:
+    return [
+        {"path": s, "kbps": 32.0 if s != "none" else 705.6, "accuracy": correct[s] / len(truth),
+         "predicted": predictions(truth, correct[s], rng), "quality": None}
+        for s in correct
+    ]  # fmt: skip
+
+
+def write_folds(root: Path, folds: int = 2, clips: int = 100) -> None:
+    rng = np.random.default_rng(0)
+    for fold in range(1, folds + 1):
+        truth = rng.integers(0, 4, clips)
+        names = [f"audio/{fold}-{i}.flac" for i in range(clips)]
+        common = {"data": "k20", "clips": clips, "test_clips": names, "truth": truth.tolist()}
+        conditions = [
+            {"condition": c, "name": f"condition {c}",
+             "paths": paths(truth, rng, {s: 70 if s == "none" else 35 for s in SPECS})}
+            for c in (1, 2)
+        ]  # fmt: skip
+        training = {"epochs": 30, "epoch_size": 600}
+        reports = {
+            "codec-augmentation": {**common, "conditions": conditions, "training": training},
+            "ensemble": {**common, "paths": paths(truth, rng, {"none": 80, "sbc:64k": 60})},
+            "ensemble-recipe": {**common, "paths": paths(truth, rng, {"none": 80, "sbc:64k": 79})},
+        }
+        for name, report in reports.items():
+            out = root / name / f"fold{fold}"
+            out.mkdir(parents=True)
+            (out / "results.json").write_text(json.dumps(report))
+
+
+def test_pooled_figures_and_intervals(tmp_path: Path) -> None:
+    write_folds(tmp_path)
+    results = summarize(tmp_path)
+    assert results["folds"] == 2 and results["clips"] == 200
+    recipe = {r["path"]: r for r in results["models"]["ensemble-recipe"]}
+    assert recipe["none"]["accuracy"] == pytest.approx(0.80)
+    assert recipe["sbc:64k"]["relative"] == pytest.approx(79 / 80)
+    low, high = recipe["sbc:64k"]["relative_ci"]
+    assert low < 79 / 80 < high
+    assert recipe["none"]["fold_accuracy"] == [0.8, 0.8]
+    plain = {r["path"]: r for r in results["models"]["ensemble"]}
+    assert plain["sbc:64k"]["relative"] == pytest.approx(0.75)
+    assert plain["sbc:64k"]["relative_ci"][1] < 0.97  # clearly below the goal
+    # Same uncoded accuracy: the paired interval must straddle zero.
+    same = results["comparisons"]["recipe minus ensemble, uncoded"]
+    assert same["difference"] == pytest.approx(0.0) and same["ci"][0] < 0 < same["ci"][1]
+    # 0.80 against 0.70 on 200 clips: a difference the interval resolves.
+    better = results["comparisons"]["ensemble minus FCNN alone (condition 2), uncoded"]
+    assert better["difference"] == pytest.approx(0.10) and better["ci"][0] > 0
+    calibration = {r["path"]: r for r in results["calibration"]}
+    assert calibration["aac:32k"]["real"] == pytest.approx(0.5)
+    assert calibration["aac:32k"]["paper_tau"] == pytest.approx(0.458 / 0.703)
+
+
+def test_report_quotes_its_figures(tmp_path: Path) -> None:
+    write_folds(tmp_path)
+    written = write_summary(tmp_path, summarize(tmp_path), "asc-train summarize-folds x")
+    assert {p.name for p in written} == {"results.json", "kept_per_path.png", "README.md"}
+    readme = (tmp_path / "README.md").read_text()
+    assert "`sbc:64k`" in readme and "0.790" in readme
+    assert "98.8 %" in readme and "missed" not in readme.split("Against the goals")[1][:200]
+
+
+def test_missing_or_mismatched_folds_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no fold reports under codec-augmentation/"):
+        summarize(tmp_path)
+    write_folds(tmp_path)
+    report = tmp_path / "ensemble" / "fold1" / "results.json"
+    data = json.loads(report.read_text())
+    data["test_clips"] = data["test_clips"][::-1]
+    report.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="tested different clips"):
+        summarize(tmp_path)
