@@ -8,6 +8,11 @@ set -euo pipefail
 # openssl: `make certs` (scripts/make-certs.sh) makes the development CA and certificates.
 packages=(libopus0 libopusfile0 libvorbis0a libvorbisenc2 libvorbisfile3 libogg0 libflac12 libfdk-aac2
           prometheus ffmpeg openssl)
+# mosquitto: the MQTT broker tests/test_edge_network.py runs on loopback for asc-edge --mqtt.
+# GStreamer's RTSP server (through python3-gi) with the base, good and libav plugins: the real
+# RTSP source (AAC audio and a video track the edge must not request) those tests serve.
+packages+=(mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base
+           gstreamer1.0-plugins-good gstreamer1.0-libav)
 # gcc, libc6-dev: libsvm-official (under visqol-python, the reports' quality score) has no wheel.
 packages+=(gcc libc6-dev)
 
