@@ -26,15 +26,8 @@ chains="sbc:bitpool=53>aac:64k,opus:24k>mp3:64k"
 # The paper's recipe: its four training codecs, on top of the baseline augmentations.
 recipe=mp3:64k,aac:32k,he-aac:16k,he-aac:32k
 
+# Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do
-  # Experiment B: the seven training conditions of the 20-class FCNN.
-  if [ ! -f "$out/codec-augmentation/fold$fold/results.json" ]; then
-    $train experiment codec-augmentation --data "$data" --fold "$fold" --seed "$fold" \
-      --out "$out/codec-augmentation/fold$fold" --epochs "$epochs" --epoch-size "$epoch_size" \
-      --quality-clips 0 --device "$device" --cache-dir "$cache" \
-      --checkpoints "$models/codec-augmentation-fold$fold"
-  fi
-  # Experiment A: the compact two-stage ensemble without coded copies, then with the recipe.
   for model in ensemble ensemble-recipe; do
     ckpt="$models/$model-fold$fold.safetensors"
     if [ ! -f "$out/$model/fold$fold/results.json" ]; then
@@ -48,5 +41,14 @@ for fold in $folds; do
         --out "$out/$model/fold$fold"
     fi
   done
+done
+# Experiment B: the seven training conditions of the 20-class FCNN.
+for fold in $folds; do
+  if [ ! -f "$out/codec-augmentation/fold$fold/results.json" ]; then
+    $train experiment codec-augmentation --data "$data" --fold "$fold" --seed "$fold" \
+      --out "$out/codec-augmentation/fold$fold" --epochs "$epochs" --epoch-size "$epoch_size" \
+      --quality-clips 0 --device "$device" --cache-dir "$cache" \
+      --checkpoints "$models/codec-augmentation-fold$fold"
+  fi
 done
 $train summarize-folds "$out"

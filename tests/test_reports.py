@@ -7,6 +7,7 @@ the one results schema, the files, the plots and that the numbers agree with eac
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -293,3 +294,27 @@ def test_quality_score_orders_a_clean_and_a_damaged_copy(scenes):
     noisy = x[:, 0] + 0.05 * np.random.default_rng(0).standard_normal(len(x)).astype(np.float32)
     assert same > 4.5
     assert 1.0 <= coded < same and scorer.score(x[:, 0], noisy) < same
+
+
+@pytest.mark.slow
+def test_rate_accuracy_command_writes_its_report(tmp_path, scenes, cache):
+    second = tmp_path / "copy" / "ensemble.safetensors"
+    second.parent.mkdir()
+    shutil.copy(ENSEMBLE, second)
+    out = tmp_path / "report"
+    result = asc_train(
+        "rate-accuracy", "--checkpoint", str(ENSEMBLE), "--checkpoint", str(second),
+        "--data", str(scenes), "--families", "mp3,opus", "--max-clips-per-class", "1",
+        "--cache-dir", str(cache), "--workers", "2", "--out", str(out),
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    jsonschema.validate(results, RESULTS_SCHEMA)
+    assert [p["path"] for p in results["paths"]][:2] == ["none", "mp3:32k"]
+    assert len(results["paths"]) == 1 + 5 + 5
+    models = [r for r in results["comparisons"] if r["kind"] == "models"]
+    # The same weights under two names: no difference on any family.
+    assert {r["within"] for r in models} == {"mp3", "opus"}
+    assert all(r["difference"] == 0 for r in models)
+    assert "mp3 - opus" in result.stdout or "opus - mp3" in result.stdout
+    readme = (out / "README.md").read_text()
+    assert "Bjøntegaard" in readme and (out / "accuracy_vs_kbps_2.png").is_file()

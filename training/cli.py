@@ -197,6 +197,33 @@ def cmd_lossy_detection(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rate_accuracy(args: argparse.Namespace) -> int:
+    from training.rate_accuracy import rate_accuracy, write_rate_accuracy_report
+
+    try:
+        results = rate_accuracy(
+            [Path(c) for c in args.checkpoint],
+            Path(args.data),
+            [f.strip() for f in args.families.split(",") if f.strip()],
+            fold=args.fold,
+            device=args.device,
+            cache_dir=Path(args.cache_dir),
+            workers=args.workers,
+            max_clips_per_class=args.max_clips_per_class,
+        )
+    except ValueError as e:
+        print(f"asc-train: error: {e}", file=sys.stderr)
+        return 2
+    for r in results["comparisons"]:
+        span = f"{r['kbps_from']:.0f}-{r['kbps_to']:.0f} kbps"
+        gain = f"{100 * r['difference']:+.1f} points"
+        print(f"{r['kind']:6} {r['within']:>24}: {r['b']} - {r['a']} = {gain} over {span}")
+    if args.out:
+        written = write_rate_accuracy_report(Path(args.out), results, args.command_line)
+        print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def cmd_summarize_folds(args: argparse.Namespace) -> int:
     from training.experiments.fold_summary import summarize, write_summary
 
@@ -733,6 +760,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _workers(p, "coding the tracks")
     p.set_defaults(run=cmd_lossy_detection)
+
+    p = sub.add_parser(
+        "rate-accuracy",
+        help="accuracy against bitrate per codec family, with a Bjøntegaard-style summary",
+    )
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        help="scene ensemble checkpoint (.safetensors); give it twice to compare two training "
+        "conditions family by family (required)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=1,
+        help="test fold to score on; use the fold the models were trained with "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--families",
+        default="opus,mp3,aac,he-aac,vorbis,sbc",
+        help="codec families, each scored over its ladder of bitrates (training/rate_accuracy.py "
+        "LADDERS) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        help="report folder: results.json, README.md and one plot per model (default: none, "
+        "print the summary only)",
+    )
+    p.add_argument(
+        "--max-clips-per-class",
+        type=int,
+        help="score fewer test clips, for a quick run (default: none, every test clip)",
+    )
+    _device(p)
+    _cache_dir(p)
+    _workers(p, "coding the test clips")
+    p.set_defaults(run=cmd_rate_accuracy)
 
     p = sub.add_parser(
         "summarize-folds",
