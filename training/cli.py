@@ -224,6 +224,28 @@ def cmd_rate_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_stats(args: argparse.Namespace) -> int:
+    from training.corpus_stats import compare, corpus_stats, plot_ltas
+    from training.datasets import load_dataset
+    from training.report import write_json
+
+    corpora = {}
+    for root in args.data:
+        dataset = load_dataset(root)
+        clips = dataset.clips[:: max(1, len(dataset.clips) // args.max_clips)]
+        corpora[Path(root).name] = corpus_stats([c.path for c in clips], [c.label for c in clips])
+    table = compare(corpora)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "corpus_stats.json", {"corpora": corpora, "command": args.command_line})
+        plot_ltas(corpora, out / "ltas.png")
+        (out / "corpus_stats.md").write_text(table + "\n")
+        print(f"wrote {out / 'corpus_stats.json'}, {out / 'corpus_stats.md'}, {out / 'ltas.png'}")
+    return 0
+
+
 def cmd_summarize_folds(args: argparse.Namespace) -> int:
     from training.experiments.fold_summary import summarize, write_summary
 
@@ -804,6 +826,30 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_dir(p)
     _workers(p, "coding the test clips")
     p.set_defaults(run=cmd_rate_accuracy)
+
+    p = sub.add_parser(
+        "corpus-stats",
+        help="level, crest factor, energy and class cues above codec cutoffs, corpora side by side",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="a data set in any layout --data accepts elsewhere; give it once per corpus to "
+        "compare (required)",
+    )
+    p.add_argument(
+        "--max-clips",
+        type=int,
+        default=600,
+        help="clips measured per corpus, spread evenly over it (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        help="folder for corpus_stats.json, corpus_stats.md and ltas.png (default: none, print "
+        "the table only)",
+    )
+    p.set_defaults(run=cmd_corpus_stats)
 
     p = sub.add_parser(
         "summarize-folds",
