@@ -333,6 +333,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         default=512.0,
         help="size bound of the spool; when full, the oldest clips are evicted (and counted)",
     )
+    from edge.station import add_station_options
+
+    add_station_options(opts, positive, non_negative)
     stream.set_defaults(run=cmd_stream, parser=stream)
 
     classify = sub.add_parser(
@@ -384,18 +387,44 @@ def error(message: str) -> int:
     return EXIT_ERROR
 
 
-def _open_spool(args: argparse.Namespace):
+def _open_spool(args: argparse.Namespace, source: str = ""):
+    """The spool (``--spool``); with network sources each has its own ``DIR/<source>``,
+    sharing the size bound evenly."""
     if not args.spool:
         return None
     from edge.spool import Spool
 
-    return Spool(args.spool, max_bytes=int(args.spool_max_mb * 2**20)).open()
+    max_bytes = int(args.spool_max_mb * 2**20)
+    if source:
+        count = max(1, len(args.source_names))
+        return Spool(os.path.join(args.spool, source), max_bytes=max_bytes // count).open()
+    return Spool(args.spool, max_bytes=max_bytes).open()
+
+
+def _check_stream_inputs(
+    args: argparse.Namespace, parser: argparse.ArgumentParser, inputs: list[str], sources: list
+) -> None:
+    if args.mic and inputs:
+        parser.error("give audio files or --mic, not both")
+    if sources and (args.mic or inputs):
+        parser.error("give --source NAME=URL or local audio (files, --mic), not both")
+    if not (args.mic or inputs or sources):
+        parser.error("no input: give audio files or folders, --mic, or --source NAME=URL")
+    if args.label and args.labels_from:
+        parser.error("give --label or --labels-from, not both")
+    if (args.mic or sources) and args.labels_from:
+        parser.error("--labels-from labels files by name; with --mic or --source give --label")
+    if args.loop and (args.mic or sources):
+        parser.error("--loop repeats files; live sources run until Ctrl-C anyway")
 
 
 def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from edge.client import EdgeError, EdgeStreamer, canonical_codecs
-    from edge.output import ConsoleReport, JsonlWriter
+    from edge.multi_stream import StreamGroup
+    from edge.network_sources import NetworkSource
+    from edge.output import ConsoleReport, JsonlWriter, result_record
     from edge.sources import Labels, MicSource, SourceError, file_clips, find_audio_files, looped
+    from edge.station import open_outputs, source_specs
 
     codecs = [
         s
@@ -409,16 +438,9 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     inputs = args.inputs or [
         p for p in os.environ.get(ENV_PREFIX + "INPUTS", "").split(os.pathsep) if p
     ]
-    if args.mic and inputs:
-        parser.error("give audio files or --mic, not both")
-    if not args.mic and not inputs:
-        parser.error("no input: give audio files or folders, or --mic")
-    if args.label and args.labels_from:
-        parser.error("give --label or --labels-from, not both")
-    if args.mic and args.labels_from:
-        parser.error("--labels-from labels files by name; with --mic give --label")
-    if args.loop and args.mic:
-        parser.error("--loop repeats files; the microphone runs until Ctrl-C anyway")
+    specs = source_specs(args)
+    _check_stream_inputs(args, parser, inputs, specs)
+    args.source_names = [spec.name for spec in specs]
 
     if "auto" in codecs:  # a measured table picks the path; say which and why
         from edge.codec_choice import DEFAULT_TABLE, CodecChoiceError, choose_codec
@@ -437,57 +459,127 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         codecs = [choice.spec if c == "auto" else c for c in codecs]
     codecs = canonical_codecs(codecs, args.rate, args.channels)  # checked before connecting
     credentials = _channel_credentials(args)  # files checked before any connection
-    spool = _open_spool(args)  # locked before any connection: one edge per spool
-    if args.mic:
-        clips: Any = MicSource(
-            args.rate, args.channels, args.clip_seconds, device=args.device, label=args.label or ""
-        )
-        clips.start()
-    else:
-        labels = (
-            Labels.from_file(args.labels_from)
-            if args.labels_from
-            else Labels(default=args.label or "")
-        )
-        files = find_audio_files(inputs)
 
-        def one_round():
-            return file_clips(
-                files,
+    jsonl = JsonlWriter(args.jsonl, durable=bool(args.spool)) if args.jsonl else None
+    console = ConsoleReport(sys.stderr if jsonl is not None and jsonl.to_stdout else sys.stdout)
+    lock = threading.RLock()  # sources, paths, MQTT and webhooks report from their threads
+
+    def event(who: str, message: str) -> None:
+        with lock:
+            console.event(who, message)
+
+    names = args.source_names or ["mic" if args.mic else "files"]
+    spools: dict[str, Any] = {}
+    outputs = None
+    inputs_by_name: dict[str, Any] = {}
+    try:
+        for name in args.source_names:  # one spool each, locked before any connection
+            spools[name] = _open_spool(args, name)
+        if not args.source_names:
+            spools[names[0]] = _open_spool(args)
+        outputs = open_outputs(args, names, codecs[0], event)
+
+        def status(name: str, online: bool, message: str) -> None:
+            event(f"source {name}", message)
+            outputs.source_status(name, online)
+
+        for spec in specs:
+            inputs_by_name[spec.name] = NetworkSource(
+                spec,
+                args.rate,
+                args.channels,
+                args.clip_seconds,
+                label=args.label or "",
+                timeout=args.source_timeout,
+                rtsp_transport=args.rtsp_transport,
+                ca_file=args.source_ca,
+                on_status=status,
+            )
+        if args.mic:
+            inputs_by_name["mic"] = MicSource(
+                args.rate,
+                args.channels,
+                args.clip_seconds,
+                device=args.device,
+                label=args.label or "",
+            )
+        elif not specs:
+            labels = (
+                Labels.from_file(args.labels_from)
+                if args.labels_from
+                else Labels(default=args.label or "")
+            )
+            files = find_audio_files(inputs)
+
+            def one_round():
+                return file_clips(
+                    files,
+                    rate=args.rate,
+                    channels=args.channels,
+                    clip_seconds=args.clip_seconds,
+                    labels=labels,
+                )
+
+            inputs_by_name["files"] = looped(one_round) if args.loop else one_round()
+        for source in inputs_by_name.values():
+            if hasattr(source, "start"):
+                source.start()
+        if not specs:
+            outputs.source_status(names[0], True)
+    except BaseException:
+        _close_inputs(inputs_by_name)
+        if outputs is not None:
+            outputs.close()
+        for spool in spools.values():
+            if spool is not None:
+                spool.close()
+        if jsonl is not None:
+            jsonl.close()
+        raise
+
+    def reporter(source: str) -> Callable[[str, Any, str], None]:
+        shown = source if specs else ""  # files and --mic keep their console lines
+
+        def on_result(path: str, result, label: str) -> None:
+            record = result_record(path, result, label, source=source, device_id=args.device_id)
+            with lock:
+                console.result(path, result, label, source=shown)
+                if jsonl is not None:
+                    jsonl.write(record)
+                outputs.result(record)
+
+        return on_result
+
+    def path_event(source: str) -> Callable[[str, str], None]:
+        def on_event(path: str, message: str) -> None:
+            who = path if not specs else (source if path == "*" else f"{source} {path}")
+            event(who, message)
+
+        return on_event
+
+    group = StreamGroup(
+        {
+            name: EdgeStreamer(
+                args.server,
+                codecs,
+                clips,
                 rate=args.rate,
                 channels=args.channels,
-                clip_seconds=args.clip_seconds,
-                labels=labels,
+                device_id=args.device_id,
+                window_seconds=args.window_seconds,
+                hop_seconds=args.hop_seconds,
+                detector=args.detector,
+                realtime=args.realtime,
+                packet_ms=args.packet_ms,
+                max_in_flight=args.max_in_flight,
+                max_retries=None if args.retry_forever else max(0, args.max_retries),
+                on_result=reporter(name),
+                on_event=path_event(name),
+                credentials=credentials,
+                spool=spools[name],
             )
-
-        clips = looped(one_round) if args.loop else one_round()
-
-    jsonl = JsonlWriter(args.jsonl, durable=spool is not None) if args.jsonl else None
-    console = ConsoleReport(sys.stderr if jsonl is not None and jsonl.to_stdout else sys.stdout)
-
-    def on_result(path: str, result, label: str) -> None:
-        console.result(path, result, label)
-        if jsonl is not None:
-            jsonl.result(path, result, label)
-
-    streamer = EdgeStreamer(
-        args.server,
-        codecs,
-        clips,
-        rate=args.rate,
-        channels=args.channels,
-        device_id=args.device_id,
-        window_seconds=args.window_seconds,
-        hop_seconds=args.hop_seconds,
-        detector=args.detector,
-        realtime=args.realtime,
-        packet_ms=args.packet_ms,
-        max_in_flight=args.max_in_flight,
-        max_retries=None if args.retry_forever else max(0, args.max_retries),
-        on_result=on_result,
-        on_event=console.event,
-        credentials=credentials,
-        spool=spool,
+            for name, clips in inputs_by_name.items()
+        }
     )
     code, failure = 0, None
     # SIGTERM (docker stop, systemd) drains like Ctrl-C: in-flight clips get their summaries.
@@ -497,31 +589,46 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         else None
     )
     try:
-        report = streamer.run()
-        code = EXIT_INTERRUPTED if report.interrupted else 0
+        interrupted = group.run()
+        code = EXIT_INTERRUPTED if interrupted else 0
     except (EdgeError, SourceError, CodecError) as e:
         code, failure = EXIT_ERROR, str(e)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if isinstance(clips, MicSource):
-            clips.stop()
-        totals = streamer.totals
-        if code == 0 or any(t.audio_seconds for t in totals.values()):
-            console.totals(totals)
-            if jsonl is not None:
-                jsonl.totals(totals)
-        if spool is not None:
-            stats = spool.stats()
-            console.spool(stats)
-            if jsonl is not None:
-                jsonl.spool(stats)
-            spool.close()
+        _close_inputs(inputs_by_name)
+        for name, totals in group.totals.items():
+            shown = name if specs else ""
+            if code == 0 or any(t.audio_seconds for t in totals.values()):
+                console.totals(totals, source=shown)
+                if jsonl is not None:
+                    jsonl.totals(totals, source=shown)
+            spool = spools.get(name)
+            if spool is not None:
+                stats = spool.stats()
+                console.spool(stats)
+                if jsonl is not None:
+                    jsonl.spool(stats, source=shown)
+                spool.close()
+        outputs.close()
         if jsonl is not None:
             jsonl.close()
     if failure is not None:  # last, after the totals of what did get through
         error(failure)
     return code
+
+
+def _close_inputs(inputs: dict[str, Any]) -> None:
+    """Stop live sources (microphone, network); a network reader gets a moment to let go of
+    its connection."""
+    for source in inputs.values():
+        stop = getattr(source, "stop", None)
+        if callable(stop):
+            stop()
+    for source in inputs.values():
+        join = getattr(source, "join", None)
+        if callable(join):
+            join(timeout=2.0)
 
 
 def cmd_classify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -8,6 +8,7 @@ with a spool, one ``{"type": "spool"}`` object).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -44,11 +45,42 @@ def lossy_text(result: pb.SceneResult) -> str:
     return f"{result.lossy_probability:.2f}" if result.detector_ran else "-"
 
 
-def result_record(path: str, result: pb.SceneResult, label: str = "") -> dict[str, Any]:
-    """One JSONL object: the result's fields by their proto names, defaults included."""
+def result_id(device_id: str, source: str, path: str, result: pb.SceneResult) -> str:
+    """A result's stable id: the same clip, window and codec path of the same device and
+    source always get the same id (after a reconnect, a resend or a restart with a spool), so
+    whoever receives results (JSONL, MQTT, webhooks) can link back to one and drop a repeat."""
+    kind = "summary" if result.clip_summary else "window"
+    key = "\x1f".join(
+        (
+            device_id,
+            source,
+            path,
+            result.clip_id,
+            kind,
+            f"{result.window_start:.6f}",
+            f"{result.window_end:.6f}",
+        )
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def result_record(
+    path: str,
+    result: pb.SceneResult,
+    label: str = "",
+    *,
+    source: str = "",
+    device_id: str = "",
+) -> dict[str, Any]:
+    """One JSONL object: the result's fields by their proto names, defaults included, with the
+    source it came from and its stable :func:`result_id`. MQTT and webhooks send this same
+    object."""
     record: dict[str, Any] = {
         "type": "summary" if result.clip_summary else "window",
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "result_id": result_id(device_id, source, path, result),
+        "device_id": device_id,
+        "source": source,
         "path": path,
         "true_label": label,
     }
@@ -76,9 +108,11 @@ class ConsoleReport:
             table.add_column(name, width=width, justify=justify, no_wrap=True, overflow="ellipsis")
         return table
 
-    def result(self, path: str, result: pb.SceneResult, label: str = "") -> None:
-        """A clip's summary: one row; windows are left to JSONL (a row each would be noise)."""
-        key = (path, result.clip_id)
+    def result(self, path: str, result: pb.SceneResult, label: str = "", source: str = "") -> None:
+        """A clip's summary: one row; windows are left to JSONL (a row each would be noise).
+
+        ``source``: the network source's name (``--source NAME=URL``), shown before the path."""
+        key = (f"{source}/{path}", result.clip_id)
         if not result.clip_summary:
             self._latency[key] = max(self._latency.get(key, 0.0), result.server_latency_ms)
             return
@@ -87,7 +121,8 @@ class ConsoleReport:
         latency = result.server_latency_ms or window_latency
         if not self.rich:
             print(
-                f"summary path={path} clip={result.clip_id} label={label or '-'} "
+                ("summary " + (f"source={source} " if source else ""))
+                + f"path={path} clip={result.clip_id} label={label or '-'} "
                 f"predicted={result.fine_label} conf={conf:.2f} coarse={result.coarse_label} "
                 f"lossy={lossy_text(result)} latency_ms={latency:.0f}",
                 file=self.console.file,
@@ -98,7 +133,7 @@ class ConsoleReport:
         table = self._row_table(header=not self._header_done)
         self._header_done = True
         table.add_row(
-            path,
+            f"{source}: {path}" if source else path,
             result.clip_id,
             label or "-",
             f"[{style}]{result.fine_label}[/]" if style else result.fine_label,
@@ -117,13 +152,15 @@ class ConsoleReport:
         else:
             print(f"asc-edge: {where}{message}", file=sys.stderr, flush=True)
 
-    def totals(self, totals: Mapping[str, PathTotals]) -> None:
-        """The per-path table: clips, accuracy, achieved kbps on the wire and of the codec."""
+    def totals(self, totals: Mapping[str, PathTotals], source: str = "") -> None:
+        """The per-path table: clips, accuracy, achieved kbps on the wire and of the codec
+        (one table per network source, named by ``source``)."""
         if not self.rich:
             for t in totals.values():
                 acc = f"{t.accuracy:.3f}" if t.accuracy is not None else "-"
                 print(
-                    f"totals path={t.codec_path} clips={t.clips} windows={t.results} "
+                    ("totals " + (f"source={source} " if source else ""))
+                    + f"path={t.codec_path} clips={t.clips} windows={t.results} "
                     f"accuracy={acc} audio_s={t.audio_seconds:.1f} wire_kbps={t.wire_kbps:.1f} "
                     f"payload_kbps={t.payload_kbps:.1f} wire_ratio={t.wire_ratio:.3f} "
                     f"reconnects={t.reconnects} resent={t.resent_clips} "
@@ -133,7 +170,8 @@ class ConsoleReport:
                     flush=True,
                 )
             return
-        table = Table(title="totals per codec path", header_style="bold")
+        title = "totals per codec path" + (f" of source {source}" if source else "")
+        table = Table(title=title, header_style="bold")
         for name in ("codec path", "clips", "accuracy", "audio s", "wire kbps", "payload kbps"):
             table.add_column(name, justify="left" if name == "codec path" else "right")
         table.add_column("wire/payload", justify="right")
@@ -241,12 +279,14 @@ class JsonlWriter:
     def result(self, path: str, result: pb.SceneResult, label: str = "") -> None:
         self.write(result_record(path, result, label))
 
-    def totals(self, totals: Mapping[str, PathTotals]) -> None:
+    def totals(self, totals: Mapping[str, PathTotals], source: str = "") -> None:
+        extra = {"source": source} if source else {}
         for t in totals.values():
-            self.write({"type": "totals", "path": t.codec_path, **t.as_dict()})
+            self.write({"type": "totals", **extra, "path": t.codec_path, **t.as_dict()})
 
-    def spool(self, stats: SpoolStats) -> None:
-        self.write({"type": "spool", **stats.as_dict()})
+    def spool(self, stats: SpoolStats, source: str = "") -> None:
+        extra = {"source": source} if source else {}
+        self.write({"type": "spool", **extra, **stats.as_dict()})
 
     def clip_result(self, codec: str, result: pb.ClipResult) -> None:
         for window in result.windows:

@@ -39,10 +39,10 @@ def _pem(flag: str, path: str | os.PathLike) -> bytes:
     return data
 
 
-def read_token(path: str | os.PathLike) -> str:
-    token = _read("--token-file", path).decode(errors="replace").strip()
+def read_token(path: str | os.PathLike, flag: str = "--token-file") -> str:
+    token = _read(flag, path).decode(errors="replace").strip()
     if any(c.isspace() for c in token) or not token.isprintable():
-        raise CredentialsError(f"--token-file {path}: expected one token on one line")
+        raise CredentialsError(f"{flag} {path}: expected one token on one line")
     try:
         mode = os.stat(path).st_mode
     except OSError:

@@ -342,13 +342,100 @@ def _import_sounddevice():
     return sounddevice
 
 
-class MicSource:
+class LiveSource:
+    """Consecutive :class:`LiveClip` s from audio that arrives in real time, until :meth:`stop`.
+
+    Whatever captures the audio (the microphone's callback, a network source's reader thread)
+    only calls :meth:`feed`, which copies into the current clip, so capture never waits for the
+    network. If the network falls behind (server down), up to ``backlog`` clips wait in memory
+    to be sent when it returns; beyond that the oldest unsent clip is dropped with a warning
+    rather than growing without bound. Clip ids are ``<prefix>-<UTC start>-<n>``.
+    """
+
+    def __init__(
+        self,
+        rate: int,
+        channels: int,
+        clip_seconds: float,
+        *,
+        prefix: str,
+        label: str = "",
+        backlog: int = 60,
+        on_warning: Callable[[str], None] = warn,
+    ) -> None:
+        if clip_seconds <= 0:
+            raise SourceError(f"clip length must be positive, got {clip_seconds} s")
+        self.rate, self.channels, self.label, self.prefix = rate, channels, label, prefix
+        self.clip_samples = max(1, round(clip_seconds * rate))
+        self.backlog = backlog
+        self.dropped = 0
+        self._warn = on_warning
+        self._count = itertools.count()
+        self._queue: deque[LiveClip | None] = deque()
+        self._cond = threading.Condition()
+        self._current: LiveClip | None = None
+        self._stopped = False
+
+    def _new_clip(self) -> LiveClip:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        clip = LiveClip(
+            f"{self.prefix}-{stamp}-{next(self._count)}",
+            self.rate,
+            self.channels,
+            self.clip_samples,
+            self.label,
+        )
+        clip.source = self.prefix
+        with self._cond:
+            self._queue.append(clip)
+            while len(self._queue) > self.backlog:
+                old = self._queue.popleft()
+                if old is not None:
+                    self.dropped += 1
+                    self._warn(f"network behind: dropped unsent {self.prefix} clip {old.clip_id}")
+            self._cond.notify_all()
+        return clip
+
+    def feed(self, block: np.ndarray) -> None:
+        """Add captured audio, starting new clips as they fill (the capture's only work)."""
+        if self._stopped:
+            return
+        while len(block):
+            if self._current is None or self._current.closed:
+                self._current = self._new_clip()
+            block = self._current.append(block)
+
+    def end_clip(self) -> None:
+        """End the clip being recorded where it is (the capture broke off); the next audio
+        starts a new one. A clip only exists once audio arrived, so it is never empty."""
+        current = self._current
+        if current is not None:
+            current.close()
+
+    def stop(self) -> None:
+        """Stop: the clip being recorded ends where it is, iteration ends after it."""
+        self._stopped = True
+        self.end_clip()
+        with self._cond:
+            self._queue.append(None)
+            self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[LiveClip]:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                clip = self._queue.popleft()
+            if clip is None:
+                return
+            yield clip
+
+
+class MicSource(LiveSource):
     """Consecutive clips from a sounddevice InputStream, until :meth:`stop` (or Ctrl-C).
 
-    The PortAudio callback only copies into the current :class:`LiveClip`, so capture never
-    waits for the network. If the network falls behind (server down), up to ``backlog`` clips
-    wait in memory to be sent when it returns; beyond that the oldest unsent clip is dropped
-    with a warning rather than growing without bound.
+    The PortAudio callback only copies into the current :class:`LiveClip` (see
+    :class:`LiveSource` for the backlog bound); clip ids are ``mic-<UTC start>-<n>``.
     """
 
     def __init__(
@@ -361,20 +448,18 @@ class MicSource:
         backlog: int = 60,
         on_warning: Callable[[str], None] = warn,
     ) -> None:
-        if clip_seconds <= 0:
-            raise SourceError(f"clip length must be positive, got {clip_seconds} s")
-        self.rate, self.channels, self.device, self.label = rate, channels, device, label
-        self.clip_samples = max(1, round(clip_seconds * rate))
-        self.backlog = backlog
+        super().__init__(
+            rate,
+            channels,
+            clip_seconds,
+            prefix="mic",
+            label=label,
+            backlog=backlog,
+            on_warning=on_warning,
+        )
+        self.device = device
         self.overflows = 0
-        self.dropped = 0
-        self._warn = on_warning
-        self._count = itertools.count()
-        self._queue: deque[LiveClip | None] = deque()
-        self._cond = threading.Condition()
-        self._current: LiveClip | None = None
         self._stream = None
-        self._stopped = False
 
     def start(self) -> None:
         """Open the input device; raises SourceError naming why there is no microphone."""
@@ -394,38 +479,10 @@ class MicSource:
         except (sd.PortAudioError, ValueError, OSError) as e:
             raise SourceError(f"--mic: no usable audio input device: {e}") from None
 
-    def _new_clip(self) -> LiveClip:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        clip = LiveClip(
-            f"mic-{stamp}-{next(self._count)}",
-            self.rate,
-            self.channels,
-            self.clip_samples,
-            self.label,
-        )
-        with self._cond:
-            self._queue.append(clip)
-            while len(self._queue) > self.backlog:
-                old = self._queue.popleft()
-                if old is not None:
-                    self.dropped += 1
-                    self._warn(f"network behind: dropped unsent microphone clip {old.clip_id}")
-            self._cond.notify_all()
-        return clip
-
     def _callback(self, indata, frames, time, status) -> None:  # PortAudio's thread
         if status and status.input_overflow:
             self.overflows += 1
         self.feed(np.array(indata, dtype=np.float32, copy=True))
-
-    def feed(self, block: np.ndarray) -> None:
-        """Add captured audio, starting new clips as they fill (the callback's work)."""
-        if self._stopped:
-            return
-        while len(block):
-            if self._current is None or self._current.closed:
-                self._current = self._new_clip()
-            block = self._current.append(block)
 
     def stop(self) -> None:
         """Stop capturing: the clip being recorded ends where it is, iteration ends after it."""
@@ -436,18 +493,4 @@ class MicSource:
                 self._stream.close()
             except Exception:  # the device may already be gone
                 pass
-        if self._current is not None:
-            self._current.close()
-        with self._cond:
-            self._queue.append(None)
-            self._cond.notify_all()
-
-    def __iter__(self) -> Iterator[LiveClip]:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                clip = self._queue.popleft()
-            if clip is None:
-                return
-            yield clip
+        super().stop()
