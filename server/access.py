@@ -23,7 +23,8 @@ from pathlib import Path
 
 import grpc
 
-from server.session import StreamError
+from server.errors import StreamError
+from server.safe_log import LogLimiter, shown
 
 log = logging.getLogger("asc.server.access")
 
@@ -68,7 +69,7 @@ def hash_token(token: str) -> str:
 def check_device_id(device_id: str) -> str:
     if not DEVICE_ID.fullmatch(device_id):
         raise ValueError(
-            f"device id {device_id!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            f"device id {shown(device_id)}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return device_id
@@ -280,11 +281,14 @@ class DeviceAccess(AccessControl):
         self.trusted_proxies = trusted_proxies
         self.limiter = limiter if limiter is not None and limiter.enabled else None
         self.metrics = metrics
+        self._log_limit = LogLimiter(burst=10, interval=60.0)
 
     def _deny(self, code: grpc.StatusCode, reason: str, message: str, peer: str = "") -> None:
         if self.metrics is not None:
             self.metrics.access_denied.labels(reason).inc()
-        log.warning("access denied (%s)%s: %s", reason, f" to {peer}" if peer else "", message)
+        if self._log_limit.allow(f"access denied ({reason})", log):
+            where = f" to {shown(peer)}" if peer else ""
+            log.warning("access denied (%s)%s: %s", reason, where, message)
         raise StreamError(code, message)
 
     def authenticate(self, context: grpc.aio.ServicerContext) -> str | None:
@@ -301,7 +305,7 @@ class DeviceAccess(AccessControl):
                     self._deny(
                         unauthenticated,
                         "no_certificate",
-                        f"proxy {proxy!r} forwarded no client certificate subject",
+                        f"proxy {shown(proxy)} forwarded no client certificate subject",
                         peer,
                     )
         token_device = None
@@ -321,7 +325,7 @@ class DeviceAccess(AccessControl):
             self._deny(
                 grpc.StatusCode.PERMISSION_DENIED,
                 "mismatch",
-                f"the client certificate is device {cert_device!r} but the token belongs to "
+                f"the client certificate is device {shown(cert_device)} but the token belongs to "
                 "another device",
                 peer,
             )
@@ -332,7 +336,8 @@ class DeviceAccess(AccessControl):
             self._deny(
                 grpc.StatusCode.PERMISSION_DENIED,
                 "wrong_device",
-                f"authenticated as device {identity!r}, which may not stream as {device_id!r}",
+                f"authenticated as device {shown(identity)}, which may not stream as "
+                f"{shown(device_id)}",
             )
 
     def admit(self, device_id: str, payload_bytes: int) -> None:
@@ -340,6 +345,6 @@ class DeviceAccess(AccessControl):
             self._deny(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 "rate_limited",
-                f"device {device_id!r} is over its rate limit of {self.limiter.describe()}; "
+                f"device {shown(device_id)} is over its rate limit of {self.limiter.describe()}; "
                 "slow down and retry later",
             )

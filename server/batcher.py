@@ -1,30 +1,48 @@
-"""A dynamic batcher: items from every stream share one forward pass.
+"""A dynamic batcher: items from every stream share forward passes, in fair order.
 
-Items wait until ``max_batch`` have gathered or the oldest has waited ``max_delay``, whichever
-comes first; then the batch runs on the inference thread while the event loop keeps reading
-streams, so the next batch fills during the current forward pass. ``max_batch=1`` is the naive
-server (one forward pass per item) that the throughput benchmark compares against.
+Items wait until a pass's worth has gathered or the oldest has waited ``max_delay``, whichever
+comes first; then one pass runs on the inference thread while the event loop keeps reading
+streams. Which items make the pass is decided by ``FairQueue`` (server/fairness.py): each
+stream (owner) gets its share, so a stream flooding the queue delays only itself. A pass holds
+at most ``max_batch`` items and, on a CPU, at most the runner's ``max_pass`` items and
+``max_pass_samples`` of audio: a pass is the unit nobody can interrupt, so keeping it short
+bounds how long a window that just arrived waits behind other streams' work.
+
+A pass that raises is split in halves and each half run again, down to single items, so only
+the item at fault fails and every other window of the batch gets its result. ``max_batch=1`` is
+the naive server (one pass per item) that the throughput benchmark compares against.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
+from server.fairness import Entry, FairQueue
 from server.metrics import ServerMetrics
+from server.safe_log import LogLimiter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("asc.server.batcher")
 In = TypeVar("In")
 Out = TypeVar("Out")
+_anonymous = itertools.count()
 
 
 class BatcherClosed(RuntimeError):
     """Submitted after the batcher stopped (the server is shutting down)."""
+
+
+def _size(item) -> int:
+    try:
+        return len(item)
+    except TypeError:
+        return 1
 
 
 class DynamicBatcher(Generic[In, Out]):
@@ -43,52 +61,76 @@ class DynamicBatcher(Generic[In, Out]):
             raise ValueError(f"max delay must not be negative, got {max_delay_s}")
         self.name, self.run, self.executor = name, run, executor
         self.max_batch, self.max_delay_s = max_batch, max_delay_s
+        self.pass_size = min(max_batch, getattr(run, "max_pass", None) or max_batch)
+        self.max_pass_samples: int | None = getattr(run, "max_pass_samples", None)
         self.metrics = metrics
-        self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out], float]] = asyncio.Queue()
+        self._queue = FairQueue()
+        self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._closed = False
-        self._busy = False  # a forward pass is running
+        self._busy = False  # a forward pass is running or about to
+        self._errors = LogLimiter(burst=5, interval=60.0)
         self.batches = 0
         self.items = 0
 
     def start(self) -> None:
+        self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
 
-    def submit_nowait(self, item: In) -> asyncio.Future[Out]:
-        """Queue ``item``; the returned future resolves when its batch has run."""
+    def submit_nowait(self, item: In, owner: Hashable | None = None) -> asyncio.Future[Out]:
+        """Queue ``item`` for ``owner`` (a stream); the future resolves when its pass has run.
+
+        Cancelling the future withdraws the item if its pass has not started.
+        """
         if self._closed:
             raise BatcherClosed(f"{self.name} batcher is closed")
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future, time.perf_counter()))
+        key = owner if owner is not None else ("anonymous", next(_anonymous))
+        entry = Entry(item, future, key, float(_size(item)), time.perf_counter())
+        self._queue.push(entry)
+        if self._wake is not None:
+            self._wake.set()
         return future
+
+    def forget(self, owner: Hashable) -> None:
+        """``owner`` submits no more (its stream ended)."""
+        self._queue.forget(owner)
 
     async def close(self) -> None:
         """Stop taking items, run every item already queued, then stop."""
         self._closed = True
-        while not self._queue.empty() or self._busy:
+        while self._queue.oldest() is not None or self._busy:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _gather(self) -> list[tuple[In, asyncio.Future[Out], float]]:
-        first = await self._queue.get()
-        self._busy = True  # from here until the batch is answered, close() must wait
-        batch = [first]
-        deadline = first[2] + self.max_delay_s
-        while len(batch) < self.max_batch:
-            if self._queue.empty():
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
-            else:
-                batch.append(self._queue.get_nowait())
-        return batch
+    def _limit(self, first: Entry) -> int:
+        if self.max_pass_samples is None:
+            return self.pass_size
+        return max(1, min(self.pass_size, self.max_pass_samples // max(1, int(first.cost))))
+
+    async def _gather(self) -> list[Entry]:
+        assert self._wake is not None
+        while True:
+            oldest = self._queue.oldest()
+            if oldest is None:
+                self._queue.drop_cancelled()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._busy = True  # from here until the pass is answered, close() must wait
+            remaining = oldest + self.max_delay_s - time.perf_counter()
+            if len(self._queue) >= self.pass_size or remaining <= 0:
+                batch = self._queue.take(self._limit, _shape)
+                if batch:
+                    return batch
+                self._busy = False
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -99,29 +141,44 @@ class DynamicBatcher(Generic[In, Out]):
             finally:
                 self._busy = False
 
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
-        batch = [entry for entry in batch if not entry[1].cancelled()]
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[Entry]) -> None:
+        batch = [entry for entry in batch if not entry.future.cancelled()]
         if not batch:
             return
         started = time.perf_counter()
         if self.metrics is not None:
-            self.metrics.batch_size.labels(self.name).observe(len(batch))
-            for _, _, queued in batch:
-                self.metrics.queue_delay.labels(self.name).observe(started - queued)
+            for entry in batch:
+                self.metrics.queue_delay.labels(self.name).observe(started - entry.queued)
+        await self._isolating(loop, batch)
+
+    async def _isolating(self, loop: asyncio.AbstractEventLoop, batch: list[Entry]) -> None:
+        """Run ``batch``; if the pass raises, run each half again, so only culprits fail."""
+        started = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(
-                self.executor, self.run, [item for item, _, _ in batch]
+                self.executor, self.run, [entry.item for entry in batch]
             )
-        except Exception as e:  # a failed pass fails its items, never the batcher
-            log.exception("%s forward pass failed", self.name)
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(e)
+        except Exception as e:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._isolating(loop, batch[:half])
+                await self._isolating(loop, batch[half:])
+                return
+            if self._errors.allow("forward pass failure", log):
+                log.error("%s forward pass failed for one item", self.name, exc_info=e)
+            future = batch[0].future
+            if not future.done():
+                future.set_exception(e)
             return
         if self.metrics is not None:
+            self.metrics.batch_size.labels(self.name).observe(len(batch))
             self.metrics.inference.labels(self.name).observe(time.perf_counter() - started)
         self.batches += 1
         self.items += len(batch)
-        for (_, future, _), output in zip(batch, outputs, strict=True):
-            if not future.done():
-                future.set_result(output)
+        for entry, output in zip(batch, outputs, strict=True):
+            if not entry.future.done():
+                entry.future.set_result(output)
+
+
+def _shape(item) -> int:
+    return _size(item)

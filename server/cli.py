@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
             "ASC_DECODE_WORKERS",
         ),
     )
+    _budget_flags(serve)
     serve.add_argument(
         "--log-level",
         default=_env("ASC_LOG_LEVEL", "INFO"),
@@ -219,6 +220,112 @@ def build_parser() -> argparse.ArgumentParser:
         "straight into the device's provisioning (default: none, print it on stdout)",
     )
     return parser
+
+
+def _budget_flags(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "budgets",
+        "what one request or stream may cost; a request over a budget gets RESOURCE_EXHAUSTED "
+        "or INVALID_ARGUMENT naming the flag to raise (README: Budgets)",
+    )
+    group.add_argument(
+        "--audio-memory-mb",
+        type=float,
+        default=float(_env("ASC_AUDIO_MEMORY_MB", 2048)),
+        help=_help(
+            "decoded audio all open streams may hold together; each stream reserves what its "
+            "settings need when it starts (about 9 MB for 10 s windows at 44.1 kHz) and a "
+            "stream that does not fit is refused",
+            "ASC_AUDIO_MEMORY_MB",
+        ),
+    )
+    group.add_argument(
+        "--stream-memory-mb",
+        type=float,
+        default=float(_env("ASC_STREAM_MEMORY_MB", 64)),
+        help=_help(
+            "the most audio memory one stream's settings may need (window length and sample "
+            "rate set it); larger settings are refused",
+            "ASC_STREAM_MEMORY_MB",
+        ),
+    )
+    group.add_argument(
+        "--max-windows-per-clip",
+        type=int,
+        default=int(_env("ASC_MAX_WINDOWS_PER_CLIP", 1000)),
+        help=_help(
+            "windows one clip (streamed or ClassifyClip) may be cut into",
+            "ASC_MAX_WINDOWS_PER_CLIP",
+        ),
+    )
+    group.add_argument(
+        "--max-overlap",
+        type=float,
+        default=float(_env("ASC_MAX_OVERLAP", 10)),
+        help=_help(
+            "largest window / hop: how many times each second of audio may be classified",
+            "ASC_MAX_OVERLAP",
+        ),
+    )
+    group.add_argument(
+        "--classify-max-seconds",
+        type=float,
+        default=float(_env("ASC_CLASSIFY_MAX_SECONDS", 120)),
+        help=_help(
+            "the longest audio one ClassifyClip file may decode to", "ASC_CLASSIFY_MAX_SECONDS"
+        ),
+    )
+    group.add_argument(
+        "--classify-calls",
+        type=int,
+        default=int(_env("ASC_CLASSIFY_CALLS", 2)),
+        help=_help(
+            "ClassifyClip calls decoded and classified at once; others wait their turn",
+            "ASC_CLASSIFY_CALLS",
+        ),
+    )
+    group.add_argument(
+        "--cache-mb",
+        type=float,
+        default=float(_env("ASC_CACHE_MB", 64)),
+        help=_help(
+            "memory of finished clips' results, which answers a device resending the same "
+            "clip without classifying it again",
+            "ASC_CACHE_MB",
+        ),
+    )
+
+
+def build_budgets(args: argparse.Namespace, max_message_bytes: int):
+    """The Budgets the flags ask for; StartupError for a value that makes no sense."""
+    from server.budgets import MB, Budgets
+
+    for flag in (
+        "max_clip_seconds",
+        "audio_memory_mb",
+        "stream_memory_mb",
+        "max_windows_per_clip",
+        "max_overlap",
+        "classify_max_seconds",
+        "classify_calls",
+    ):
+        if not getattr(args, flag) > 0:
+            raise StartupError(f"--{flag.replace('_', '-')} must be positive")
+    if args.max_overlap < 1:
+        raise StartupError(f"--max-overlap must be at least 1, got {args.max_overlap}")
+    if args.cache_mb < 0:
+        raise StartupError(f"--cache-mb must not be negative, got {args.cache_mb}")
+    return Budgets(
+        max_clip_seconds=args.max_clip_seconds,
+        max_message_bytes=max_message_bytes,
+        cache_bytes=int(args.cache_mb * MB),
+        max_windows_per_clip=args.max_windows_per_clip,
+        max_overlap=args.max_overlap,
+        stream_bytes=int(args.stream_memory_mb * MB),
+        audio_bytes=int(args.audio_memory_mb * MB),
+        classify_seconds=args.classify_max_seconds,
+        classify_calls=args.classify_calls,
+    )
 
 
 def _security_flags(serve: argparse.ArgumentParser) -> None:
@@ -362,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from server.safe_log import EscapingFilter
+
+    for handler in logging.getLogger().handlers:  # one line per record, whatever it holds
+        handler.addFilter(EscapingFilter())
     try:
         return asyncio.run(serve(args))
     except StartupError as e:
@@ -509,15 +620,16 @@ async def serve(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
     from proto import scene_classifier_pb2 as pb
-    from proto import scene_classifier_pb2_grpc as pbg
+    from server.handlers import add_service
     from server.metrics import ServerMetrics
     from server.service import SceneService
-    from server.session import Limits
 
     if args.max_batch < 1:
         raise StartupError(f"--max-batch must be at least 1, got {args.max_batch}")
     if args.max_delay_ms < 0:
         raise StartupError(f"--max-delay-ms must not be negative, got {args.max_delay_ms}")
+    limit = int(args.max_message_mb * 1024 * 1024)
+    budgets = build_budgets(args, limit)
     metrics = ServerMetrics()
     credentials = server_credentials(args)  # flags and files checked before the slow part
     access = build_access(args, metrics)
@@ -531,7 +643,6 @@ async def serve(args: argparse.Namespace) -> int:
         httpd, _ = start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry)
     except OSError as e:
         raise StartupError(f"--metrics-port {args.metrics_port}: {e}") from e
-    limit = int(args.max_message_mb * 1024 * 1024)
     # gRPC core refuses anything above its own limit before a handler sees it (no status the
     # client can read, no metric), so core's ceiling sits above ours and the service answers
     # messages between the two with RESOURCE_EXHAUSTED and counts them.
@@ -549,10 +660,10 @@ async def serve(args: argparse.Namespace) -> int:
         max_delay_ms=args.max_delay_ms,
         max_streams=args.max_streams,
         decode_workers=args.decode_workers,
-        limits=Limits(max_clip_seconds=args.max_clip_seconds, max_message_bytes=limit),
+        limits=budgets,
         access=access,
     )
-    pbg.add_SceneClassifierServicer_to_server(service, server)
+    add_service(service, server)  # the generated registration, with tolerant request parsing
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     service_name = pb.DESCRIPTOR.services_by_name["SceneClassifier"].full_name
@@ -589,6 +700,7 @@ async def serve(args: argparse.Namespace) -> int:
         "tls": credentials is not None,
         "client_certificates": bool(args.tls_client_ca),
         "tokens": bool(args.tokens),
+        "min_clip_seconds": service.budgets.min_clip_seconds,
     }
     print(json.dumps(ready), flush=True)  # tests and scripts read the ports from this line
     log.info("serving on %s:%d, metrics on :%d", args.host, port, httpd.server_port)

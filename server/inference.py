@@ -56,6 +56,13 @@ class DetectorOutput:
 # On a CPU, passes larger than this run slower per window (the full-resolution convolutions
 # leave the cache; benchmarks/ensemble_speed.py prints the curve), so a big batch is cut up.
 CPU_PASS = 8
+# ... and a pass holds at most this much audio, CPU_PASS default 10 s windows: a pass cannot be
+# interrupted, so this bounds how long a window that just arrived waits behind another's pass.
+CPU_PASS_SECONDS = CPU_PASS * 10.0
+
+
+class NonFiniteOutput(ValueError):
+    """A forward pass produced NaN or infinite scores (the batcher then finds the item)."""
 
 
 class LoadedModel:
@@ -71,6 +78,9 @@ class LoadedModel:
         self.rate = self.checkpoint.features.sample_rate
         self.model_id = str(self.checkpoint.extra.get("model_id") or self.path.stem)
         self.version = file_version(self.path)
+        cpu = device.type == "cpu"
+        self.max_pass: int | None = CPU_PASS if cpu else None  # read by the batcher
+        self.max_pass_samples: int | None = int(CPU_PASS_SECONDS * self.rate) if cpu else None
 
     def metadata_json(self) -> str:
         return json.dumps(self.metadata, sort_keys=True)
@@ -91,6 +101,33 @@ class SceneRunner(LoadedModel):
             list(self.model.coarse_classes) if self.model.use_coarse else []
         )
 
+    def shortest_input(self, most_seconds: float = 2.0) -> int:
+        """The fewest samples the ensemble takes, measured by bisection at start-up.
+
+        The front end's frames and the networks' pooling set it (7168 samples, 0.16 s, for the
+        shipped checkpoint); anything shorter makes the forward pass raise, so the service
+        refuses such clips at the door instead of letting them into a batch.
+        """
+        rng = np.random.default_rng(0)
+
+        def takes(n: int) -> bool:
+            try:
+                self([(0.1 * rng.standard_normal(n)).astype(np.float32)])
+            except Exception:
+                return False
+            return True
+
+        lo, hi = 1, int(most_seconds * self.rate)
+        if not takes(hi):
+            raise RuntimeError(f"{self.path}: the ensemble refuses {most_seconds:g} s of audio")
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if takes(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
     @torch.inference_mode()
     def __call__(self, waves: list[np.ndarray]) -> list[SceneOutput]:
         out: list[SceneOutput | None] = [None] * len(waves)
@@ -99,6 +136,7 @@ class SceneRunner(LoadedModel):
             scores = (scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-12)).float().cpu()
             coarse = result.get("coarse_probs")
             coarse = coarse.float().cpu() if coarse is not None else None
+            _check_finite(scores, coarse)
             for row, i in enumerate(indices):
                 out[i] = SceneOutput(
                     scores=scores[row].numpy(),
@@ -125,11 +163,19 @@ class DetectorRunner(LoadedModel):
     def __call__(self, pieces: list[np.ndarray]) -> list[DetectorOutput]:
         out: list[DetectorOutput | None] = [None] * len(pieces)
         for indices, result in self.forward(pieces):
-            lossy = result["lossy_prob"].float().cpu().numpy()
-            families = result["family_probs"].float().cpu().numpy()
+            lossy = result["lossy_prob"].float().cpu()
+            families = result["family_probs"].float().cpu()
+            _check_finite(lossy, families)
+            lossy, families = lossy.numpy(), families.numpy()
             for row, i in enumerate(indices):
                 out[i] = DetectorOutput(float(lossy[row]), families[row])
         return out  # type: ignore[return-value]
+
+
+def _check_finite(*tensors: torch.Tensor | None) -> None:
+    for t in tensors:
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise NonFiniteOutput("the model produced non-finite scores")
 
 
 def _passes(waves: list[np.ndarray], max_pass: int | None) -> list[list[int]]:

@@ -3,6 +3,11 @@
 Codec-path labels use the engine's canonical spec (``opus:32k``, ``sbc:bitpool=53>aac:64k``),
 so dashboards group by the same strings the CLI, the proto and the reports use. The Grafana
 dashboard under ``deploy/`` queries exactly these names.
+
+A label value is a series Prometheus keeps forever, so clients must not be able to mint them:
+codec paths reach ``codec_label`` only after the registry accepted them (a known codec, a chain
+of at most four hops) and the data decoded, and past ``MAX_CODEC_PATHS`` distinct paths any new
+one is counted as ``other``.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MAX_CODEC_PATHS = 128  # distinct codec_path label values; later new ones become "other"
+OTHER = "other"
 
 
 class ServerMetrics:
@@ -102,7 +109,27 @@ class ServerMetrics:
             registry=r,
         )
         self.model_info = Info("asc_model", "Loaded models", ["kind"], registry=r)
+        self.audio_memory = Gauge(
+            "asc_audio_memory_reserved_bytes",
+            "Audio memory reserved by open streams (bounded by --audio-memory-mb)",
+            registry=r,
+        )
+        self.remembered_bytes = Gauge(
+            "asc_remembered_clips_bytes",
+            "Bytes held by the memory of finished clips (bounded by --cache-mb)",
+            registry=r,
+        )
         self._tallies: dict[tuple[str, str], list[int]] = {}
+        self._paths: set[str] = set()
+
+    def codec_label(self, path: str) -> str:
+        """``path`` as a label value, from a bounded set (see the module docstring)."""
+        if path in self._paths:
+            return path
+        if len(self._paths) >= MAX_CODEC_PATHS:
+            return OTHER
+        self._paths.add(path)
+        return path
 
     def record_label(self, codec_path: str, model: str, correct: bool) -> None:
         """Counters and the gauge move together, so the gauge is always correct / labelled."""

@@ -2,6 +2,9 @@
 
 Everything here is synchronous and free of gRPC's event loop so that decoding can run on worker
 threads; problems surface as ``StreamError`` carrying the status code the stream ends with.
+A clip decodes lazily: ``ClipState.add`` only frames a packet's bytes, and ``advance`` decodes
+codec packets until it has cut as many windows as the stream has room for, so what a packet
+decodes to never outgrows the stream's reserved memory, however much audio its bytes hold.
 """
 
 from __future__ import annotations
@@ -16,29 +19,23 @@ from asc.audio import resample
 from asc.codecs.errors import CodecError, CodecUnavailable, DecodeError
 from asc.codecs.registry import resolve
 from asc.codecs.spec import parse_spec
-from asc.codecs.stream import StreamDecoder
 from proto import scene_classifier_pb2 as pb
+from server.bounded_decode import IncrementalDecoder, check_samples
+from server.budgets import Budgets
+from server.clip_cache import ContentHasher
+from server.errors import StreamError
+from server.safe_log import shown
 from server.windows import Window, Windower
+
+__all__ = ["Budgets", "ClipState", "Limits", "StreamError", "StreamSettings", "validate_config"]
 
 DEFAULT_WINDOW_SECONDS = 10.0
 MIN_WINDOW_SECONDS, MAX_WINDOW_SECONDS = 1.0, 60.0
 MIN_RATE, MAX_RATE = 8000, 192000
-
-
-class StreamError(Exception):
-    """Ends one stream (or call) with ``code``; the message names the problem for the client."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_clip_seconds: float = 600.0  # a clip that never ends must not grow without bound
-    max_open_clips: int = 4  # per stream
-    max_message_bytes: int = 16 << 20  # larger messages end their stream or call
-    remembered_clips: int = 10000  # finished clips whose results answer a resend (LRU)
+# The most audio one codec packet decodes to (FLAC's largest block is 65535 samples; the
+# engine's encoders make packets of at most a few thousand): more is a corrupt stream.
+MAX_CODEC_PACKET_SAMPLES = 131072
+Limits = Budgets  # the name this used to have
 
 
 @dataclass(frozen=True)
@@ -52,25 +49,50 @@ class StreamSettings:
     detector: bool
 
 
-def window_and_hop(window_seconds: float, hop_seconds: float) -> tuple[float, float]:
+def window_and_hop(
+    window_seconds: float, hop_seconds: float, budgets: Budgets | None = None
+) -> tuple[float, float]:
     """Defaults filled in (0 means 10 s windows, hop = window) and checked."""
     bad = grpc.StatusCode.INVALID_ARGUMENT
     window = window_seconds or DEFAULT_WINDOW_SECONDS
     hop = hop_seconds or window
     if not (math.isfinite(window) and MIN_WINDOW_SECONDS <= window <= MAX_WINDOW_SECONDS):
         raise StreamError(
-            bad, f"window of {window} s is outside {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} s"
+            bad, f"window of {window:g} s is outside {MIN_WINDOW_SECONDS}..{MAX_WINDOW_SECONDS} s"
         )
     if not (math.isfinite(hop) and 0 < hop <= window):
         raise StreamError(
-            bad, f"hop of {hop} s must be above 0 and at most the window ({window} s)"
+            bad, f"hop of {hop:g} s must be above 0 and at most the window ({window:g} s)"
         )
+    (budgets or Budgets()).check_overlap(window, hop)
     return float(window), float(hop)
 
 
-def validate_config(config: pb.StreamConfig) -> StreamSettings:
-    """The stream's config, checked against the codec engine; INVALID_ARGUMENT names the fault."""
+def check_spec(text: str, budgets: Budgets) -> str:
+    """A codec spec parsed and bounded (length, hops); its canonical spelling."""
     bad = grpc.StatusCode.INVALID_ARGUMENT
+    if len(text) > budgets.max_spec_chars:
+        raise StreamError(
+            bad, f"codec spec {shown(text)} is longer than {budgets.max_spec_chars} characters"
+        )
+    try:
+        spec = parse_spec(text)
+    except CodecError as e:
+        raise StreamError(bad, f"bad codec spec: {e}") from e
+    if len(spec.stages) > budgets.max_hops:
+        raise StreamError(
+            bad,
+            f"codec path of {len(spec.stages)} hops; this server decodes chains of at most "
+            f"{budgets.max_hops}",
+        )
+    return str(spec)
+
+
+def validate_config(config: pb.StreamConfig, budgets: Budgets | None = None) -> StreamSettings:
+    """The stream's config, checked against the codec engine; INVALID_ARGUMENT names the fault."""
+    budgets = budgets or Budgets()
+    bad = grpc.StatusCode.INVALID_ARGUMENT
+    budgets.check_text("device id", config.device_id)
     if not config.codec:
         raise StreamError(bad, "StreamConfig.codec is empty; give a codec spec such as opus:32k")
     if not MIN_RATE <= config.sample_rate <= MAX_RATE:
@@ -79,14 +101,14 @@ def validate_config(config: pb.StreamConfig) -> StreamSettings:
         )
     if config.channels not in (1, 2):
         raise StreamError(bad, f"{config.channels} channels: only 1 or 2 are supported")
+    spec = check_spec(config.codec, budgets)
     try:
-        spec = str(parse_spec(config.codec))
         resolve(spec, config.sample_rate, config.channels)
     except CodecUnavailable as e:
         raise StreamError(bad, f"codec not available on this server: {e}") from e
     except CodecError as e:
         raise StreamError(bad, f"bad codec for this stream: {e}") from e
-    window, hop = window_and_hop(config.window_seconds, config.hop_seconds)
+    window, hop = window_and_hop(config.window_seconds, config.hop_seconds, budgets)
     return StreamSettings(
         device_id=config.device_id or "unknown",
         codec=spec,
@@ -105,15 +127,21 @@ class ClipState:
     clip_id: str
     settings: StreamSettings
     model_rate: int
-    limits: Limits
+    limits: Budgets
     label: str = ""
-    decoder: StreamDecoder = field(init=False)
+    memory: int = 0  # bytes borrowed from the pool for this clip (0: the stream's own)
+    decoder: IncrementalDecoder = field(init=False)
     windower: Windower = field(init=False)
+    content: ContentHasher = field(default_factory=ContentHasher)
     pending: list = field(default_factory=list)  # per window, in order: futures of its result
+    windows: int = 0  # cut so far
+    ended: bool = False  # its end_of_clip arrived
+    _flushed: bool = False
+    _complete: bool = False
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.decoder = StreamDecoder(s.codec, s.rate, s.channels)
+        self.decoder = IncrementalDecoder(s.codec, s.rate, s.channels)
         self.windower = Windower(
             window=round(s.window_seconds * s.rate),
             hop=round(s.hop_seconds * s.rate),
@@ -124,34 +152,98 @@ class ClipState:
     def seconds(self) -> float:
         return self.windower.total / self.settings.rate
 
-    def _windows(self, pcm: np.ndarray) -> list[Window]:
-        windows = self.windower.push(pcm.mean(axis=1) if pcm.ndim == 2 else pcm)
+    @property
+    def complete(self) -> bool:
+        """Every window of the clip is cut (after its end arrived)."""
+        return self._complete
+
+    def _data_loss(self, e: DecodeError) -> StreamError:
+        return StreamError(
+            grpc.StatusCode.DATA_LOSS, f"clip {shown(self.clip_id)} ({self.settings.codec}): {e}"
+        )
+
+    def add(self, payload: bytes, end: bool = False) -> None:
+        """Take a packet's bytes (framing only: cheap, on the event loop)."""
+        self.content.update(payload)
+        try:
+            self.decoder.add(payload)
+        except DecodeError as e:
+            raise self._data_loss(e) from e
+        self.ended = self.ended or end
+
+    def _append(self, pcm: np.ndarray) -> None:
+        if len(pcm) > MAX_CODEC_PACKET_SAMPLES:
+            raise StreamError(
+                grpc.StatusCode.DATA_LOSS,
+                f"clip {shown(self.clip_id)} ({self.settings.codec}): corrupt stream: one "
+                f"codec packet decodes to {len(pcm)} samples",
+            )
+        mono = pcm.mean(axis=1, dtype=np.float32) if pcm.ndim == 2 else pcm
+        check_samples(mono, self.clip_id)
+        self.windower.append(mono)
         if self.seconds > self.limits.max_clip_seconds:
             raise StreamError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"clip {self.clip_id!r} exceeds {self.limits.max_clip_seconds:g} s without "
+                f"clip {shown(self.clip_id)} exceeds {self.limits.max_clip_seconds:g} s without "
                 "end_of_clip; cut long recordings into clips",
             )
-        return windows
 
-    def feed(self, payload: bytes) -> list[Window]:
-        """Decode a payload (on a worker thread); DATA_LOSS when it does not decode."""
-        try:
-            return self._windows(self.decoder.feed(payload))
-        except DecodeError as e:
-            raise StreamError(
-                grpc.StatusCode.DATA_LOSS, f"clip {self.clip_id!r} ({self.settings.codec}): {e}"
-            ) from e
-
-    def finish(self) -> list[Window]:
-        try:
-            windows = self._windows(self.decoder.finish(strict=True))
-        except DecodeError as e:
-            raise StreamError(
-                grpc.StatusCode.DATA_LOSS, f"clip {self.clip_id!r} ({self.settings.codec}): {e}"
-            ) from e
-        return windows + self.windower.finish()
-
-    def model_input(self, window: Window) -> np.ndarray:
+    def _model_window(self, window: Window) -> Window:
         """The window at the model's rate (the stream may run at any rate the codec allows)."""
-        return np.ascontiguousarray(resample(window.samples, self.settings.rate, self.model_rate))
+        self.windows += 1
+        self.limits.check_windows(self.clip_id, self.windows)
+        wave = resample(window.samples, self.settings.rate, self.model_rate)
+        samples = np.ascontiguousarray(wave, np.float32)
+        return Window(window.index, window.start, samples, len(window.samples))
+
+    def advance(self, room: int) -> tuple[list[Window], bool]:
+        """Decode (on a worker thread) until ``room`` windows are cut or nothing waits.
+
+        Returns the windows, at the model's rate, and whether more could be cut with room.
+        The clip's last windows come once its end arrived and every packet is decoded.
+        """
+        out: list[Window] = []
+        try:
+            while len(out) < max(1, room):
+                window = self.windower.take()
+                if window is not None:
+                    out.append(self._model_window(window))
+                    continue
+                audio = self.decoder.next_audio()
+                if audio is not None:
+                    self._append(audio)
+                    continue
+                if not self.ended or self._complete:
+                    break
+                if not self._flushed:
+                    self._flushed = True
+                    self._append(self.decoder.finish(strict=True))
+                    continue
+                self._complete = True
+                self._check_length()
+                out += [self._model_window(w) for w in self.windower.finish()]
+        except DecodeError as e:
+            raise self._data_loss(e) from e
+        more = self.windower.ready or self.decoder.waiting or (self.ended and not self._complete)
+        return out, more
+
+    def _check_length(self) -> None:
+        """At the clip's end, before its only window is cut: too short for the models?"""
+        if self.windows:
+            return
+        if not self.windower.total:
+            raise StreamError(
+                grpc.StatusCode.DATA_LOSS, f"clip {shown(self.clip_id)} ended without any audio"
+            )
+        check_duration(self.clip_id, self.seconds, self.limits.min_clip_seconds)
+
+
+def check_duration(clip_id: str, seconds: float, shortest: float) -> None:
+    """INVALID_ARGUMENT for a clip shorter than the models take: checked at the door, so such
+    a clip never reaches a batch (where its forward pass would raise)."""
+    if seconds < shortest:
+        raise StreamError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"clip {shown(clip_id)} holds {seconds:.3f} s of audio; the shortest clip this "
+            f"server classifies is {shortest:g} s",
+        )

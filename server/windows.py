@@ -19,10 +19,11 @@ class Window:
     index: int
     start: int  # first sample, counted from the start of the clip
     samples: np.ndarray  # mono float32
+    length: int | None = None  # in the clip's samples, when ``samples`` were resampled
 
     @property
     def end(self) -> int:
-        return self.start + len(self.samples)
+        return self.start + (len(self.samples) if self.length is None else self.length)
 
 
 class Windower:
@@ -52,18 +53,39 @@ class Windower:
         return window
 
     def push(self, mono: np.ndarray) -> list[Window]:
+        """Add audio and cut every window it completes."""
+        self.append(mono)
+        out = []
+        while (window := self.take()) is not None:
+            out.append(window)
+        return out
+
+    def append(self, mono: np.ndarray) -> None:
+        """Add audio without cutting: ``take`` cuts windows one at a time, as room allows."""
         self._chunks.append(np.asarray(mono, np.float32))
         self.total += len(mono)
-        out = []
-        while self._next_start + self.window <= self.total:
-            out.append(self._cut(self._next_start, self._next_start + self.window))
-            self._next_start += self.hop
-        if out:  # drop what no later window (or the end-aligned one) needs
-            keep_from = max(0, min(self._next_start, self.total - self.window))
-            if keep_from > self._buffer_start:
-                self._chunks = [self._joined()[keep_from - self._buffer_start :]]
-                self._buffer_start = keep_from
-        return out
+
+    @property
+    def ready(self) -> bool:
+        """A full window is waiting to be taken."""
+        return self._next_start + self.window <= self.total
+
+    @property
+    def buffered(self) -> int:
+        """Samples held."""
+        return sum(len(c) for c in self._chunks)
+
+    def take(self) -> Window | None:
+        """The next full window, or None; drops the audio no later window needs."""
+        if not self.ready:
+            return None
+        window = self._cut(self._next_start, self._next_start + self.window)
+        self._next_start += self.hop
+        keep_from = max(0, min(self._next_start, self.total - self.window))
+        if keep_from > self._buffer_start:
+            self._chunks = [self._joined()[keep_from - self._buffer_start :]]
+            self._buffer_start = keep_from
+        return window
 
     def finish(self) -> list[Window]:
         """The windows the end of the clip adds (possibly none)."""
@@ -72,3 +94,16 @@ class Windower:
         if self.total - self._last_end >= max(1, self.min_tail):
             return [self._cut(self.total - self.window, self.total)]
         return []
+
+
+def window_spans(total: int, window: int, hop: int, min_tail: int) -> list[tuple[int, int]]:
+    """The (start, end) of every window ``Windower`` cuts from ``total`` samples, without
+    copying any audio: a whole decoded file's windows can then be views of it."""
+    if total <= 0:
+        return []
+    if total < window:
+        return [(0, total)]
+    spans = [(start, start + window) for start in range(0, total - window + 1, hop)]
+    if total - spans[-1][1] >= max(1, min_tail):
+        spans.append((total - window, total))
+    return spans

@@ -325,12 +325,13 @@ def test_an_oversized_message_is_counted_as_rejected(server):
 
 @pytest.fixture(scope="module")
 def stalled(server: ServerProcess) -> dict:
-    """A client that keeps sending but never reads, made cheap to stall: every packet asks for
-    a clip the server already answered, and each is answered again (21 results) from memory.
-    Runs once; the tests below check what it observed."""
+    """A client that keeps sending but never reads, made cheap to stall: it sends, again and
+    again, the very bytes of a clip the server already answered, and each resend is answered
+    again (21 results) from memory. Runs once; the tests below check what it observed."""
     cfg = config(device_id="stall", window_seconds=1.0)
     results, error = run_stream(server.target, clip_requests(cfg, [("loud", 20.0, 7)]))
     assert error is None and len(results) == 21
+    clip = [r.packet for r in clip_requests(cfg, [("loud", 20.0, 7)]) if r.HasField("packet")]
     seen: dict = {"sent": 0, "rss_start": rss_mb(server.proc.pid)}
     base = server.metrics()
     dup = 'asc_duplicate_clips_total{codec_path="pcm16"}'
@@ -339,11 +340,10 @@ def stalled(server: ServerProcess) -> dict:
         yield pb.StreamRequest(config=cfg)
         for i in range(10**7):
             seen["sent"] = i + 1
-            yield pb.StreamRequest(
-                packet=pb.AudioPacket(
-                    sequence=i, clip_id="loud", end_of_clip=True, payload=b"\1" * 16384
-                )
-            )
+            packet = pb.AudioPacket()
+            packet.CopyFrom(clip[i % len(clip)])
+            packet.sequence = i
+            yield pb.StreamRequest(packet=packet)
 
     channel = grpc.insecure_channel(server.target)
     call = pbg.SceneClassifierStub(channel).StreamScenes(never_read())

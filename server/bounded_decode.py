@@ -1,0 +1,191 @@
+"""Decoding whose output is bounded by the server's budgets, not by what the bytes claim.
+
+A few bytes of compressed silence decode to minutes of audio, so the decoded size must be
+checked while decoding, not after. ``IncrementalDecoder`` is the engine's ``StreamDecoder``
+taking a stream's bytes without decoding them, then decoding one codec packet at a time as
+the stream's windows are taken, so a message holding an hour of FLAC silence costs one window
+of memory and is refused once its clip passes ``--max-clip-seconds``. ``decode_clip`` decodes
+a whole ClassifyClip file frame by frame into mono at the model's rate, stopping at
+``--classify-max-seconds``, and checks that the container holds the codec the request names.
+
+Decoded audio must be finite and within ``MAX_ABS_SAMPLE`` (full scale is 1.0): NaN or
+1e30 would make the front end's power spectrum overflow into NaN probabilities.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+from dataclasses import dataclass
+
+import av
+import grpc
+import numpy as np
+import soxr
+
+from asc.codecs.errors import DecodeError
+from asc.codecs.pyav_backend import PyAVDecoder, frame_to_array
+from asc.codecs.spec import CodecSpec
+from asc.codecs.stream import END, HEADER, PACKET, StreamDecoder, _read_varint, unpack
+from server.errors import StreamError
+from server.safe_log import shown
+
+MAX_ABS_SAMPLE = 1000.0  # +60 dB over full scale: no recording, a sure sign of garbage
+# FFmpeg decoder names each registry codec's data may show up as.
+DECODED_AS = {
+    "pcm16": {"pcm_s16le", "pcm_s16be"},
+    "flac": {"flac"},
+    "opus": {"opus", "libopus"},
+    "mp3": {"mp3", "mp3float"},
+    "aac": {"aac", "aac_fixed", "libfdk_aac"},
+    "fdk-aac": {"aac", "aac_fixed", "libfdk_aac"},
+    "he-aac": {"aac", "aac_fixed", "libfdk_aac"},
+    "he-aac-v2": {"aac", "aac_fixed", "libfdk_aac"},
+    "vorbis": {"vorbis", "libvorbis"},
+    "sbc": {"sbc"},
+    "aptx": {"aptx"},
+}
+# Raw formats FFmpeg cannot recognise from content alone.
+_DEMUXER = {"sbc": "sbc", "aptx": "aptx"}
+
+
+def check_samples(x: np.ndarray, clip_id: str) -> None:
+    """INVALID_ARGUMENT for NaN, infinities or absurd magnitudes."""
+    if not x.size:
+        return
+    if not np.isfinite(x).all():
+        raise StreamError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"clip {shown(clip_id)} decodes to non-finite samples (NaN or infinity)",
+        )
+    peak = float(np.abs(x).max())
+    if peak > MAX_ABS_SAMPLE:
+        raise StreamError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"clip {shown(clip_id)} decodes to samples of magnitude {peak:.3g}; audio must lie "
+            f"within +-{MAX_ABS_SAMPLE:g} (full scale is 1.0)",
+        )
+
+
+class IncrementalDecoder(StreamDecoder):
+    """``StreamDecoder`` split in two: ``add`` frames bytes, ``next_audio`` decodes one packet.
+
+    The output, packet by packet, is exactly ``StreamDecoder.feed``'s (tests compare them).
+    """
+
+    def __init__(self, spec: str | CodecSpec, rate: int, channels: int):
+        super().__init__(spec, rate, channels)
+        self._packets: deque[bytes | int] = deque()  # codec packets; an int: the end's total
+
+    def add(self, data: bytes) -> None:
+        """Take framed bytes; only the framing is read. DecodeError for a corrupt stream."""
+        self._buffer += data
+        while (item := self._take_frame()) is not None:
+            kind, payload = item
+            if self._decoder is None:
+                if kind != HEADER:
+                    raise DecodeError("corrupt stream: it does not start with a header frame")
+                self._decoder = PyAVDecoder(self.resolved, payload)
+            elif kind == HEADER:
+                raise DecodeError("corrupt stream: a second header frame")
+            elif kind == PACKET:
+                self._packets.extend(unpack(payload))
+            else:
+                assert kind == END
+                self._packets.append(_read_varint(payload))
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._packets)
+
+    def next_audio(self) -> np.ndarray | None:
+        """The next codec packet's audio (possibly empty), or None when nothing waits."""
+        while self._packets:
+            item = self._packets.popleft()
+            if isinstance(item, int):
+                self.total = item
+                continue
+            return self._emit(self._decoder.decode(item))
+        return None
+
+    def finish(self, strict: bool = True) -> np.ndarray:
+        if self._packets:
+            raise RuntimeError("finish() while codec packets still wait to be decoded")
+        return super().finish(strict)
+
+
+@dataclass
+class DecodedClip:
+    mono: np.ndarray  # float32 at the model's rate
+    seconds: float  # the file's duration
+    codec: str  # FFmpeg's decoder name
+
+
+def decode_clip(
+    data: bytes,
+    rate: int,
+    clip_id: str,
+    max_seconds: float,
+    codec: str | None = None,
+    raw_rate: int = 0,
+) -> DecodedClip:
+    """A whole file as mono at ``rate``; refuses more than ``max_seconds`` of audio.
+
+    ``codec`` (a registry codec name: the last stage of the request's spec) must be what the
+    container holds, so a metric labelled ``aac`` counts AAC. ``raw_rate`` is the rate of raw
+    aptx, which carries none. Raises StreamError: DATA_LOSS for undecodable data,
+    INVALID_ARGUMENT for a codec mismatch or bad samples, RESOURCE_EXHAUSTED past the budget.
+    """
+    options, fmt = {}, None
+    if codec is not None:
+        fmt = _DEMUXER.get(codec)
+        if codec == "aptx":
+            options["sample_rate"] = str(raw_rate or 44100)
+    name = shown(clip_id)
+    parts: list[np.ndarray] = []
+    source_samples = 0
+    resampler = None
+    source_rate = 0
+    try:
+        with av.open(io.BytesIO(data), "r", format=fmt, options=options) as container:
+            if not container.streams.audio:
+                raise DecodeError("no audio stream in the data")
+            stream = container.streams.audio[0]
+            found = stream.codec_context.name
+            if codec is not None and found not in DECODED_AS.get(codec, {found}):
+                raise StreamError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"clip {name}: the data holds {shown(found, 24)} audio, not {codec} as its "
+                    "codec field says (leave codec empty to let the server probe the file)",
+                )
+            for frame in container.decode(stream):
+                x = frame_to_array(frame)
+                mono = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+                if not source_rate:
+                    source_rate = int(frame.sample_rate or stream.rate or rate)
+                    if source_rate != rate:
+                        resampler = soxr.ResampleStream(
+                            source_rate, rate, 1, dtype="float32", quality="HQ"
+                        )
+                source_samples += len(mono)
+                if source_samples > max_seconds * source_rate:
+                    raise StreamError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"clip {name} decodes to more than {max_seconds:g} s of audio, the "
+                        "most one ClassifyClip call takes (--classify-max-seconds); stream "
+                        "it with StreamScenes instead",
+                    )
+                check_samples(mono, clip_id)
+                parts.append(resampler.resample_chunk(mono) if resampler else mono.copy())
+    except (av.error.FFmpegError, DecodeError, ValueError, IndexError, OSError) as e:
+        raise StreamError(
+            grpc.StatusCode.DATA_LOSS, f"clip {name}: undecodable audio data: {shown(str(e), 200)}"
+        ) from e
+    if resampler is not None:
+        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    if not source_samples:
+        raise StreamError(
+            grpc.StatusCode.DATA_LOSS, f"clip {name}: no audio decoded from {len(data)} bytes"
+        )
+    mono = np.concatenate(parts).astype(np.float32, copy=False)
+    return DecodedClip(mono, source_samples / source_rate, found)

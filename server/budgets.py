@@ -1,0 +1,223 @@
+"""What one request may cost the server, and the memory every stream reserves before it starts.
+
+A client controls the cost of its requests through settings that are each valid alone: a long
+window with a tiny hop, a high sample rate, a packet of compressed silence, a clip that never
+ends, a file that decodes to an hour of audio. ``Budgets`` bounds each of those per request, and
+``MemoryPool`` bounds them together: a stream reserves, when its config arrives, the most audio
+memory its settings can make it hold (``stream_need``), and a stream that finds the pool full is
+refused at once with RESOURCE_EXHAUSTED. Once admitted, a stream never waits on another
+stream's memory, so no client can make another fail or stall by holding memory.
+
+Counting is in bytes of float32 audio (4 bytes a sample, mono after the down-mix), which is
+what the decoded audio occupies; compressed bytes held while a resent clip is compared with the
+remembered one count against the same allowance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+
+import grpc
+
+from server.errors import StreamError
+from server.safe_log import shown
+
+MB = 1 << 20
+SAMPLE_BYTES = 4  # float32
+STREAM_OVERHEAD = 1 * MB  # decoders, result queue and bookkeeping of one open stream
+PENDING_SECONDS = 20.0  # windows a stream may have waiting for the models: at least this much
+CODEC_PACKET_SECONDS = 2.0  # audio one codec packet may add to a clip's buffer at once
+# A resent clip is held as bytes while it is compared with the remembered one, in the slot of
+# the clip buffer: at least this much, so a 10 s clip of 48 kHz stereo PCM can be answered
+# from memory whatever the window.
+REPLAY_BYTES = 2 * MB
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Every per-request and per-stream bound of the server (flags in ``server.cli``)."""
+
+    max_clip_seconds: float = 600.0  # a clip that never ends must not grow without bound
+    max_open_clips: int = 4  # per stream
+    max_message_bytes: int = 16 * MB  # larger messages end their stream or call
+    remembered_clips: int = 10000  # finished clips whose results answer a resend
+    cache_bytes: int = 64 * MB  # ... and the bytes they may occupy together
+    max_windows_per_clip: int = 1000  # windows one clip (stream or ClassifyClip) may make
+    max_overlap: float = 10.0  # window / hop: how often each second of audio is classified
+    stream_bytes: int = 64 * MB  # the most audio memory one stream's settings may need
+    audio_bytes: int = 2048 * MB  # all streams' reserved audio memory together
+    classify_seconds: float = 120.0  # the longest audio one ClassifyClip call may decode to
+    classify_calls: int = 2  # ClassifyClip calls decoding and classifying at once
+    classify_queue_bytes: int = 64 * MB  # files of ClassifyClip calls waiting for their turn
+    max_id_chars: int = 256  # device id, clip id, label
+    max_spec_chars: int = 200  # a codec spec as sent
+    max_hops: int = 4  # stages of a codec chain
+    min_clip_seconds: float = 0.0  # shortest audio the models take; measured at start-up
+
+    def check_text(self, what: str, value: str) -> None:
+        """INVALID_ARGUMENT for an id or label longer than ``max_id_chars``."""
+        if len(value) > self.max_id_chars:
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"{what} {shown(value)} is longer than {self.max_id_chars} characters",
+            )
+
+    def check_overlap(self, window: float, hop: float) -> None:
+        if window / hop > self.max_overlap * (1 + 1e-9):
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"hop of {hop:g} s with a {window:g} s window classifies each second "
+                f"{window / hop:.0f} times; this server allows at most {self.max_overlap:g} "
+                f"(hop at least {window / self.max_overlap:g} s; --max-overlap)",
+            )
+
+    def check_windows(self, clip: str, windows: int) -> None:
+        if windows > self.max_windows_per_clip:
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"clip {shown(clip)} makes more than {self.max_windows_per_clip} windows "
+                "(--max-windows-per-clip); cut it into shorter clips or use a longer hop",
+            )
+
+
+def clip_bytes(window_seconds: float, rate: int) -> int:
+    """A clip's buffer at most: one window and one codec packet, twice while it is joined
+    (or a resent clip's bytes, REPLAY_BYTES)."""
+    audio = 2 * math.ceil((window_seconds + CODEC_PACKET_SECONDS) * rate) * SAMPLE_BYTES
+    return max(audio, REPLAY_BYTES)
+
+
+def pending_bytes(window_seconds: float, model_rate: int) -> int:
+    """Windows waiting for the models: two windows, or PENDING_SECONDS, at the model's rate."""
+    seconds = max(2 * window_seconds, PENDING_SECONDS)
+    return math.ceil(seconds * model_rate) * SAMPLE_BYTES
+
+
+def stream_need(window_seconds: float, rate: int, model_rate: int) -> int:
+    """What a stream with these settings reserves: overhead, one open clip, waiting windows."""
+    return (
+        STREAM_OVERHEAD
+        + clip_bytes(window_seconds, rate)
+        + pending_bytes(window_seconds, model_rate)
+    )
+
+
+class MemoryPool:
+    """The audio memory of all streams together. Only the event loop touches it."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.total:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used = max(0, self.used - n)
+
+    def describe(self) -> str:
+        return f"{self.used / MB:.0f} of {self.total / MB:.0f} MB (--audio-memory-mb)"
+
+
+class StreamAccount:
+    """One stream's share of the pool.
+
+    ``reserved`` is taken when the stream opens (overhead) and when its config arrives (one
+    clip's buffer and its waiting windows); further open clips ``borrow`` their buffer from the
+    pool or are refused. Windows waiting for the models draw on the reserved ``pending``
+    allowance: with no ``window_room`` left the stream waits for its own earlier windows to be
+    answered (``wait_answered``) before it decodes more, so a stream that sends faster than
+    the models answer it slows itself (HTTP/2 flow control then slows its sender) and never
+    takes memory another stream needs.
+    """
+
+    def __init__(self, pool: MemoryPool, cap: int):
+        self.pool, self.cap = pool, cap
+        self.reserved = 0
+        self.borrowed = 0
+        self.pending_allowance = 0
+        self.pending = 0
+        self.clip_allowance = 0
+        self._answered = asyncio.Event()
+        self._closed = False
+
+    def open(self) -> None:
+        """Reserve the overhead of an open stream, before its config is read."""
+        if not self.pool.take(STREAM_OVERHEAD):
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server audio memory is fully reserved by open streams "
+                f"({self.pool.describe()}); retry later or use another replica",
+            )
+        self.reserved = STREAM_OVERHEAD
+
+    def configure(self, window_seconds: float, rate: int, model_rate: int) -> None:
+        """Reserve what the stream's settings need; refuse settings over the per-stream cap."""
+        need = stream_need(window_seconds, rate, model_rate)
+        if need > self.cap:
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a {window_seconds:g} s window at {rate} Hz needs {need / MB:.0f} MB of audio "
+                f"memory; this server allows a stream {self.cap / MB:.0f} MB "
+                "(--stream-memory-mb): use a shorter window or a lower sample rate",
+            )
+        extra = need - self.reserved
+        if not self.pool.take(extra):
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server audio memory is fully reserved by open streams "
+                f"({self.pool.describe()}); this stream needs {need / MB:.0f} MB: retry later",
+            )
+        self.reserved = need
+        self.clip_allowance = clip_bytes(window_seconds, rate)
+        self.pending_allowance = pending_bytes(window_seconds, model_rate)
+
+    def borrow_clip(self, clip_id: str) -> int:
+        """A second (third...) open clip's buffer, from what no stream has reserved."""
+        n = self.clip_allowance
+        if self.reserved + self.borrowed + n > self.cap or not self.pool.take(n):
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"no audio memory for clip {shown(clip_id)} while this stream's other clips "
+                f"are open ({self.pool.describe()}; --stream-memory-mb); finish a clip first",
+            )
+        self.borrowed += n
+        return n
+
+    def return_clip(self, n: int) -> None:
+        self.borrowed -= n
+        self.pool.give(n)
+
+    def window_room(self, window_bytes: int) -> int:
+        """How many more windows of ``window_bytes`` fit among the waiting ones now."""
+        if not self.pending:
+            return max(1, self.pending_allowance // max(1, window_bytes))
+        return max(0, (self.pending_allowance - self.pending) // max(1, window_bytes))
+
+    async def wait_answered(self) -> None:
+        """Until one of this stream's waiting windows is answered (or the stream closes)."""
+        if self._closed:
+            return
+        self._answered.clear()
+        await self._answered.wait()
+
+    def charge(self, n: int) -> None:
+        self.pending += n
+
+    def release(self, n: int) -> None:
+        self.pending = max(0, self.pending - n)
+        self._answered.set()
+
+    def close(self) -> None:
+        """Give everything back (the stream ended however it ended)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.pool.give(self.reserved + self.borrowed)
+        self.reserved = self.borrowed = 0
+        self._answered.set()

@@ -1,0 +1,156 @@
+"""ClassifyClip: one whole file, decoded within budget, its windows classified as views of it.
+
+A file's cost is bounded before and while it is decoded: at most ``classify_calls`` calls
+decode and classify at once (others wait their turn, up to ``classify_queue_bytes`` of waiting
+files, then RESOURCE_EXHAUSTED), decoding stops at ``classify_seconds`` of audio, and the
+windows are views of the decoded audio, never copies, counted against
+``max_windows_per_clip``. The codec a request names must be a registry codec and what the
+container holds, so metric labels stay a bounded set of true paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from typing import TYPE_CHECKING
+
+import grpc
+
+from asc.codecs.errors import CodecError
+from asc.codecs.registry import lookup
+from asc.codecs.spec import parse_spec
+from proto import scene_classifier_pb2 as pb
+from server.batcher import BatcherClosed
+from server.bounded_decode import decode_clip
+from server.errors import StreamError
+from server.handlers import Undecodable
+from server.results import summary_result
+from server.session import MAX_RATE, MIN_RATE, check_duration, check_spec, window_and_hop
+from server.windows import window_spans
+
+if TYPE_CHECKING:
+    from server.service import SceneService
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+PROBED = "probed"
+_calls = itertools.count()
+
+
+class ClassifySlots:
+    """Turns for ClassifyClip calls: ``calls`` at once, waiting files bounded in bytes."""
+
+    def __init__(self, calls: int, queue_bytes: int):
+        self.queue_bytes = queue_bytes
+        self.waiting = 0
+        self._semaphore = asyncio.Semaphore(max(1, calls))
+
+    @contextlib.asynccontextmanager
+    async def turn(self, size: int):
+        if self._semaphore.locked() and self.waiting + size > self.queue_bytes:
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many ClassifyClip calls are waiting ({self.waiting >> 20} MB of files); "
+                "retry later",
+            )
+        self.waiting += size
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self.waiting -= size
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+def declared_codec(text: str, service: SceneService) -> tuple[str, str]:
+    """The request's spec, canonical and bounded, and its last stage's registry codec."""
+    spec = check_spec(text, service.budgets)
+    stages = parse_spec(spec).stages
+    try:
+        for stage in stages:
+            lookup(stage.name)
+    except CodecError as e:
+        raise StreamError(INVALID, f"bad codec spec: {e}") from e
+    return spec, stages[-1].name
+
+
+async def classify_clip(service: SceneService, request: pb.ClipRequest) -> pb.ClipResult:
+    if isinstance(request, Undecodable):
+        raise request.error()
+    if service.draining.is_set():
+        raise StreamError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+    budgets = service.budgets
+    budgets.check_text("clip_id", request.clip_id)
+    spec, codec = declared_codec(request.codec, service) if request.codec else (None, None)
+    if not request.data:
+        raise StreamError(INVALID, "ClipRequest.data is empty")
+    if request.sample_rate and not MIN_RATE <= request.sample_rate <= MAX_RATE:
+        raise StreamError(
+            INVALID, f"sample rate {request.sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz"
+        )
+    window, hop = window_and_hop(request.window_seconds, request.hop_seconds, budgets)
+    path = spec or PROBED
+    label = service.metrics.codec_label(path)
+    rate = service.models.scene.rate
+    loop = asyncio.get_running_loop()
+    async with service.classify_slots.turn(len(request.data)):
+        try:
+            decoded = await loop.run_in_executor(
+                service.decode_pool,
+                lambda: decode_clip(
+                    request.data,
+                    rate,
+                    request.clip_id,
+                    budgets.classify_seconds,
+                    codec,
+                    request.sample_rate,
+                ),
+            )
+        except StreamError as e:
+            if e.code == grpc.StatusCode.DATA_LOSS:
+                service.metrics.decode_errors.labels(label).inc()
+            raise
+        check_duration(request.clip_id, decoded.seconds, budgets.min_clip_seconds)
+        mono = decoded.mono
+        spans = window_spans(
+            len(mono), round(window * rate), round(hop * rate), round(min(1.0, hop) * rate)
+        )
+        budgets.check_windows(request.clip_id, len(spans))
+        service.metrics.bytes.labels(label).inc(len(request.data))
+        service.metrics.decoded_seconds.labels(label).inc(decoded.seconds)
+        owner = ("clip", next(_calls))
+        try:
+            windows = await asyncio.gather(
+                *(
+                    service.classify(
+                        request.clip_id,
+                        mono[start:end],
+                        start / rate,
+                        end / rate,
+                        request.detector,
+                        owner,
+                    )
+                    for start, end in spans
+                )
+            )
+        except BatcherClosed as e:
+            raise StreamError(grpc.StatusCode.UNAVAILABLE, "server is shutting down") from e
+        finally:
+            service.forget_owner(owner)
+    model_id = service.models.scene.model_id
+    for result in windows:
+        result.codec_path = path
+        service.metrics.windows.labels(label, model_id).inc()
+    windows[-1].last_window = True
+    summary = summary_result(
+        request.clip_id,
+        path,
+        len(mono) / rate,
+        windows,
+        service.models.scene,
+        service.models.detector,
+    )
+    service.metrics.clips.labels(label).inc()
+    return pb.ClipResult(clip_id=request.clip_id, windows=windows, summary=summary)

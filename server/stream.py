@@ -1,0 +1,383 @@
+"""One StreamScenes call's reading side: packets in, checked, decoded, windows to the batchers.
+
+The reader runs as its own task next to the handler that writes results. For each packet it
+checks the order and the sizes, frames the payload, then decodes on the decode pool only as
+many windows as the stream has room for among its waiting windows (``StreamAccount``), so a
+stream sending faster than the models answer it waits for its own windows, stops reading, and
+HTTP/2 flow control slows its sender; nothing another stream needs is ever taken.
+
+What it puts in the result queue, in order: per window a task resolving to
+``(SceneResult, completed_at)``, per clip a task resolving to ``Finished``, clips answered from
+memory as ready futures, and last an ``End`` saying how the stream ends. Every task it starts is
+tracked, so that when the stream ends, however it ends, work nobody will read is cancelled
+before it reaches a forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+
+from asc.codecs.errors import CodecError
+from proto import scene_classifier_pb2 as pb
+from server.batcher import BatcherClosed
+from server.budgets import SAMPLE_BYTES, StreamAccount
+from server.clip_cache import Fingerprint, ReplayCheck
+from server.errors import StreamError
+from server.handlers import Undecodable
+from server.results import summary_result
+from server.safe_log import shown
+from server.session import ClipState, StreamSettings, validate_config
+from server.windows import Window
+
+if TYPE_CHECKING:
+    from server.service import SceneService
+
+log = logging.getLogger("asc.server")
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+_owners = itertools.count()
+
+
+@dataclass
+class End:
+    """Put in a stream's result queue after its last result: how the stream ends."""
+
+    error: StreamError | None = None
+
+
+@dataclass
+class Finished:
+    """A clip's summary, with what the handler remembers once it has written it."""
+
+    summary: pb.SceneResult
+    windows: list[pb.SceneResult]
+    key: tuple
+    fingerprint: Fingerprint | None  # None: too large to compare a resend with; not kept
+
+
+def clip_key(settings: StreamSettings, clip_id: str) -> tuple:
+    """Everything that shapes a clip's results, so a remembered answer fits the request."""
+    s = settings
+    return (
+        s.device_id,
+        s.codec,
+        s.rate,
+        s.channels,
+        s.window_seconds,
+        s.hop_seconds,
+        s.detector,
+        clip_id,
+    )
+
+
+class StreamReader:
+    def __init__(
+        self,
+        service: SceneService,
+        requests: AsyncIterator,
+        results: asyncio.Queue,
+        identity: str | None,
+        account: StreamAccount,
+    ):
+        self.service = service
+        self.requests = requests
+        self.results = results
+        self.identity = identity
+        self.account = account
+        self.owner = ("stream", next(_owners))  # its share in the batchers' fair order
+        self.settings: StreamSettings | None = None
+        self.clips: dict[str, ClipState | ReplayCheck] = {}
+        self.tasks: set[asyncio.Future] = set()
+        self.window_bytes = 0
+        self.path_label = ""
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Read the stream to its end; then queue the End that says how it ends."""
+        try:
+            await self._read()
+            await self.results.put(End())
+        except StreamError as e:
+            await self.results.put(End(e))
+        except BatcherClosed:
+            await self.results.put(End(StreamError(grpc.StatusCode.UNAVAILABLE, "server stopping")))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must still end the stream with a status, not hang it
+            await self.results.put(End(self.service.internal_error("stream failed", e)))
+
+    def cancel_all(self) -> None:
+        """The stream is over: withdraw every window not yet classified."""
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()
+        for clip in self.clips.values():
+            if isinstance(clip, ClipState) and clip.memory:
+                self.account.return_clip(clip.memory)
+        self.clips.clear()
+
+    def _track(self, task: asyncio.Future) -> asyncio.Future:
+        self.tasks.add(task)
+        task.add_done_callback(self._untrack)
+        return task
+
+    def _untrack(self, task: asyncio.Future) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved here: the handler may never await a failed window
+
+    async def _next(self) -> pb.StreamRequest | None:
+        """The next request, or None when the client is done or the server is draining."""
+        draining = self.service.draining
+        if draining.is_set():
+            return None
+        nxt = asyncio.ensure_future(anext(self.requests, None))
+        drain = asyncio.ensure_future(draining.wait())
+        done, _ = await asyncio.wait({nxt, drain}, return_when=asyncio.FIRST_COMPLETED)
+        if nxt in done:
+            drain.cancel()
+            request = nxt.result()
+            if isinstance(request, Undecodable):
+                raise request.error()
+            return request
+        nxt.cancel()
+        return None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        service = self.service
+        first = await self._next()
+        if first is None:
+            if service.draining.is_set():
+                raise StreamError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+            raise StreamError(INVALID, "stream ended before its StreamConfig")
+        if first.WhichOneof("kind") != "config":
+            raise StreamError(INVALID, "the first message of a stream must be a StreamConfig")
+        settings = self.settings = validate_config(first.config, service.budgets)
+        service.access.authorize(self.identity, settings.device_id)
+        model_rate = service.models.scene.rate
+        self.account.configure(settings.window_seconds, settings.rate, model_rate)
+        service.metrics.audio_memory.set(service.pool.used)
+        self.window_bytes = round(settings.window_seconds * model_rate) * SAMPLE_BYTES
+        self.path_label = service.metrics.codec_label(settings.codec)
+        service.log_event(
+            "stream opened",
+            logging.INFO,
+            "stream from %s: %s at %d Hz, %d ch",
+            shown(settings.device_id),
+            settings.codec,
+            settings.rate,
+            settings.channels,
+        )
+        expected: int | None = None
+        while (request := await self._next()) is not None:
+            if request.WhichOneof("kind") != "packet":
+                raise StreamError(INVALID, "a second StreamConfig in one stream; open a new stream")
+            service.check_size(request)
+            packet = request.packet
+            if expected is not None and packet.sequence != expected:
+                raise StreamError(
+                    INVALID,
+                    f"packet sequence {packet.sequence} where {expected} was expected: "
+                    "packets were lost, repeated or reordered",
+                )
+            expected = packet.sequence + 1
+            if not packet.clip_id:
+                raise StreamError(INVALID, f"packet {packet.sequence} has no clip_id")
+            service.budgets.check_text("clip_id", packet.clip_id)
+            service.budgets.check_text("label", packet.label)
+            service.access.admit(settings.device_id, len(packet.payload))
+            service.metrics.packets.labels(self.path_label).inc()
+            service.metrics.bytes.labels(self.path_label).inc(len(packet.payload))
+            await self._packet(packet)
+        if service.draining.is_set():
+            raise StreamError(
+                grpc.StatusCode.UNAVAILABLE,
+                "server is shutting down: windows accepted so far were answered; reconnect and "
+                "resend unfinished clips",
+            )
+        if self.clips:
+            names = ", ".join(shown(c) for c in list(self.clips)[:3])
+            raise StreamError(
+                grpc.StatusCode.DATA_LOSS,
+                f"the stream ended with {len(self.clips)} clip(s) cut short ({names}): their "
+                "end_of_clip never came; the windows they completed were answered",
+            )
+
+    async def _packet(self, packet: pb.AudioPacket) -> None:
+        settings = self.settings
+        assert settings is not None
+        clip = self.clips.get(packet.clip_id)
+        if clip is None:
+            clip = self._open(packet.clip_id)
+        if isinstance(clip, ReplayCheck):
+            clip = await self._check_replay(clip, packet)
+            if clip is None:
+                return
+        else:
+            clip.add(packet.payload, packet.end_of_clip)
+        if packet.label and not clip.label:
+            clip.label = packet.label
+        await self._decode(clip)
+
+    def _open(self, clip_id: str) -> ClipState | ReplayCheck:
+        settings, budgets = self.settings, self.service.budgets
+        assert settings is not None
+        if len(self.clips) >= budgets.max_open_clips:
+            raise StreamError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {budgets.max_open_clips} clips open at once in one stream",
+            )
+        remembered = self.service.memory.get(clip_key(settings, clip_id))
+        if remembered is not None:
+            check = self.clips[clip_id] = ReplayCheck(clip_id, remembered)
+            return check
+        return self._new_clip(clip_id)
+
+    def _new_clip(self, clip_id: str) -> ClipState:
+        settings = self.settings
+        assert settings is not None
+        # The stream's reservation holds one open clip; a further one borrows its buffer.
+        borrowed = any(isinstance(c, ClipState) for c in self.clips.values())
+        memory = self.account.borrow_clip(clip_id) if borrowed else 0
+        try:
+            clip = ClipState(
+                clip_id,
+                settings,
+                self.service.models.scene.rate,
+                self.service.budgets,
+                memory=memory,
+            )
+        except CodecError as e:  # e.g. a codec that cannot decode at this rate here
+            if memory:
+                self.account.return_clip(memory)
+            raise StreamError(
+                INVALID, f"cannot decode {settings.codec} for this stream: {e}"
+            ) from e
+        self.clips[clip_id] = clip
+        return clip
+
+    async def _check_replay(self, check: ReplayCheck, packet: pb.AudioPacket) -> ClipState | None:
+        """A resend of a remembered clip: answered from memory only if it is the same bytes."""
+        same = check.add(packet.payload)
+        if same and check.held <= self.account.clip_allowance:
+            if not packet.end_of_clip:
+                return None
+            if check.same_clip():
+                del self.clips[check.clip_id]
+                await self._replay(check)
+                return None
+        # Not the remembered clip (or too large to keep comparing): decode it as the new clip
+        # it is, from its first byte.
+        del self.clips[check.clip_id]
+        clip = self._new_clip(check.clip_id)
+        for k, payload in enumerate(check.payloads):
+            last = k == len(check.payloads) - 1
+            clip.add(payload, packet.end_of_clip and last)
+        return clip
+
+    async def _replay(self, check: ReplayCheck) -> None:
+        service = self.service
+        service.metrics.duplicates.labels(self.path_label).inc()
+        loop = asyncio.get_running_loop()
+        for result in check.remembered.replay():
+            future = loop.create_future()
+            future.set_result((result, None))
+            await self.results.put(future)
+
+    async def _decode(self, clip: ClipState) -> None:
+        """Decode what the clip holds, as fast as this stream's waiting windows allow."""
+        service = self.service
+        loop = asyncio.get_running_loop()
+        before = clip.windower.total
+        while True:
+            room = self.account.window_room(self.window_bytes)
+            if room == 0:
+                await self.account.wait_answered()
+                continue
+            try:
+                windows, more = await loop.run_in_executor(service.decode_pool, clip.advance, room)
+            except StreamError as e:
+                if e.code == grpc.StatusCode.DATA_LOSS:
+                    service.metrics.decode_errors.labels(self.path_label).inc()
+                raise
+            received = time.perf_counter()
+            for window in windows:
+                last = clip.complete and window is windows[-1]
+                task = self._window_task(clip, window, received, last)
+                clip.pending.append(task)
+                await self.results.put(task)
+            if not more:
+                break
+        settings = self.settings
+        assert settings is not None
+        decoded = clip.windower.total - before
+        service.metrics.decoded_seconds.labels(self.path_label).inc(decoded / settings.rate)
+        if clip.complete:
+            del self.clips[clip.clip_id]
+            if clip.memory:
+                self.account.return_clip(clip.memory)
+                clip.memory = 0
+            await self.results.put(self._track(asyncio.ensure_future(self._finish(clip))))
+
+    # -- classification ----------------------------------------------------------------
+
+    def _window_task(
+        self, clip: ClipState, window: Window, received: float, last: bool
+    ) -> asyncio.Future:
+        size = len(window.samples) * SAMPLE_BYTES
+        self.account.charge(size)
+        settings = clip.settings
+
+        async def run() -> tuple[pb.SceneResult, float]:
+            try:
+                result = await self.service.classify(
+                    clip.clip_id,
+                    window.samples,
+                    window.start / settings.rate,
+                    window.end / settings.rate,
+                    settings.detector,
+                    self.owner,
+                )
+            finally:
+                self.account.release(size)
+            result.codec_path = settings.codec
+            result.last_window = last
+            self.service.metrics.windows.labels(
+                self.path_label, self.service.models.scene.model_id
+            ).inc()
+            if result.detector_ran and result.lossy_probability >= 0.5:
+                self.service.metrics.detector_positives.labels(self.path_label).inc()
+            return result, received
+
+        return self._track(asyncio.ensure_future(run()))
+
+    async def _finish(self, clip: ClipState) -> Finished:
+        service = self.service
+        windows = [result for result, _ in await asyncio.gather(*clip.pending)]
+        summary = summary_result(
+            clip.clip_id,
+            clip.settings.codec,
+            clip.seconds,
+            windows,
+            service.models.scene,
+            service.models.detector,
+        )
+        service.metrics.clips.labels(self.path_label).inc()
+        if clip.label:
+            correct = summary.fine_label == clip.label
+            service.metrics.record_label(self.path_label, service.models.scene.model_id, correct)
+        fingerprint = None
+        if clip.content.size <= self.account.clip_allowance:
+            fingerprint = clip.content.fingerprint()
+        key = clip_key(clip.settings, clip.clip_id)
+        return Finished(summary, windows, key, fingerprint)
