@@ -54,6 +54,7 @@ torchaudio = load_torchaudio()
 
 log = logging.getLogger("asc.server")
 SERVER_VERSION = "0.1.0"
+CANCEL_GRACE_S = 0.02
 MIN_CLIP_MARGIN = 64  # samples above the measured shortest input, for resampling's rounding
 
 
@@ -242,6 +243,9 @@ class SceneService(pbg.SceneClassifierServicer):
                     if item.error is not None:
                         status = item.error.code.name
                         await self._end_with(context, item.error, results, reader)
+                    # A client's cancel also ends its requests; gRPC reports the cancel a moment
+                    # later. Give it that moment, so a cancel is not counted as a clean end.
+                    await asyncio.sleep(CANCEL_GRACE_S)
                     break
                 try:
                     value = await item
@@ -295,7 +299,15 @@ class SceneService(pbg.SceneClassifierServicer):
                 item.cancel()
         code = error.code.name
         self.metrics.rejected.labels(code).inc()
-        self.log_event(f"stream ended {code}", logging.WARNING, "stream ended: %s: %s", code, error)
+        device = shown(reader.settings.device_id) if reader.settings else "before its config"
+        self.log_event(
+            f"stream ended {code}",
+            logging.WARNING,
+            "stream of %s ended: %s: %s",
+            device,
+            code,
+            error,
+        )
         await context.abort(error.code, error.message)
 
     def _remember(self, finished: Finished) -> None:

@@ -136,6 +136,7 @@ class ClipState:
     pending: list = field(default_factory=list)  # per window, in order: futures of its result
     windows: int = 0  # cut so far
     ended: bool = False  # its end_of_clip arrived
+    failed: StreamError | None = None  # a fault found while decoding: the stream ends with it
     _flushed: bool = False
     _complete: bool = False
 
@@ -180,13 +181,16 @@ class ClipState:
             )
         mono = pcm.mean(axis=1, dtype=np.float32) if pcm.ndim == 2 else pcm
         check_samples(mono, self.clip_id)
-        self.windower.append(mono)
-        if self.seconds > self.limits.max_clip_seconds:
+        most = round(self.limits.max_clip_seconds * self.settings.rate)
+        if self.windower.total + len(mono) > most:
+            # Audio up to the bound is kept (its windows are answered); then the clip ends.
+            self.windower.append(mono[: max(0, most - self.windower.total)])
             raise StreamError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"clip {shown(self.clip_id)} exceeds {self.limits.max_clip_seconds:g} s without "
                 "end_of_clip; cut long recordings into clips",
             )
+        self.windower.append(mono)
 
     def _model_window(self, window: Window) -> Window:
         """The window at the model's rate (the stream may run at any rate the codec allows)."""
@@ -200,11 +204,14 @@ class ClipState:
         """Decode (on a worker thread) until ``room`` windows are cut or nothing waits.
 
         Returns the windows, at the model's rate, and whether more could be cut with room.
-        The clip's last windows come once its end arrived and every packet is decoded.
+        The clip's last windows come once its end arrived and every packet is decoded. A fault
+        is kept in ``failed`` (the stream then ends with it) after the windows cut before it,
+        which are returned first: results accepted before a fault are still delivered.
         """
         out: list[Window] = []
+        most = max(1, room)
         try:
-            while len(out) < max(1, room):
+            while len(out) < most:
                 window = self.windower.take()
                 if window is not None:
                     out.append(self._model_window(window))
@@ -223,7 +230,16 @@ class ClipState:
                 self._check_length()
                 out += [self._model_window(w) for w in self.windower.finish()]
         except DecodeError as e:
-            raise self._data_loss(e) from e
+            self.failed = self._data_loss(e)
+        except StreamError as e:
+            self.failed = e
+        if self.failed is not None:
+            try:
+                while len(out) < most and (window := self.windower.take()) is not None:
+                    out.append(self._model_window(window))
+            except StreamError:
+                pass  # past the windows budget: what was cut so far is all there is
+            return out, False
         more = self.windower.ready or self.decoder.waiting or (self.ended and not self._complete)
         return out, more
 

@@ -224,7 +224,11 @@ class StreamReader:
             if clip is None:
                 return
         else:
-            clip.add(packet.payload, packet.end_of_clip)
+            try:
+                clip.add(packet.payload, packet.end_of_clip)
+            except StreamError as e:
+                self._count_fault(e)
+                raise
         if packet.label and not clip.label:
             clip.label = packet.label
         await self._decode(clip)
@@ -280,10 +284,17 @@ class StreamReader:
         # it is, from its first byte.
         del self.clips[check.clip_id]
         clip = self._new_clip(check.clip_id)
-        for k, payload in enumerate(check.payloads):
-            last = k == len(check.payloads) - 1
-            clip.add(payload, packet.end_of_clip and last)
+        try:
+            for k, payload in enumerate(check.payloads):
+                clip.add(payload, packet.end_of_clip and k == len(check.payloads) - 1)
+        except StreamError as e:
+            self._count_fault(e)
+            raise
         return clip
+
+    def _count_fault(self, error: StreamError) -> None:
+        if error.code == grpc.StatusCode.DATA_LOSS:
+            self.service.metrics.decode_errors.labels(self.path_label).inc()
 
     async def _replay(self, check: ReplayCheck) -> None:
         service = self.service
@@ -304,12 +315,7 @@ class StreamReader:
             if room == 0:
                 await self.account.wait_answered()
                 continue
-            try:
-                windows, more = await loop.run_in_executor(service.decode_pool, clip.advance, room)
-            except StreamError as e:
-                if e.code == grpc.StatusCode.DATA_LOSS:
-                    service.metrics.decode_errors.labels(self.path_label).inc()
-                raise
+            windows, more = await loop.run_in_executor(service.decode_pool, clip.advance, room)
             received = time.perf_counter()
             for window in windows:
                 last = clip.complete and window is windows[-1]
@@ -318,6 +324,9 @@ class StreamReader:
                 await self.results.put(task)
             if not more:
                 break
+        if clip.failed is not None:
+            self._count_fault(clip.failed)
+            raise clip.failed
         settings = self.settings
         assert settings is not None
         decoded = clip.windower.total - before
