@@ -31,6 +31,9 @@ from asc.codecs.errors import CodecError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac")
 MIN_PIECE_SECONDS = 1.0  # a trailing piece shorter than this says too little about a scene
+# A live clip cut short (capture stopped, a network source lost) is sent only from this long:
+# less says too little about a scene, and is shorter than some models take at all.
+MIN_LIVE_SECONDS = 0.5
 FILE_COLUMNS = ("filename", "file", "path")
 LABEL_COLUMNS = ("scene_label", "label", "category")
 
@@ -114,6 +117,11 @@ class LiveClip:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def filled(self) -> int:
+        """Samples recorded so far."""
+        return self._filled
 
     def append(self, block: np.ndarray) -> np.ndarray:
         """Add captured audio; returns what did not fit (the start of the next clip)."""
@@ -350,6 +358,9 @@ class LiveSource:
     network. If the network falls behind (server down), up to ``backlog`` clips wait in memory
     to be sent when it returns; beyond that the oldest unsent clip is dropped with a warning
     rather than growing without bound. Clip ids are ``<prefix>-<UTC start>-<n>``.
+
+    A clip is handed out once it holds ``MIN_LIVE_SECONDS`` (it streams on while it records);
+    one that ends before that (capture stopped, the source lost) is never sent (``short``).
     """
 
     def __init__(
@@ -367,13 +378,16 @@ class LiveSource:
             raise SourceError(f"clip length must be positive, got {clip_seconds} s")
         self.rate, self.channels, self.label, self.prefix = rate, channels, label, prefix
         self.clip_samples = max(1, round(clip_seconds * rate))
+        self.min_samples = min(self.clip_samples, max(1, round(MIN_LIVE_SECONDS * rate)))
         self.backlog = backlog
         self.dropped = 0
+        self.short = 0  # clips that ended under MIN_LIVE_SECONDS, never sent
         self._warn = on_warning
         self._count = itertools.count()
         self._queue: deque[LiveClip | None] = deque()
         self._cond = threading.Condition()
         self._current: LiveClip | None = None
+        self._handed = False  # the current clip is in the queue
         self._stopped = False
 
     def _new_clip(self) -> LiveClip:
@@ -386,6 +400,9 @@ class LiveSource:
             self.label,
         )
         clip.source = self.prefix
+        return clip
+
+    def _hand_out(self, clip: LiveClip) -> None:
         with self._cond:
             self._queue.append(clip)
             while len(self._queue) > self.backlog:
@@ -394,7 +411,6 @@ class LiveSource:
                     self.dropped += 1
                     self._warn(f"network behind: dropped unsent {self.prefix} clip {old.clip_id}")
             self._cond.notify_all()
-        return clip
 
     def feed(self, block: np.ndarray) -> None:
         """Add captured audio, starting new clips as they fill (the capture's only work)."""
@@ -402,15 +418,21 @@ class LiveSource:
             return
         while len(block):
             if self._current is None or self._current.closed:
-                self._current = self._new_clip()
+                self._current, self._handed = self._new_clip(), False
             block = self._current.append(block)
+            if not self._handed and self._current.filled >= self.min_samples:
+                self._handed = True
+                self._hand_out(self._current)
 
     def end_clip(self) -> None:
         """End the clip being recorded where it is (the capture broke off); the next audio
-        starts a new one. A clip only exists once audio arrived, so it is never empty."""
+        starts a new one. One still under ``MIN_LIVE_SECONDS`` is dropped unsent."""
         current = self._current
         if current is not None:
             current.close()
+            if not self._handed:
+                self._handed = True
+                self.short += 1
 
     def stop(self) -> None:
         """Stop: the clip being recorded ends where it is, iteration ends after it."""
