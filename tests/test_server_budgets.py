@@ -1,0 +1,268 @@
+"""The pieces that keep one client from hurting another, each on real inputs.
+
+The batcher with the shipped ensemble (a failing item fails alone; a flood waits behind
+itself), the fair queue's order, the incremental decoder against the engine's decoder on real
+codec streams, the content-bound memory of finished clips, the memory pool and the log and
+message bounds. The gRPC-level cases are in test_adversarial.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+from asc.codecs.stream import StreamDecoder, StreamEncoder
+from asc.signals import full_band_clip
+from proto import scene_classifier_pb2 as pb
+from server.batcher import DynamicBatcher
+from server.bounded_decode import IncrementalDecoder
+from server.budgets import MB, MemoryPool, StreamAccount, stream_need
+from server.clip_cache import MARK_BYTES, ClipMemory, ContentHasher, ReplayCheck
+from server.errors import StreamError
+from server.fairness import Entry, FairQueue
+from server.inference import NonFiniteOutput, SceneRunner
+from server.safe_log import MAX_STATUS_BYTES, EscapingFilter, LogLimiter, shown, status_message
+
+RATE = 44100
+ENSEMBLE = Path(__file__).resolve().parent.parent / "models" / "ensemble.safetensors"
+
+
+@pytest.fixture(scope="module")
+def runner() -> SceneRunner:
+    return SceneRunner(ENSEMBLE, torch.device("cpu"))
+
+
+def wave(seconds: float, seed: int) -> np.ndarray:
+    return full_band_clip(RATE, seconds, 1, seed=seed)[:, 0].copy()
+
+
+# --- the batcher ---------------------------------------------------------------------------
+
+
+def test_a_failing_item_fails_alone_and_its_batch_mates_get_their_results(runner):
+    good = [wave(1.0, k) for k in range(7)]
+    bad = good[0].copy()
+    bad[100] = np.nan  # passes no door here: the batcher itself must contain it
+    alone = runner(good)  # the same windows, classified in a clean pass
+
+    async def main():
+        pool = ThreadPoolExecutor(1)
+        batcher = DynamicBatcher("ensemble", runner, pool, max_batch=8, max_delay_s=0.2)
+        batcher.start()
+        futures = [batcher.submit_nowait(w, owner=k) for k, w in enumerate([*good[:3], bad])]
+        futures += [batcher.submit_nowait(w, owner=9) for w in good[3:]]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        await batcher.close()
+        pool.shutdown()
+        return outcomes, batcher.batches
+
+    outcomes, passes = asyncio.run(main())
+    assert isinstance(outcomes[3], NonFiniteOutput)
+    results = outcomes[:3] + outcomes[4:]
+    for got, expected in zip(results, alone, strict=True):
+        np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-4, atol=1e-6)
+    assert passes >= 3  # the pass of eight was split until the culprit stood alone
+
+
+def test_a_window_arriving_behind_a_flood_runs_in_the_next_pass(runner):
+    """64 windows of one stream are queued, then one of another: it is not 65th in line."""
+    flood = [wave(1.0, 100 + k) for k in range(64)]
+    order: list[str] = []
+
+    async def main():
+        pool = ThreadPoolExecutor(1)
+        batcher = DynamicBatcher("ensemble", runner, pool, max_batch=64, max_delay_s=0.0)
+        batcher.start()
+        futures = [batcher.submit_nowait(w, owner="flood") for w in flood]
+        futures.append(batcher.submit_nowait(wave(1.0, 7), owner="good"))
+        for k, f in enumerate(futures):
+            f.add_done_callback(lambda _f, k=k: order.append("good" if k == 64 else "flood"))
+        await asyncio.gather(*futures)
+        await batcher.close()
+        pool.shutdown()
+
+    asyncio.run(main())
+    assert runner.max_pass == 8
+    assert order.index("good") < 16  # in the first or second pass of eight, not the ninth
+
+
+def test_fair_queue_serves_owners_by_their_share():
+    queue = FairQueue()
+    loop = asyncio.new_event_loop()
+    try:
+        for k in range(20):
+            queue.push(Entry(f"a{k}", loop.create_future(), "a", 100.0, 0.0))
+        for k in range(3):
+            queue.push(Entry(f"b{k}", loop.create_future(), "b", 100.0, 0.0))
+        queue.push(Entry("c0", loop.create_future(), "c", 1000.0, 0.0))
+        taken = []
+        while len(queue):
+            taken += [e.item for e in queue.take(lambda first: 4, shape=lambda item: 1)]
+    finally:
+        loop.close()
+    assert taken[:6] == ["a0", "b0", "c0", "a1", "b1", "a2"]
+    assert taken.index("b2") < 8  # b's three come before most of a's twenty
+    assert [t for t in taken if t.startswith("a")] == [f"a{k}" for k in range(20)]  # FIFO
+
+
+def test_fair_queue_fills_a_pass_with_one_shape_and_drops_cancelled_items():
+    queue = FairQueue()
+    loop = asyncio.new_event_loop()
+    try:
+        cancelled = loop.create_future()
+        cancelled.cancel()
+        queue.push(Entry(np.zeros(10), cancelled, "x", 10.0, 0.0))
+        for owner, size in [("a", 10), ("b", 20), ("c", 10), ("d", 20)]:
+            queue.push(Entry(np.zeros(size), loop.create_future(), owner, float(size), 0.0))
+        first = queue.take(lambda first: 8, shape=len)
+        second = queue.take(lambda first: 8, shape=len)
+    finally:
+        loop.close()
+    assert [e.owner for e in first] == ["a", "c"] and [e.owner for e in second] == ["b", "d"]
+    assert len(queue) == 0
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["pcm16", "flac", "opus:32k", "mp3:64k", "aac:32k", "sbc:64k"])
+def test_incremental_decoding_equals_the_engines_decoder(spec):
+    pcm = full_band_clip(RATE, 2.0, 1, seed=3)
+    encoder = StreamEncoder(spec, RATE, 1)
+    data = b"".join(encoder.encode(pcm[i : i + 4410]) for i in range(0, len(pcm), 4410))
+    data += encoder.finish()
+    reference = StreamDecoder(spec, RATE, 1)
+    expected = np.concatenate([reference.feed(data), reference.finish()])
+    decoder = IncrementalDecoder(spec, RATE, 1)
+    parts = []
+    for i in range(0, len(data), 777):  # bytes cut anywhere
+        decoder.add(data[i : i + 777])
+        while (audio := decoder.next_audio()) is not None:
+            parts.append(audio)
+    parts.append(decoder.finish())
+    np.testing.assert_array_equal(np.concatenate(parts), expected)
+
+
+# --- the memory of finished clips -----------------------------------------------------------
+
+
+def results(n: int, clip_id: str = "c") -> list[pb.SceneResult]:
+    return [pb.SceneResult(clip_id=clip_id, window_start=float(k)) for k in range(n)]
+
+
+def fingerprint(data: bytes, pieces: int = 1):
+    hasher = ContentHasher()
+    step = max(1, len(data) // pieces)
+    for i in range(0, len(data), step):
+        hasher.update(data[i : i + step])
+    return hasher.fingerprint()
+
+
+def test_the_memory_of_clips_is_bounded_in_bytes_and_forgets_the_oldest():
+    memory = ClipMemory(max_bytes=20_000, max_clips=1000)
+    for k in range(100):
+        memory.put(("dev", k), fingerprint(bytes([k]) * 10), results(20, "x" * 200))
+        assert memory.bytes <= 20_000
+    assert memory.get(("dev", 0)) is None and memory.get(("dev", 99)) is not None
+    memory.put(("dev", "huge"), fingerprint(b"h"), results(2000))  # alone over the budget
+    assert memory.get(("dev", "huge")) is None and memory.bytes <= 20_000
+
+
+def test_a_resend_is_recognised_only_by_its_very_bytes():
+    data = bytes(np.random.default_rng(0).integers(0, 256, 3 * MARK_BYTES + 5000, np.uint8))
+    memory = ClipMemory(max_bytes=1 << 20, max_clips=10)
+    memory.put(("k",), fingerprint(data, pieces=3), results(3))
+    remembered = memory.get(("k",))
+    same = ReplayCheck("c", remembered)
+    assert all(same.add(data[i : i + 1000]) for i in range(0, len(data), 1000))
+    assert same.same_clip()
+    changed = bytearray(data)
+    changed[MARK_BYTES + 10] ^= 1
+    other = ReplayCheck("c", remembered)
+    verdicts = [other.add(bytes(changed[i : i + 1000])) for i in range(0, len(changed), 1000)]
+    assert False in verdicts and verdicts.index(False) < 2 * MARK_BYTES // 1000 + 1
+    shorter = ReplayCheck("c", remembered)
+    assert shorter.add(data[:-1]) and not shorter.same_clip()
+
+
+# --- memory reservations --------------------------------------------------------------------
+
+
+def test_streams_reserve_what_their_settings_need_and_give_it_back():
+    async def main():
+        pool = MemoryPool(3 * stream_need(10.0, RATE, RATE))
+        accounts = []
+        for _ in range(3):
+            account = StreamAccount(pool, cap=64 * MB)
+            account.open()
+            account.configure(10.0, RATE, RATE)
+            accounts.append(account)
+        refused = StreamAccount(pool, cap=64 * MB)
+        with pytest.raises(StreamError) as full:
+            refused.open()
+            refused.configure(10.0, RATE, RATE)
+        assert full.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--audio-memory-mb" in full.value.message
+        too_big = StreamAccount(MemoryPool(1 << 40), cap=64 * MB)
+        too_big.open()
+        with pytest.raises(StreamError) as big:
+            too_big.configure(60.0, 192000, RATE)
+        assert big.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "--stream-memory-mb" in big.value.message
+        refused.close()
+        for account in accounts:
+            account.close()
+        return pool.used
+
+    assert asyncio.run(main()) == 0
+
+
+def test_default_settings_reserve_under_ten_megabytes():
+    assert stream_need(10.0, RATE, RATE) < 10 * MB  # 2 GB holds over 200 such streams
+
+
+# --- what is echoed and logged ---------------------------------------------------------------
+
+
+def test_echoed_values_are_escaped_and_cut():
+    assert shown("kitchen-01") == "'kitchen-01'"
+    assert shown("a\nb\x1b") == "'a\\nb\\x1b'"
+    long = shown("\u2028" * 10_000)
+    assert len(long) < 100 and "10000 characters" in long and "\u2028" not in long
+    message = status_message("x" * 100_000)
+    assert len(message.encode()) <= MAX_STATUS_BYTES
+    assert len(StreamError(grpc.StatusCode.INTERNAL, "y" * 50_000).message) <= MAX_STATUS_BYTES
+
+
+def test_repeated_log_events_are_limited_and_counted():
+    now = [0.0]
+    limiter = LogLimiter(burst=3, interval=60.0, clock=lambda: now[0])
+    assert [limiter.allow("bad stream") for _ in range(10)] == [True] * 3 + [False] * 7
+    assert limiter.allow("other kind")
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("test.limiter")
+    logger.addHandler(Keep())
+    now[0] = 61.0
+    assert limiter.allow("bad stream", logger)
+    assert records == ["7 more bad stream event(s) in the last 61 s were not logged"]
+
+
+def test_every_log_record_is_one_bounded_line():
+    record = logging.LogRecord(
+        "asc.server", logging.WARNING, "", 0, "device %s", ("a\nCRITICAL x\r" + "z" * 9000,), None
+    )
+    assert EscapingFilter().filter(record)
+    message = record.getMessage()
+    assert "\n" not in message and "\r" not in message and len(message) < 2100
