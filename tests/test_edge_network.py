@@ -264,3 +264,20 @@ def test_two_cameras_into_home_assistant_through_a_camera_restart(server, wavs, 
     # Each camera was only ever asked for its audio track, the restarted one included.
     for camera in every_camera:
         assert set(camera.setups()) == {"/mic/stream=0"}
+
+
+def test_the_station_cost_benchmark_runs():
+    """benchmarks.edge_cost's listening-station part, small: figures only, no time bounds."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.edge_cost", "--quick", "--only", "station",
+         "--sources", "2", "--station-seconds", "12"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 2 |")]
+    assert len(rows) == 1, done.stdout
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    clips, received, rss, cpu, per_source = (float(c) for c in cells[1:6])
+    assert clips >= 2 and received == clips  # every clip summary reached the broker
+    assert rss > 0 and 0 < per_source <= cpu
+    assert "listening station under 150 MB with 2 source(s):" in done.stdout
