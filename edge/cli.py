@@ -1,7 +1,10 @@
-"""``asc-edge``: stream audio files or a microphone through codec paths to the scene server.
+"""``asc-edge``: stream audio files, a microphone or network sources through codec paths to
+the scene server, and its results to the console, JSON lines, MQTT and webhooks.
 
     asc-edge stream --server HOST:PORT --codec opus:32k [--codec pcm16 ...] FILES_OR_DIRS...
     asc-edge stream --server HOST:PORT --codec opus:32k --mic [--device N]
+    asc-edge stream --server HOST:PORT --codec opus:32k --source NAME=URL [--source ...]
+        [--mqtt mqtt://BROKER] [--webhook URL]
     asc-edge classify FILE --server HOST:PORT --codec SPEC|probe
 
 Every option can also come from an environment variable (listed in each command's --help), so
@@ -183,8 +186,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
     stream = sub.add_parser(
         "stream",
         help="stream clips through one or more codec paths (StreamScenes)",
-        description="Cut files (or the microphone) into clips, code each through every codec\n"
-        "path, stream them and print the server's scene per clip.",
+        description="Cut files (or the microphone, or network sources) into clips, code each\n"
+        "through every codec path, stream them and print the server's scene per clip\n"
+        "(and publish it to MQTT and webhooks).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     opts = options["stream"] = EnvOptions(stream)
@@ -579,7 +583,8 @@ def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
                 spool=spools[name],
             )
             for name, clips in inputs_by_name.items()
-        }
+        },
+        on_event=lambda message: event("*", message),
     )
     code, failure = 0, None
     # SIGTERM (docker stop, systemd) drains like Ctrl-C: in-flight clips get their summaries.

@@ -15,7 +15,7 @@ fails (the server refuses it) drains the others and its error is raised after th
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from edge.client import EdgeError, EdgeStreamer, PathTotals
 
@@ -23,10 +23,15 @@ from edge.client import EdgeError, EdgeStreamer, PathTotals
 class StreamGroup:
     """Named streamers started, joined and stopped together; see the module docstring."""
 
-    def __init__(self, streamers: Mapping[str, EdgeStreamer]) -> None:
+    def __init__(
+        self,
+        streamers: Mapping[str, EdgeStreamer],
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
         if not streamers:
             raise ValueError("no sources to stream")
         self.streamers = dict(streamers)
+        self.on_event = on_event  # messages about the whole group (Ctrl-C)
         self.interrupted = False
 
     def start(self) -> None:
@@ -71,12 +76,11 @@ class StreamGroup:
             self.join()
         except KeyboardInterrupt:
             self.interrupted = True
-            first = next(iter(self.streamers.values()))
-            first.notify(
-                "*",
-                f"interrupted: waiting for {self.in_flight} clip(s) in flight "
-                "(Ctrl-C again to quit now)",
-            )
+            if self.on_event is not None:
+                self.on_event(
+                    f"interrupted: waiting for {self.in_flight} clip(s) in flight "
+                    "(Ctrl-C again to quit now)"
+                )
             self.stop(drain=True)
             try:
                 self.join()

@@ -5,8 +5,9 @@ unique within a run (the server keys its results by it), an optional ground-trut
 live accuracy per codec path) and its PCM as float32 (samples, channels) at the stream's rate.
 
 Two kinds of clip share one interface (:class:`AudioClip`): :class:`Clip` holds audio that is
-already there (a piece of a file); :class:`LiveClip` fills while the microphone records, so
-the client can stream it as it is captured instead of waiting for the whole clip. Both can be
+already there (a piece of a file); :class:`LiveClip` fills while the microphone (or a network
+source, edge.network_sources) records, so the client can stream it as it is captured instead
+of waiting for the whole clip. :class:`LiveSource` cuts any such live audio into clips. Both can be
 read from the beginning again, which is what a reconnect needs (a clip without a summary is
 resent whole on the new call).
 """

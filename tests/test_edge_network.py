@@ -181,6 +181,7 @@ def test_two_cameras_into_home_assistant_through_a_camera_restart(server, wavs, 
             "--source", f"hall={cameras['hall'].url}",
             "--clip-seconds", "2", "--detector", "--device-id", "station-1",
             "--mqtt", broker.url, "--webhook", receiver.url, "--jsonl", str(out),
+            "--spool", str(tmp_path / "spool"),
         ],
         stdout=subprocess.DEVNULL, stderr=log, text=True, env=env,
     )  # fmt: skip
@@ -237,6 +238,11 @@ def test_two_cameras_into_home_assistant_through_a_camera_restart(server, wavs, 
     assert all(r["clip_id"].startswith(r["source"] + "-") for r in summaries)
     assert all(r["device_id"] == "station-1" and r["detector_ran"] for r in summaries)
     assert {r["source"] for r in lines if r["type"] == "totals"} == {"kitchen", "hall"}
+    spools = {r["source"]: r for r in lines if r["type"] == "spool"}  # one spool per source
+    assert {s["directory"] for s in spools.values()} == {
+        str(tmp_path / "spool" / name) for name in ("kitchen", "hall")
+    }
+    assert all(s["clips"] == 0 and s["completed"] == s["added"] > 0 for s in spools.values())
 
     # Published exactly what was printed: the same result ids, each once, everywhere.
     printed = Counter(r["result_id"] for r in summaries)

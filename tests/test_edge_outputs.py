@@ -77,6 +77,17 @@ def events_list() -> tuple[list[str], callable]:
     return events, events.append
 
 
+def test_the_station_modules_do_not_import_torch():
+    code = (
+        "import sys, edge.station, edge.network_sources, edge.mqtt_out, edge.webhook_out,"
+        " edge.multi_stream, paho.mqtt.client, av;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchaudio'));"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_topics_and_broker_urls():
     topics = Topics("asc", "pi.local/1", "homeassistant")
     assert topics.status == "asc/pi_local_1/status"
