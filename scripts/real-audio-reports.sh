@@ -5,7 +5,8 @@
 # that a difference has to beat. A fold whose report exists is skipped: rerun to add folds.
 # Usage: scripts/real-audio-reports.sh [FOLDS]   (default "1 2 3"; Kitchen20 has five)
 # Environment: KITCHEN20 (default ../shared/data/kitchen20), PYTHON, DEVICE, CACHE, EPOCHS (30),
-# EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10).
+# EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
+# B's training conditions, default all seven; the summary pools those every fold ran).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -13,6 +14,7 @@ data=${KITCHEN20:-../shared/data/kitchen20}
 epochs=${EPOCHS:-30}
 epoch_size=${EPOCH_SIZE:-600}
 quality=${QUALITY_CLIPS:-10}
+conditions=${CONDITIONS:-1,2,3,4,5,6,7}
 out=reports/real-audio
 models=.cache/experiments/real-audio
 if [ ! -f "$data/meta.csv" ] && [ ! -f "$data/kitchen20.csv" ]; then
@@ -47,7 +49,7 @@ for fold in $folds; do
   if [ ! -f "$out/codec-augmentation/fold$fold/results.json" ]; then
     $train experiment codec-augmentation --data "$data" --fold "$fold" --seed "$fold" \
       --out "$out/codec-augmentation/fold$fold" --epochs "$epochs" --epoch-size "$epoch_size" \
-      --quality-clips 0 --device "$device" --cache-dir "$cache" \
+      --conditions "$conditions" --quality-clips 0 --device "$device" --cache-dir "$cache" \
       --checkpoints "$models/codec-augmentation-fold$fold"
   fi
 done

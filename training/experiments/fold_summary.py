@@ -131,14 +131,14 @@ def summarize(folder: Path, seed: int = 0) -> dict:
         missing = [n for n, f in {"codec-augmentation": experiment_b, **models}.items() if not f]
         raise ValueError(f"{folder}: no fold reports under {', '.join(m + '/' for m in missing)}")
     _check_same_clips(experiment_b, *models.values())
+    # Conditions every fold trained (a later fold may have run only some, to save time).
+    common = set.intersection(*({c["condition"] for c in r["conditions"]} for r in experiment_b))
     per_condition = {
-        c["condition"]: outcomes(
+        index: outcomes(
             experiment_b,
-            lambda r, c=c: next(x for x in r["conditions"] if x["condition"] == c["condition"])[
-                "paths"
-            ],
+            lambda r, i=index: next(x for x in r["conditions"] if x["condition"] == i)["paths"],
         )
-        for c in experiment_b[0]["conditions"]
+        for index in sorted(common)
     }
     tables = {name: outcomes(folds) for name, folds in models.items()}
     comparisons = {
