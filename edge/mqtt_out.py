@@ -40,6 +40,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 import threading
 import time
 from collections import deque
@@ -118,7 +119,11 @@ def read_password(path: str) -> str:
     if not password:
         raise CredentialsError(f"--mqtt-password-file {path}: the file is empty")
     if mode & stat.S_IROTH:
-        print(f"asc-edge: warning: {path} is readable by anyone; chmod 600 it", flush=True)
+        print(
+            f"asc-edge: warning: {path} is readable by anyone; chmod 600 it",
+            file=sys.stderr,
+            flush=True,
+        )
     return password
 
 

@@ -266,6 +266,7 @@ class NetworkSource(LiveSource):
         import av
 
         delivered = False
+        started = time.monotonic()
         try:
             container = av.open(
                 self.spec.url,
@@ -273,6 +274,8 @@ class NetworkSource(LiveSource):
                 timeout=(self.timeout, self.timeout),
             )
         except (av.FFmpegError, OSError) as e:
+            if time.monotonic() - started >= self.timeout:  # FFmpeg's words for it mislead
+                return False, f"{self.spec.shown_url} did not answer within {self.timeout:g} s"
             return False, f"cannot open {self.spec.shown_url}: {_reason(e)}"
         try:
             stream = next((s for s in container.streams if s.type == "audio"), None)
@@ -307,6 +310,8 @@ class NetworkSource(LiveSource):
                 if wait > 0 and self._wake.wait(wait):
                     return delivered, "stopped"
             return delivered, "the stream ended"
+        except av.error.ExitError:  # the read timeout interrupted FFmpeg
+            return delivered, f"lost: no data for {self.timeout:g} s"
         except (av.FFmpegError, OSError) as e:
             return delivered, f"lost: {_reason(e)}"
         finally:

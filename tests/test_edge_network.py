@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -64,6 +65,14 @@ def wavs(tmp_path_factory) -> dict[str, Path]:
         "kitchen": sample_wav(base / "kitchen.wav", ["park", "park", "park"]),
         "hall": sample_wav(base / "hall.wav", ["bus", "bus", "bus"]),
     }
+
+
+def until(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def read_clips(source: NetworkSource, count: int) -> list[tuple[str, np.ndarray]]:
@@ -127,6 +136,37 @@ def test_an_rtsp_camera_is_read_audio_only_into_named_live_clips(wavs):
     assert all(len(pcm) == 44100 and np.abs(pcm).mean() > 1e-3 for _, pcm in clips)
     assert camera.setups() == ["/mic/stream=0"]  # the audio track only; the video never set up
     assert statuses[0][:2] == ("kitchen", True) and "aac 48000 Hz" in statuses[0][2]
+
+
+def test_a_camera_that_stops_answering_is_lost_after_the_timeout_and_comes_back(wavs):
+    """SIGSTOP: the connection stays open but nothing arrives, as when a camera hangs or the
+    Wi-Fi drops without a goodbye; only the read timeout can tell."""
+    camera = Camera(wavs["hall"], video=False).start()
+    statuses: list[tuple[bool, str]] = []
+    source = NetworkSource(
+        parse_source(f"hall={camera.url}"),
+        16000,
+        1,
+        1.0,
+        timeout=2.0,
+        on_status=lambda name, online, message: statuses.append((online, message)),
+    )
+    source.start()
+    try:
+        until(lambda: statuses, "connected")
+        camera.proc.send_signal(signal.SIGSTOP)
+        until(lambda: len(statuses) >= 2, "the stall noticed")
+        camera.proc.send_signal(signal.SIGCONT)
+        until(lambda: len(statuses) >= 3 and statuses[-1][0], "connected again")
+    finally:
+        camera.proc.send_signal(signal.SIGCONT)
+        source.stop()
+        source.join(5)
+        camera.stop()
+    assert [online for online, _ in statuses][:2] == [True, False]
+    assert statuses[1][1].startswith("lost: no data for 2 s; reconnecting in ")
+    assert statuses[-1][0] and statuses[-1][1].startswith("connected to ")
+    assert source.connects >= 2 and source.losses >= 1
 
 
 def test_an_icecast_like_http_stream(wavs):
