@@ -339,7 +339,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
     )
     from edge.station import add_station_options
 
-    add_station_options(opts, positive, non_negative)
+    add_station_options(opts, positive)
     stream.set_defaults(run=cmd_stream, parser=stream)
 
     classify = sub.add_parser(

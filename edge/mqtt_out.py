@@ -194,12 +194,10 @@ def discovery_config(topics: Topics, device_id: str, source: str) -> dict[str, A
         "value_template": "{{ value_json.scene }}",
         "json_attributes_topic": topics.state(source),
         "availability": [
-            {"topic": topics.status},
-            {"topic": topics.source_status(source)},
+            {"topic": topic, "payload_available": ONLINE, "payload_not_available": OFFLINE}
+            for topic in (topics.status, topics.source_status(source))
         ],
         "availability_mode": "all",
-        "payload_available": ONLINE,
-        "payload_not_available": OFFLINE,
         "qos": 1,
         "icon": "mdi:ear-hearing",
         "device": {

@@ -39,7 +39,7 @@ def _secret_list(
     opts.names.append((PREFIX + env, f"{flag}, separated by spaces"))
 
 
-def add_station_options(opts: EnvOptions, positive: Callable, non_negative: Callable) -> None:
+def add_station_options(opts: EnvOptions, positive: Callable) -> None:
     """Network sources, MQTT and webhooks for ``asc-edge stream``."""
     _secret_list(
         opts,
