@@ -16,7 +16,9 @@ remembered one count against the same allowance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import grpc
@@ -104,12 +106,28 @@ def stream_need(window_seconds: float, rate: int, model_rate: int) -> int:
     )
 
 
+PRE_CONFIG_SLOTS = 64  # streams waiting for their config at once; the oldest gives way
+
+
 class MemoryPool:
-    """The audio memory of all streams together. Only the event loop touches it."""
+    """The audio memory of all streams together, shared fairly between devices.
+
+    Each stream's reservation is filed under its device (the authenticated identity, else the
+    device id it sends). A stream not yet configured holds one of ``PRE_CONFIG_SLOTS`` slots
+    of ``STREAM_OVERHEAD`` outside the pool; when they are all taken, the one waiting longest
+    for its config is ended, so idle streams cannot lock devices out. When a stream needs
+    memory the pool does not have, the pool frees it by max-min fairness: with ``k`` devices
+    holding memory, a device's share is ``total / k``; if the newcomer's device stays within
+    its share, streams of devices holding more than theirs are ended (RESOURCE_EXHAUSTED, the
+    largest first) until it fits. So a client can take all the free memory but cannot keep it
+    from devices that need their share. Only the event loop touches the pool.
+    """
 
     def __init__(self, total: int):
         self.total = total
         self.used = 0
+        self._holders: dict[object, set[StreamAccount]] = {}
+        self.waiting_config: deque[StreamAccount] = deque()
 
     def take(self, n: int) -> bool:
         if self.used + n > self.total:
@@ -123,21 +141,72 @@ class MemoryPool:
     def describe(self) -> str:
         return f"{self.used / MB:.0f} of {self.total / MB:.0f} MB (--audio-memory-mb)"
 
+    def file(self, account: StreamAccount, holder: object) -> None:
+        if account.holder is not None:
+            self.unfile(account)
+        account.holder = holder
+        self._holders.setdefault(holder, set()).add(account)
+
+    def unfile(self, account: StreamAccount) -> None:
+        accounts = self._holders.get(account.holder)
+        if accounts is not None:
+            accounts.discard(account)
+            if not accounts:
+                del self._holders[account.holder]
+        account.holder = None
+
+    def held(self, holder: object) -> int:
+        return sum(a.reserved + a.borrowed for a in self._holders.get(holder, ()))
+
+    def make_room(self, holder: object, n: int) -> bool:
+        """Take ``n`` bytes for ``holder``, ending streams of devices over their share if the
+        pool is full and ``holder`` stays within its own."""
+        if self.take(n):
+            return True
+        devices = set(self._holders) | {holder}
+        share = self.total / len(devices)
+        if self.held(holder) + n > share:
+            return False
+        over = sorted(
+            (h for h in self._holders if h != holder and self.held(h) > share),
+            key=self.held,
+            reverse=True,
+        )
+        for victim in over:
+            for account in sorted(self._holders.get(victim, ()), key=lambda a: -a.size):
+                if self.used + n <= self.total or self.held(victim) <= share:
+                    break
+                account.preempt(
+                    StreamError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"server audio memory is needed by other devices, and this device "
+                        f"holds more than its share ({self.held(victim) / MB:.0f} MB; "
+                        f"{share / MB:.0f} MB each for {len(devices)} devices, "
+                        "--audio-memory-mb); retry later",
+                    )
+                )
+            if self.used + n <= self.total:
+                break
+        return self.take(n)
+
 
 class StreamAccount:
     """One stream's share of the pool.
 
-    ``reserved`` is taken when the stream opens (overhead) and when its config arrives (one
-    clip's buffer and its waiting windows); further open clips ``borrow`` their buffer from the
+    ``reserved`` is taken when its config arrives (overhead, one clip's buffer and its waiting
+    windows); further open clips ``borrow`` their buffer from the
     pool or are refused. Windows waiting for the models draw on the reserved ``pending``
     allowance: with no ``window_room`` left the stream waits for its own earlier windows to be
     answered (``wait_answered``) before it decodes more, so a stream that sends faster than
     the models answer it slows itself (HTTP/2 flow control then slows its sender) and never
-    takes memory another stream needs.
+    takes memory another stream needs. ``on_preempt`` ends the stream when the pool takes its
+    memory back for devices below their share (``MemoryPool.make_room``).
     """
 
-    def __init__(self, pool: MemoryPool, cap: int):
+    def __init__(self, pool: MemoryPool, cap: int, on_preempt=None):
         self.pool, self.cap = pool, cap
+        self.on_preempt = on_preempt
+        self.holder: object = None
         self.reserved = 0
         self.borrowed = 0
         self.pending_allowance = 0
@@ -146,18 +215,40 @@ class StreamAccount:
         self._answered = asyncio.Event()
         self._closed = False
 
-    def open(self) -> None:
-        """Reserve the overhead of an open stream, before its config is read."""
-        if not self.pool.take(STREAM_OVERHEAD):
-            raise StreamError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server audio memory is fully reserved by open streams "
-                f"({self.pool.describe()}); retry later or use another replica",
-            )
-        self.reserved = STREAM_OVERHEAD
+    @property
+    def size(self) -> int:
+        return self.reserved + self.borrowed
 
-    def configure(self, window_seconds: float, rate: int, model_rate: int) -> None:
-        """Reserve what the stream's settings need; refuse settings over the per-stream cap."""
+    def _full(self, what: str) -> StreamError:
+        return StreamError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"server audio memory is fully reserved by open streams ({self.pool.describe()}) "
+            f"and this device already holds its share; {what}: retry later or use another "
+            "replica",
+        )
+
+    def open(self) -> None:
+        """Take a slot among the streams waiting for their config (the oldest gives way)."""
+        waiting = self.pool.waiting_config
+        if len(waiting) >= PRE_CONFIG_SLOTS:
+            waiting.popleft().preempt(
+                StreamError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"no StreamConfig arrived while {PRE_CONFIG_SLOTS} newer streams opened; "
+                    "send the config first",
+                )
+            )
+        waiting.append(self)
+
+    def _configured(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.pool.waiting_config.remove(self)
+
+    def configure(
+        self, window_seconds: float, rate: int, model_rate: int, device: object = None
+    ) -> None:
+        """Reserve what the stream's settings need for ``device``; refuse settings over the
+        per-stream cap."""
         need = stream_need(window_seconds, rate, model_rate)
         if need > self.cap:
             raise StreamError(
@@ -166,13 +257,11 @@ class StreamAccount:
                 f"memory; this server allows a stream {self.cap / MB:.0f} MB "
                 "(--stream-memory-mb): use a shorter window or a lower sample rate",
             )
-        extra = need - self.reserved
-        if not self.pool.take(extra):
-            raise StreamError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server audio memory is fully reserved by open streams "
-                f"({self.pool.describe()}); this stream needs {need / MB:.0f} MB: retry later",
-            )
+        self._configured()
+        holder = ("device", device)
+        self.pool.file(self, holder)
+        if not self.pool.make_room(holder, need):
+            raise self._full(f"this stream needs {need / MB:.0f} MB")
         self.reserved = need
         self.clip_allowance = clip_bytes(window_seconds, rate)
         self.pending_allowance = pending_bytes(window_seconds, model_rate)
@@ -190,6 +279,7 @@ class StreamAccount:
         return n
 
     def return_clip(self, n: int) -> None:
+        n = min(n, self.borrowed)
         self.borrowed -= n
         self.pool.give(n)
 
@@ -213,11 +303,19 @@ class StreamAccount:
         self.pending = max(0, self.pending - n)
         self._answered.set()
 
+    def preempt(self, error: StreamError) -> None:
+        """The pool takes this stream's memory back: give it up now and end the stream."""
+        self.close()
+        if self.on_preempt is not None:
+            self.on_preempt(error)
+
     def close(self) -> None:
         """Give everything back (the stream ended however it ended)."""
         if self._closed:
             return
         self._closed = True
+        self._configured()
         self.pool.give(self.reserved + self.borrowed)
+        self.pool.unfile(self)
         self.reserved = self.borrowed = 0
         self._answered.set()

@@ -42,7 +42,7 @@ from server.batcher import BatcherClosed, DynamicBatcher
 from server.budgets import Budgets, MemoryPool, StreamAccount
 from server.classify import ClassifySlots, classify_clip
 from server.clip_cache import ClipMemory
-from server.errors import StreamError
+from server.errors import StreamError, detached
 from server.handlers import Undecodable
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
 from server.metrics import ServerMetrics
@@ -235,6 +235,7 @@ class SceneService(pbg.SceneClassifierServicer):
         results: asyncio.Queue = asyncio.Queue(maxsize=256)
         reader = StreamReader(self, request_iterator, results, identity, account)
         reading = asyncio.create_task(self._run_reader(reader))
+        account.on_preempt = lambda error: reader.stop(reading, error)
         status = "ok"
         try:
             while True:
@@ -249,10 +250,16 @@ class SceneService(pbg.SceneClassifierServicer):
                     break
                 try:
                     value = await item
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if reader.stopped is None or (task is not None and task.cancelling()):
+                        raise
+                    continue  # withdrawn by stop(): the End with its status comes next
                 except Exception as e:
                     error = self.as_status(e)
+                    del e, item  # nothing of the failed window is kept past this point
                     status = error.code.name
-                    await self._end_with(context, error, results, reader)
+                    await self._end_with(context, detached(error), results, reader)
                 if isinstance(value, Finished):
                     yield value.summary
                     self._remember(value)
@@ -331,16 +338,19 @@ class SceneService(pbg.SceneClassifierServicer):
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            error = self.as_status(e) if not isinstance(e, StreamError) else e
-            self.metrics.rejected.labels(error.code.name).inc()
-            self.log_event(
-                f"ClassifyClip {error.code.name}",
-                logging.WARNING,
-                "ClassifyClip: %s: %s",
-                error.code.name,
-                error,
-            )
-            await context.abort(error.code, error.message)
+            error = detached(self.as_status(e))
+        # Out of the except block, and the request dropped: the abort's traceback keeps this
+        # frame, which must not keep the file or the failed call's frames.
+        del request
+        self.metrics.rejected.labels(error.code.name).inc()
+        self.log_event(
+            f"ClassifyClip {error.code.name}",
+            logging.WARNING,
+            "ClassifyClip: %s: %s",
+            error.code.name,
+            error,
+        )
+        await context.abort(error.code, error.message)
 
     async def GetInfo(
         self, request: pb.InfoRequest, context: grpc.aio.ServicerContext

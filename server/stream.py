@@ -30,7 +30,7 @@ from proto import scene_classifier_pb2 as pb
 from server.batcher import BatcherClosed
 from server.budgets import SAMPLE_BYTES, StreamAccount
 from server.clip_cache import Fingerprint, ReplayCheck
-from server.errors import StreamError
+from server.errors import StreamError, detached
 from server.handlers import Undecodable
 from server.results import summary_result
 from server.safe_log import shown
@@ -50,6 +50,10 @@ class End:
     """Put in a stream's result queue after its last result: how the stream ends."""
 
     error: StreamError | None = None
+
+    def __post_init__(self) -> None:
+        if self.error is not None:
+            detached(self.error)  # its frames hold the request that failed
 
 
 @dataclass
@@ -97,6 +101,7 @@ class StreamReader:
         self.tasks: set[asyncio.Future] = set()
         self.window_bytes = 0
         self.path_label = ""
+        self.stopped: StreamError | None = None  # ended from outside (its memory taken back)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -123,6 +128,18 @@ class StreamReader:
             if isinstance(clip, ClipState) and clip.memory:
                 self.account.return_clip(clip.memory)
         self.clips.clear()
+
+    def stop(self, reading: asyncio.Task, error: StreamError) -> None:
+        """End the stream now with ``error``: stop reading, withdraw every window, and let
+        the handler find the End first in its queue."""
+        self.stopped = error
+        reading.cancel()
+        self.cancel_all()
+        while not self.results.empty():
+            item = self.results.get_nowait()
+            if isinstance(item, asyncio.Future):
+                item.cancel()
+        self.results.put_nowait(End(error))
 
     def _track(self, task: asyncio.Future) -> asyncio.Future:
         self.tasks.add(task)
@@ -165,7 +182,8 @@ class StreamReader:
         settings = self.settings = validate_config(first.config, service.budgets)
         service.access.authorize(self.identity, settings.device_id)
         model_rate = service.models.scene.rate
-        self.account.configure(settings.window_seconds, settings.rate, model_rate)
+        device = self.identity or settings.device_id  # whose share of the memory it is
+        self.account.configure(settings.window_seconds, settings.rate, model_rate, device)
         service.metrics.audio_memory.set(service.pool.used)
         self.window_bytes = round(settings.window_seconds * model_rate) * SAMPLE_BYTES
         self.path_label = service.metrics.codec_label(settings.codec)

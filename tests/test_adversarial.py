@@ -644,3 +644,38 @@ def test_a_flood_of_tiny_windows_beside_a_good_stream(server):
     results, error = flood[0]
     assert error is None and summaries(results) == ["fl0"] and len(results) == 41
     assert grown < 150, grown
+
+
+# --- memory: a device holding more than its share gives it back -------------------------------
+
+
+def test_a_device_over_its_share_of_memory_cannot_lock_others_out():
+    """64 MB of audio memory: a hog's 59 s windows take 43 MB, then three devices arrive."""
+    small = start_server("--detector", "none", "--audio-memory-mb", "64")
+    try:
+        gate = threading.Event()
+        outcomes: dict = {}
+
+        def hog(name: str) -> None:
+            def reqs():
+                yield from requests(
+                    config("flac", window_seconds=59.0, device_id="hog"),
+                    packets("flac", [("h", np.zeros((RATE * 30, 1), np.float32))], end=False),
+                )
+                gate.wait(60)
+
+            outcomes[name] = run_stream(small.target, reqs())
+
+        first = threading.Thread(target=hog, args=("hog",))
+        first.start()
+        time.sleep(2)
+        hog("second hog stream")  # the same device, over its share already: refused
+        checks = [healthy_beside(small.target, f"device{k}") for k in range(3)]
+        for check in checks:
+            check()  # every good device streams to the end
+        gate.set()
+        first.join(60)
+    finally:
+        small.stop()
+    check_status(outcomes["second hog stream"][1], grpc.StatusCode.RESOURCE_EXHAUSTED, "share")
+    check_status(outcomes["hog"][1], grpc.StatusCode.RESOURCE_EXHAUSTED, "more than its share")

@@ -196,28 +196,50 @@ def test_a_resend_is_recognised_only_by_its_very_bytes():
 
 
 def test_streams_reserve_what_their_settings_need_and_give_it_back():
+    need = stream_need(10.0, RATE, RATE)
+
     async def main():
-        pool = MemoryPool(3 * stream_need(10.0, RATE, RATE))
-        accounts = []
-        for _ in range(3):
-            account = StreamAccount(pool, cap=64 * MB)
+        pool = MemoryPool(3 * need)
+        ended: list[StreamError] = []
+
+        def stream(device: str) -> StreamAccount:
+            account = StreamAccount(pool, cap=64 * MB, on_preempt=ended.append)
             account.open()
-            account.configure(10.0, RATE, RATE)
-            accounts.append(account)
-        refused = StreamAccount(pool, cap=64 * MB)
-        with pytest.raises(StreamError) as full:
-            refused.open()
-            refused.configure(10.0, RATE, RATE)
+            account.configure(10.0, RATE, RATE, device)
+            return account
+
+        hogs = [stream("hog") for _ in range(3)]  # one device takes the whole pool
+        good = stream("good")  # another device's share is taken back from it
+        assert len(ended) == 1 and ended[0].code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "more than its share" in ended[0].message and "--audio-memory-mb" in ended[0].message
+        for _ in range(5):  # over its share, the hog gets no more; the good device keeps its
+            with pytest.raises(StreamError) as refused:
+                stream("hog")
+            assert refused.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert good.reserved == need and pool.used <= pool.total
+        assert len(ended) == 1
+        idle = [StreamAccount(pool, cap=64 * MB, on_preempt=ended.append) for _ in range(65)]
+        for account in idle:  # streams that never send their config
+            account.open()
+        assert len(ended) == 2 and "no StreamConfig" in ended[-1].message  # the oldest went
+        for account in idle:
+            account.close()
+        alone = MemoryPool(need)
+        first = StreamAccount(alone, cap=64 * MB)
+        first.open()
+        first.configure(10.0, RATE, RATE, "solo")
+        second = StreamAccount(alone, cap=64 * MB)
+        with pytest.raises(StreamError) as full:  # a device over its share takes nothing
+            second.open()
+            second.configure(10.0, RATE, RATE, "solo")
         assert full.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert "--audio-memory-mb" in full.value.message
         too_big = StreamAccount(MemoryPool(1 << 40), cap=64 * MB)
         too_big.open()
         with pytest.raises(StreamError) as big:
-            too_big.configure(60.0, 192000, RATE)
+            too_big.configure(60.0, 192000, RATE, "x")
         assert big.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert "--stream-memory-mb" in big.value.message
-        refused.close()
-        for account in accounts:
+        for account in [*hogs, good]:
             account.close()
         return pool.used
 
