@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lock demo test test-fast lint bench bench-gpu models reports proto certs clean
+.PHONY: setup lock demo test test-fast lint bench bench-gpu models reports proto certs images-check clean
 
 # The Debian check runs every time (it is a few dpkg queries); the venv only when the lock
 # changes. Everything Python comes from requirements/lock.txt (exact pins and hashes, made by
@@ -77,6 +77,12 @@ reports: setup
 # (README: Security). DEVICES="a b" adds devices; CERTS_GID=N makes keys group-readable.
 certs: setup
 	PY=$(PY) DEVICES="$(DEVICES)" CERTS_GID="$(CERTS_GID)" bash scripts/make-certs.sh
+
+# Builds the server and edge images for real from requirements/*.txt and runs them together:
+# healthcheck, labelled clips from the edge container, /metrics, SIGTERM drain. Sets itself up
+# (root: Debian's docker.io and debootstrap, a daemon when none runs); needs no .venv.
+images-check:
+	bash scripts/images-check.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
