@@ -47,10 +47,13 @@ class Outcomes:
         return float(np.concatenate(self.folds).mean())
 
 
-def read_folds(folder: Path) -> list[dict]:
-    """The results.json of every fold*/ under ``folder``, in fold order."""
-    found = sorted(folder.glob("fold*/results.json"), key=lambda p: int(p.parent.name[4:]))
-    return [json.loads(p.read_text()) for p in found]
+def fold_numbers(folder: Path) -> set[int]:
+    return {int(p.parent.name[4:]) for p in folder.glob("fold*/results.json")}
+
+
+def read_folds(folder: Path, folds: list[int]) -> list[dict]:
+    """The results.json of each of ``folds`` under ``folder``, in that order."""
+    return [json.loads((folder / f"fold{k}" / "results.json").read_text()) for k in folds]
 
 
 def outcomes(folds: list[dict], paths_of=lambda r: r["paths"]) -> dict[str, Outcomes]:
@@ -125,10 +128,14 @@ def paired(a: Outcomes, b: Outcomes, rng: np.random.Generator) -> dict:
 def summarize(folder: Path, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     folder = Path(folder)
-    experiment_b = read_folds(folder / "codec-augmentation")
-    models = {name: read_folds(folder / name) for name in MODELS}
-    if not experiment_b or not all(models.values()):
-        missing = [n for n, f in {"codec-augmentation": experiment_b, **models}.items() if not f]
+    # Only folds every experiment has finished: the figures pair models clip by clip.
+    names = ["codec-augmentation", *MODELS]
+    found = {name: fold_numbers(folder / name) for name in names}
+    folds = sorted(set.intersection(*found.values()))
+    experiment_b = read_folds(folder / "codec-augmentation", folds)
+    models = {name: read_folds(folder / name, folds) for name in MODELS}
+    if not folds:
+        missing = [n for n in names if not found[n]] or names
         raise ValueError(f"{folder}: no fold reports under {', '.join(m + '/' for m in missing)}")
     _check_same_clips(experiment_b, *models.values())
     # Conditions every fold trained (a later fold may have run only some, to save time).
@@ -154,18 +161,20 @@ def summarize(folder: Path, seed: int = 0) -> dict:
         "report": "real-audio",
         "data": experiment_b[0]["data"],
         "folds": len(experiment_b),
+        "fold_numbers": folds,
         "clips": int(sum(r["clips"] for r in experiment_b)),
         "bootstrap": {"resamples": BOOTSTRAP, "seed": seed, "interval": 0.95},
         "models": {name: path_rows(t, rng) for name, t in tables.items()},
-        "conditions": {
-            str(i): {
+        "conditions": [
+            {
+                "condition": i,
                 "name": next(
                     c["name"] for c in experiment_b[0]["conditions"] if c["condition"] == i
                 ),
                 "paths": path_rows(t, rng),
             }
             for i, t in per_condition.items()
-        },
+        ],
         "comparisons": comparisons,
         "calibration": calibration(per_condition.get(1)),
         "training": {k: experiment_b[0]["training"][k] for k in ("epochs", "epoch_size")},
@@ -251,13 +260,14 @@ def model_table(rows: list[dict]) -> str:
     return markdown_table(header, body)
 
 
-def conditions_table(conditions: dict) -> str:
-    specs = [r["path"] for r in next(iter(conditions.values()))["paths"]]
+def conditions_table(conditions: list[dict]) -> str:
+    specs = [r["path"] for r in conditions[0]["paths"]]
     header = ["#", "training condition", *(f"`{s}`" for s in specs)]
     body = [
-        [i, c["name"], *(f"{r['accuracy']:.3f}" for r in c["paths"])] for i, c in conditions.items()
+        [str(c["condition"]), c["name"], *(f"{r['accuracy']:.3f}" for r in c["paths"])]
+        for c in conditions
     ]
-    return markdown_table(header, body)
+    return markdown_table(header, body, align="ll" + "r" * len(specs))
 
 
 def calibration_table(rows: list[dict]) -> str:
@@ -310,7 +320,7 @@ def write_summary(folder: Path, results: dict, command: str) -> list[Path]:
         "# The ASC paper's experiments on real recordings (Kitchen20)",
         "",
         f"Real, full-band, lossless recordings: `{results['data']}`, 20 classes, "
-        f"{results['folds']} folds of held-out recordings ({results['clips']} test clips in all, "
+        f"{results['folds']} fold(s) of held-out recordings ({results['clips']} test clips in all, "
         "each tested once; no recording on both sides of a split), each fold trained with its own "
         f"seed; {results['training']['epochs']} epochs of up to "
         f"{results['training']['epoch_size']} examples, on CPU. Intervals: 95 % bootstrap over "
