@@ -152,12 +152,12 @@ def decode_clip(
         "ClassifyClip call takes (--classify-max-seconds); stream it with StreamScenes instead",
     )
     try:
-        if _packet_seconds(data, fmt, options) > max_seconds:
-            raise too_long  # the packets say so: refused before anything is decoded
         with av.open(io.BytesIO(data), "r", format=fmt, options=options) as container:
             if not container.streams.audio:
                 raise DecodeError("no audio stream in the data")
             stream = container.streams.audio[0]
+            if _declared_seconds(container, stream) > max_seconds:
+                raise too_long  # the file says so: refused before anything is decoded
             found = stream.codec_context.name
             if codec is not None and found not in DECODED_AS.get(codec, {found}):
                 raise StreamError(
@@ -193,17 +193,12 @@ def decode_clip(
     return DecodedClip(mono, source_samples / source_rate, found)
 
 
-def _packet_seconds(data: bytes, fmt: str | None, options: dict) -> float:
-    """The duration the container's packets declare (0 when they declare none): demuxing
-    costs a fraction of decoding, so a file that says it is too long is refused cheaply."""
-    total = 0.0
-    with av.open(io.BytesIO(data), "r", format=fmt, options=options) as container:
-        if not container.streams.audio:
-            return 0.0
-        stream = container.streams.audio[0]
-        if stream.time_base is None:
-            return 0.0
-        for packet in container.demux(stream):
-            if packet.duration:
-                total += float(packet.duration * stream.time_base)
-    return total
+def _declared_seconds(container, stream) -> float:
+    """The duration the file's header declares (0 when it declares none). A file declaring
+    more than the budget is refused without decoding; one that declares less than it holds is
+    stopped by the count of decoded samples."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0

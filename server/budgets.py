@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ SAMPLE_BYTES = 4  # float32
 STREAM_OVERHEAD = 1 * MB  # decoders, result queue and bookkeeping of one open stream
 PENDING_SECONDS = 20.0  # windows a stream may have waiting for the models: at least this much
 CODEC_PACKET_SECONDS = 2.0  # audio one codec packet may add to a clip's buffer at once
+# What a window costs the models beyond its audio, in seconds of audio: a forward pass has a
+# fixed part (on 2 CPU cores a 1 s window takes about 2/3 of a 2 s one), so many short
+# windows cost more than their seconds say.
+WINDOW_COST_SECONDS = 1.0
 # A resent clip is held as bytes while it is compared with the remembered one, in the slot of
 # the clip buffer: at least this much, so a 10 s clip of 48 kHz stereo PCM can be answered
 # from memory whatever the window.
@@ -51,6 +56,8 @@ class Budgets:
     stream_bytes: int = 64 * MB  # the most audio memory one stream's settings may need
     audio_bytes: int = 2048 * MB  # all streams' reserved audio memory together
     classify_seconds: float = 120.0  # the longest audio one ClassifyClip call may decode to
+    classify_rate: float = 20.0  # s of window audio a stream may have classified per s
+    classify_burst: float = 120.0  # ... and at once, before that rate applies
     classify_calls: int = 2  # ClassifyClip calls decoding and classifying at once
     classify_queue_bytes: int = 64 * MB  # files of ClassifyClip calls waiting for their turn
     max_id_chars: int = 256  # device id, clip id, label
@@ -319,3 +326,51 @@ class StreamAccount:
         self.pool.unfile(self)
         self.reserved = self.borrowed = 0
         self._answered.set()
+
+
+class ClassifyRate:
+    """Seconds of audio each stream (or ClassifyClip caller) may have classified per second.
+
+    A token bucket per stream holding ``burst`` seconds of window audio (a device catching
+    up after a reconnect resends a few clips at once) and refilled at ``rate`` a second. A
+    stream over it waits for its own windows: it is not refused, and nothing else waits.
+    Fair order in the batcher serves a stream sending at real time first whatever the
+    others queue; this bounds what a flood takes of the cores the models share with decoding
+    and the event loop, which fair order cannot (a real-time stream with 10 s windows
+    classifies 1 s of audio a second; with ``--max-overlap`` 10, 10 s). ``rate`` 0: no bound.
+    """
+
+    MAX_BUCKETS = 10000
+
+    def __init__(self, rate: float, burst: float, clock=time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[object, list[float]] = {}  # device -> [seconds left, updated]
+
+    def _bucket(self, device: object) -> list[float]:
+        now = self.clock()
+        bucket = self._buckets.get(device)
+        if bucket is None:
+            if len(self._buckets) >= self.MAX_BUCKETS:
+                self._forget_full(now)
+            bucket = self._buckets[device] = [self.burst, now]
+        bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        return bucket
+
+    def _forget_full(self, now: float) -> None:
+        for device, (left, updated) in list(self._buckets.items()):
+            if left + (now - updated) * self.rate >= self.burst:
+                del self._buckets[device]
+
+    async def take(self, device: object, seconds: float, windows: int = 1) -> None:
+        """Wait until ``device`` (a stream or a caller) may have ``windows`` windows holding
+        ``seconds`` of audio classified (each also counts ``WINDOW_COST_SECONDS``)."""
+        if self.rate <= 0:
+            return
+        seconds += windows * WINDOW_COST_SECONDS
+        while True:
+            bucket = self._bucket(device)
+            if bucket[0] > 0:  # a window larger than what is left still goes, into debt
+                bucket[0] -= seconds
+                return
+            await asyncio.sleep(-bucket[0] / self.rate + 0.001)

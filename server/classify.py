@@ -76,7 +76,9 @@ def declared_codec(text: str, service: SceneService) -> tuple[str, str]:
     return spec, stages[-1].name
 
 
-async def classify_clip(service: SceneService, request: pb.ClipRequest) -> pb.ClipResult:
+async def classify_clip(
+    service: SceneService, request: pb.ClipRequest, caller: object = None
+) -> pb.ClipResult:
     if isinstance(request, Undecodable):
         raise request.error()
     if service.draining.is_set():
@@ -118,6 +120,8 @@ async def classify_clip(service: SceneService, request: pb.ClipRequest) -> pb.Cl
             len(mono), round(window * rate), round(hop * rate), round(min(1.0, hop) * rate)
         )
         budgets.check_windows(request.clip_id, len(spans))
+        seconds = sum(end - start for start, end in spans) / rate
+        await service.classify_rate.take(caller, seconds, len(spans))  # its rate, not others
         service.metrics.bytes.labels(label).inc(len(request.data))
         service.metrics.decoded_seconds.labels(label).inc(decoded.seconds)
         owner = ("clip", next(_calls))

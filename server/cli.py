@@ -276,6 +276,17 @@ def _budget_flags(serve: argparse.ArgumentParser) -> None:
         ),
     )
     group.add_argument(
+        "--classify-rate",
+        type=float,
+        default=float(_env("ASC_CLASSIFY_RATE", 20)),
+        help=_help(
+            "seconds of audio one stream (or ClassifyClip caller) may have classified per "
+            "second, sustained, after a burst of 120 s; past it its windows wait (a real-time "
+            "stream with 10 s windows uses 1); 0 is no limit",
+            "ASC_CLASSIFY_RATE",
+        ),
+    )
+    group.add_argument(
         "--classify-calls",
         type=int,
         default=int(_env("ASC_CLASSIFY_CALLS", 2)),
@@ -315,6 +326,8 @@ def build_budgets(args: argparse.Namespace, max_message_bytes: int):
         raise StartupError(f"--max-overlap must be at least 1, got {args.max_overlap}")
     if args.cache_mb < 0:
         raise StartupError(f"--cache-mb must not be negative, got {args.cache_mb}")
+    if args.classify_rate < 0:
+        raise StartupError(f"--classify-rate must not be negative, got {args.classify_rate}")
     return Budgets(
         max_clip_seconds=args.max_clip_seconds,
         max_message_bytes=max_message_bytes,
@@ -325,6 +338,7 @@ def build_budgets(args: argparse.Namespace, max_message_bytes: int):
         audio_bytes=int(args.audio_memory_mb * MB),
         classify_seconds=args.classify_max_seconds,
         classify_calls=args.classify_calls,
+        classify_rate=args.classify_rate,
     )
 
 

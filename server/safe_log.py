@@ -29,8 +29,8 @@ def shown(value: str | bytes, limit: int = SHOWN_CHARS) -> str:
     Escaping happens before cutting, so the result is at most ``limit`` characters plus the
     note of the original length, whatever the value holds.
     """
-    text = ascii(value)
-    if len(text) <= limit:
+    text = ascii(value[: limit + 1])  # no need to escape more than can be shown
+    if len(value) <= limit and len(text) <= limit + 3:  # quotes (and b) not counted
         return text
     size = len(value)
     unit = "bytes" if isinstance(value, bytes) else "characters"

@@ -39,7 +39,7 @@ from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
 from server.access import AccessControl
 from server.batcher import BatcherClosed, DynamicBatcher
-from server.budgets import Budgets, MemoryPool, StreamAccount
+from server.budgets import Budgets, ClassifyRate, MemoryPool, StreamAccount
 from server.classify import ClassifySlots, classify_clip
 from server.clip_cache import ClipMemory
 from server.errors import StreamError, detached
@@ -69,6 +69,13 @@ def shortest_clip_seconds(runner: SceneRunner) -> float:
     return math.ceil((runner.shortest_input() + MIN_CLIP_MARGIN) / runner.rate * 100) / 100
 
 
+def _peer_host(context: grpc.aio.ServicerContext) -> str:
+    """The caller's address without its port: who shares a ClassifyClip rate bucket when
+    calls carry no identity (behind a proxy, all its callers do)."""
+    peer = context.peer() or ""
+    return peer.rsplit(":", 1)[0]
+
+
 class SceneService(pbg.SceneClassifierServicer):
     def __init__(
         self,
@@ -93,6 +100,7 @@ class SceneService(pbg.SceneClassifierServicer):
         self.pool = MemoryPool(budgets.audio_bytes)
         self.memory = ClipMemory(budgets.cache_bytes, budgets.remembered_clips)
         self.classify_slots = ClassifySlots(budgets.classify_calls, budgets.classify_queue_bytes)
+        self.classify_rate = ClassifyRate(budgets.classify_rate, budgets.classify_burst)
         self.decode_pool = ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
         # One inference thread: forward passes never contend with each other for cores or GPU.
         self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
@@ -334,7 +342,8 @@ class SceneService(pbg.SceneClassifierServicer):
             if not isinstance(request, Undecodable):
                 self.check_size(request)
                 self.access.admit(identity or "", len(request.data))
-            return await classify_clip(self, request)
+            caller = ("caller", identity or _peer_host(context))
+            return await classify_clip(self, request, caller)
         except asyncio.CancelledError:
             raise
         except Exception as e:

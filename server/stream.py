@@ -66,6 +66,11 @@ class Finished:
     fingerprint: Fingerprint | None  # None: too large to compare a resend with; not kept
 
 
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def clip_key(settings: StreamSettings, clip_id: str) -> tuple:
     """Everything that shapes a clip's results, so a remembered answer fits the request."""
     s = settings
@@ -102,6 +107,7 @@ class StreamReader:
         self.window_bytes = 0
         self.path_label = ""
         self.stopped: StreamError | None = None  # ended from outside (its memory taken back)
+        self.device: str = ""
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -148,8 +154,7 @@ class StreamReader:
 
     def _untrack(self, task: asyncio.Future) -> None:
         self.tasks.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved here: the handler may never await a failed window
+        _retrieve(task)  # retrieved here: the handler may never await a failed window
 
     async def _next(self) -> pb.StreamRequest | None:
         """The next request, or None when the client is done or the server is draining."""
@@ -157,16 +162,20 @@ class StreamReader:
         if draining.is_set():
             return None
         nxt = asyncio.ensure_future(anext(self.requests, None))
+        nxt.add_done_callback(_retrieve)  # a read the stream's end interrupts fails unread
         drain = asyncio.ensure_future(draining.wait())
-        done, _ = await asyncio.wait({nxt, drain}, return_when=asyncio.FIRST_COMPLETED)
-        if nxt in done:
+        try:
+            await asyncio.wait({nxt, drain}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             drain.cancel()
-            request = nxt.result()
-            if isinstance(request, Undecodable):
-                raise request.error()
-            return request
-        nxt.cancel()
-        return None
+            if not nxt.done():  # draining, or this reader was cancelled: read no more
+                nxt.cancel()
+        if nxt.cancelled():
+            return None
+        request = nxt.result()
+        if isinstance(request, Undecodable):
+            raise request.error()
+        return request
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -182,8 +191,8 @@ class StreamReader:
         settings = self.settings = validate_config(first.config, service.budgets)
         service.access.authorize(self.identity, settings.device_id)
         model_rate = service.models.scene.rate
-        device = self.identity or settings.device_id  # whose share of the memory it is
-        self.account.configure(settings.window_seconds, settings.rate, model_rate, device)
+        self.device = self.identity or settings.device_id  # whose share it uses
+        self.account.configure(settings.window_seconds, settings.rate, model_rate, self.device)
         service.metrics.audio_memory.set(service.pool.used)
         self.window_bytes = round(settings.window_seconds * model_rate) * SAMPLE_BYTES
         self.path_label = service.metrics.codec_label(settings.codec)
@@ -336,6 +345,8 @@ class StreamReader:
             windows, more = await loop.run_in_executor(service.decode_pool, clip.advance, room)
             received = time.perf_counter()
             for window in windows:
+                seconds = len(window.samples) / clip.model_rate
+                await service.classify_rate.take(self.owner, seconds)
                 last = clip.complete and window is windows[-1]
                 task = self._window_task(clip, window, received, last)
                 clip.pending.append(task)

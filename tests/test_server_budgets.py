@@ -23,7 +23,7 @@ from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from server.batcher import DynamicBatcher
 from server.bounded_decode import IncrementalDecoder
-from server.budgets import MB, MemoryPool, StreamAccount, stream_need
+from server.budgets import MB, ClassifyRate, MemoryPool, StreamAccount, stream_need
 from server.clip_cache import MARK_BYTES, ClipMemory, ContentHasher, ReplayCheck
 from server.errors import StreamError
 from server.fairness import Entry, FairQueue
@@ -288,3 +288,24 @@ def test_every_log_record_is_one_bounded_line():
     assert EscapingFilter().filter(record)
     message = record.getMessage()
     assert "\n" not in message and "\r" not in message and len(message) < 2100
+
+
+def test_a_device_over_its_classification_rate_waits_for_itself_alone():
+    now = [0.0]
+    rate = ClassifyRate(rate=20.0, burst=60.0, clock=lambda: now[0])
+
+    async def main():
+        # a window costs its seconds and WINDOW_COST_SECONDS (1 s) more
+        await rate.take("flood", 49.0)  # the burst goes at once: 50 of 60,
+        await rate.take("flood", 19.0)  # and one window more, into debt: -10
+        waited = asyncio.ensure_future(rate.take("flood", 1.0))
+        await asyncio.sleep(0.01)
+        assert not waited.done()  # over its rate: this stream waits...
+        await asyncio.wait_for(rate.take("good", 10.0), 1)  # ...and no other stream does
+        now[0] += 0.4  # the bucket refills at 20 s a second: -2, still in debt
+        await asyncio.sleep(0.05)
+        assert not waited.done()
+        now[0] += 0.3  # +4
+        await asyncio.wait_for(waited, 1)
+
+    asyncio.run(main())
