@@ -56,6 +56,13 @@ class SceneClassifierServicer:
 
     def StreamScenes(self, request_iterator, context):
         """First request: a StreamConfig. Then AudioPackets. Results stream back as windows finish.
+        A stream ends with OK only after every clip it opened got its summary. Otherwise, after
+        the results of the windows accepted before the fault: INVALID_ARGUMENT (bad config, a
+        request that does not parse, a clip shorter than the models take, audio that is not
+        finite sound, ids or specs over their length), DATA_LOSS (undecodable payload, a clip
+        whose end_of_clip never came), RESOURCE_EXHAUSTED (a server budget; the message names
+        its flag), UNAVAILABLE (the server drains: reconnect and resend unfinished clips).
+        Every status message is under 1 KB; values the client sent are quoted, escaped and cut.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +70,8 @@ class SceneClassifierServicer:
 
     def ClassifyClip(self, request, context):
         """One encoded file: container bytes with their codec spec, or a raw file the server probes.
+        The same statuses; a file decoding to more than the server's ClassifyClip budget is
+        RESOURCE_EXHAUSTED (stream it instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
