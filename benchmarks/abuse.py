@@ -182,7 +182,7 @@ class Abusers:
 
     def failed(self, kind: str, error: grpc.aio.AioRpcError) -> None:
         if error.code() == grpc.StatusCode.INTERNAL and error.details() == AIO_OVERWRITE:
-            self.note(kind, "(status hidden by the aio client, grpc#36066)")
+            self.note(kind, "(status hidden by the aio client: grpc#36066)")
         else:
             self.note(kind, error.code().name)
 

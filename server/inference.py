@@ -81,6 +81,7 @@ class LoadedModel:
         cpu = device.type == "cpu"
         self.max_pass: int | None = CPU_PASS if cpu else None  # read by the batcher
         self.max_pass_samples: int | None = int(CPU_PASS_SECONDS * self.rate) if cpu else None
+        self.warmed = False  # one pass of the largest size has run (server.service.warm_up)
 
     def metadata_json(self) -> str:
         return json.dumps(self.metadata, sort_keys=True)
@@ -100,6 +101,7 @@ class SceneRunner(LoadedModel):
         self.coarse_classes: list[str] = (
             list(self.model.coarse_classes) if self.model.use_coarse else []
         )
+        self._shortest: int | None = None
 
     def shortest_input(self, most_seconds: float = 2.0) -> int:
         """The fewest samples the ensemble takes, measured by bisection at start-up.
@@ -108,6 +110,8 @@ class SceneRunner(LoadedModel):
         shipped checkpoint); anything shorter makes the forward pass raise, so the service
         refuses such clips at the door instead of letting them into a batch.
         """
+        if self._shortest is not None:
+            return self._shortest
         rng = np.random.default_rng(0)
 
         def takes(n: int) -> bool:
@@ -126,6 +130,7 @@ class SceneRunner(LoadedModel):
                 hi = mid
             else:
                 lo = mid + 1
+        self._shortest = lo
         return lo
 
     @torch.inference_mode()

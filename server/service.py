@@ -69,6 +69,20 @@ def shortest_clip_seconds(runner: SceneRunner) -> float:
     return math.ceil((runner.shortest_input() + MIN_CLIP_MARGIN) / runner.rate * 100) / 100
 
 
+def warm_up(models: Models) -> None:
+    """One pass of the largest size each batcher runs, before the first client: its working
+    memory is then part of the server's idle footprint (the budget stated from it holds), and
+    no client pays for the first pass."""
+    for runner, seconds in ((models.scene, 10.0), (models.detector, 2.0)):
+        if runner is None or runner.warmed:
+            continue
+        count = runner.max_pass or 1
+        if runner.max_pass_samples:
+            count = max(1, min(count, runner.max_pass_samples // int(seconds * runner.rate)))
+        runner([np.zeros(int(seconds * runner.rate), np.float32)] * count)
+        runner.warmed = True
+
+
 def _peer_host(context: grpc.aio.ServicerContext) -> str:
     """The caller's address without its port: who shares a ClassifyClip rate bucket when
     calls carry no identity (behind a proxy, all its callers do)."""
@@ -91,6 +105,7 @@ class SceneService(pbg.SceneClassifierServicer):
         self.models, self.metrics = models, metrics
         self.max_streams = max_streams
         budgets = limits or Budgets()
+        warm_up(models)
         if not budgets.min_clip_seconds:
             budgets = dataclasses.replace(
                 budgets, min_clip_seconds=shortest_clip_seconds(models.scene)

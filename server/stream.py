@@ -170,7 +170,7 @@ class StreamReader:
             drain.cancel()
             if not nxt.done():  # draining, or this reader was cancelled: read no more
                 nxt.cancel()
-        if nxt.cancelled():
+        if not nxt.done() or nxt.cancelled():
             return None
         request = nxt.result()
         if isinstance(request, Undecodable):
