@@ -8,6 +8,11 @@ at most ``max_batch`` items and, on a CPU, at most the runner's ``max_pass`` ite
 ``max_pass_samples`` of audio: a pass is the unit nobody can interrupt, so keeping it short
 bounds how long a window that just arrived waits behind other streams' work.
 
+While other streams are about, a flood's items (a stream past its burst of classification)
+come after theirs, fill at most two places of a pass and wait while the models were busy more
+than half of the last second: the pass a real-time window lands behind stays short, and the
+cores stay partly free for decoding and the event loop.
+
 A pass that raises is split in halves and each half run again, down to single items, so only
 the item at fault fails and every other window of the batch gets its result. ``max_batch=1`` is
 the naive server (one pass per item) that the throughput benchmark compares against.
@@ -20,6 +25,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
@@ -29,6 +35,15 @@ from server.metrics import ServerMetrics
 from server.safe_log import LogLimiter
 
 log = logging.getLogger("asc.server.batcher")
+# While a stream that is not flooding has submitted in the last LIGHT_SECONDS, a flood's items
+# (see server.budgets.ClassifyRate) come after every other item, fill at most FLOOD_PER_PASS
+# places of a pass, and wait while the models were busy more than FLOOD_DUTY of the last
+# DUTY_SECONDS: the pass a real-time window lands behind stays short, and the cores the
+# models share with decoding and the event loop are not all taken by a flood.
+LIGHT_SECONDS = 2.0
+FLOOD_PER_PASS = 2
+FLOOD_DUTY = 0.5
+DUTY_SECONDS = 1.0
 In = TypeVar("In")
 Out = TypeVar("Out")
 _anonymous = itertools.count()
@@ -70,6 +85,7 @@ class DynamicBatcher(Generic[In, Out]):
         self._closed = False
         self._busy = False  # a forward pass is running or about to
         self._errors = LogLimiter(burst=5, interval=60.0)
+        self._passes: deque[tuple[float, float]] = deque()  # (start, end) of recent passes
         self.batches = 0
         self.items = 0
 
@@ -77,16 +93,19 @@ class DynamicBatcher(Generic[In, Out]):
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
 
-    def submit_nowait(self, item: In, owner: Hashable | None = None) -> asyncio.Future[Out]:
+    def submit_nowait(
+        self, item: In, owner: Hashable | None = None, flood: bool = False
+    ) -> asyncio.Future[Out]:
         """Queue ``item`` for ``owner`` (a stream); the future resolves when its pass has run.
 
+        ``flood``: the owner is past its burst of classification (see the module docstring).
         Cancelling the future withdraws the item if its pass has not started.
         """
         if self._closed:
             raise BatcherClosed(f"{self.name} batcher is closed")
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         key = owner if owner is not None else ("anonymous", next(_anonymous))
-        entry = Entry(item, future, key, float(_size(item)), time.perf_counter())
+        entry = Entry(item, future, key, float(_size(item)), time.perf_counter(), flood=flood)
         self._queue.push(entry)
         if self._wake is not None:
             self._wake.set()
@@ -106,6 +125,14 @@ class DynamicBatcher(Generic[In, Out]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _duty(self, now: float) -> float:
+        """Share of the last DUTY_SECONDS the models spent in passes."""
+        since = now - DUTY_SECONDS
+        while self._passes and self._passes[0][1] < since:
+            self._passes.popleft()
+        busy = sum(end - max(start, since) for start, end in self._passes)
+        return busy / DUTY_SECONDS
+
     def _limit(self, first: Entry) -> int:
         if self.max_pass_samples is None:
             return self.pass_size
@@ -123,7 +150,17 @@ class DynamicBatcher(Generic[In, Out]):
             self._busy = True  # from here until the pass is answered, close() must wait
             remaining = oldest + self.max_delay_s - time.perf_counter()
             if len(self._queue) >= self.pass_size or remaining <= 0:
-                batch = self._queue.take(self._limit, _shape)
+                now = time.perf_counter()
+                light_about = now - self._queue.light_seen < LIGHT_SECONDS and not self._closed
+                if light_about and not self._queue.light_waiting() and self._duty(now) > FLOOD_DUTY:
+                    self._busy = False  # only floods wait: let the cores rest a moment
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 0.02)
+                    continue
+                batch = self._queue.take(
+                    self._limit, _shape, FLOOD_PER_PASS if light_about else None
+                )
                 if batch:
                     return batch
                 self._busy = False
@@ -170,9 +207,11 @@ class DynamicBatcher(Generic[In, Out]):
             if not future.done():
                 future.set_exception(e)
             return
+        ended = time.perf_counter()
+        self._passes.append((started, ended))
         if self.metrics is not None:
             self.metrics.batch_size.labels(self.name).observe(len(batch))
-            self.metrics.inference.labels(self.name).observe(time.perf_counter() - started)
+            self.metrics.inference.labels(self.name).observe(ended - started)
         self.batches += 1
         self.items += len(batch)
         for entry, output in zip(batch, outputs, strict=True):

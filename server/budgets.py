@@ -362,15 +362,20 @@ class ClassifyRate:
             if left + (now - updated) * self.rate >= self.burst:
                 del self._buckets[device]
 
-    async def take(self, device: object, seconds: float, windows: int = 1) -> None:
+    async def take(self, device: object, seconds: float, windows: int = 1) -> bool:
         """Wait until ``device`` (a stream or a caller) may have ``windows`` windows holding
-        ``seconds`` of audio classified (each also counts ``WINDOW_COST_SECONDS``)."""
+        ``seconds`` of audio classified (each also counts ``WINDOW_COST_SECONDS``).
+
+        True when it is past its burst (it had to wait, or is now in debt): a flood, whose
+        windows the batcher serves after everyone else's."""
         if self.rate <= 0:
-            return
+            return False
         seconds += windows * WINDOW_COST_SECONDS
+        waited = False
         while True:
             bucket = self._bucket(device)
             if bucket[0] > 0:  # a window larger than what is left still goes, into debt
                 bucket[0] -= seconds
-                return
+                return waited or bucket[0] < 0
+            waited = True
             await asyncio.sleep(-bucket[0] / self.rate + 0.001)

@@ -121,7 +121,7 @@ async def classify_clip(
         )
         budgets.check_windows(request.clip_id, len(spans))
         seconds = sum(end - start for start, end in spans) / rate
-        await service.classify_rate.take(caller, seconds, len(spans))  # its rate, not others
+        flood = await service.classify_rate.take(caller, seconds, len(spans))
         service.metrics.bytes.labels(label).inc(len(request.data))
         service.metrics.decoded_seconds.labels(label).inc(decoded.seconds)
         owner = ("clip", next(_calls))
@@ -135,6 +135,7 @@ async def classify_clip(
                         end / rate,
                         request.detector,
                         owner,
+                        flood,
                     )
                     for start, end in spans
                 )

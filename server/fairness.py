@@ -10,6 +10,12 @@ the models' time.
 
 Forward passes need one tensor shape, so ``take`` fills a pass with items of the same size as
 the first item in fair order, skipping (not reordering within an owner) the others.
+
+A pass cannot be interrupted, so a window arriving while one runs waits for it to end, and the
+models' passes take the cores that decoding and the event loop need too. Items of a flood (a
+stream past its burst of classification, ``server.budgets.ClassifyRate``) can be kept to a few
+per pass, behind every other item, while other streams are about; the batcher does so, and
+lets a flood fill whole passes when it is alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Entry:
     start: float = 0.0
     finish: float = 0.0
     taken: bool = False
+    flood: bool = False  # its stream is past its burst of classification (server.budgets)
 
 
 @dataclass
@@ -48,6 +55,7 @@ class FairQueue:
         self._seq = itertools.count()
         self.virtual = 0.0
         self.count = 0
+        self.light_seen = float("-inf")  # when an item not from a flood was last submitted
 
     def __len__(self) -> int:
         return self.count
@@ -58,6 +66,8 @@ class FairQueue:
             owner = self._owners[entry.owner] = _Owner(last_finish=self.virtual)
         entry.start = max(self.virtual, owner.last_finish)
         entry.finish = owner.last_finish = entry.start + entry.cost
+        if not entry.flood:
+            self.light_seen = entry.queued
         owner.items.append(entry)
         if len(owner.items) == 1:
             heapq.heappush(self._heads, (entry.start, next(self._seq), entry.owner))
@@ -89,14 +99,53 @@ class FairQueue:
         elif owner.last_finish <= self.virtual:
             del self._owners[key]  # idle and not ahead of the clock: nothing to remember
 
-    def take(self, limit: Callable[[Entry], int], shape: Callable[[Any], Hashable]) -> list[Entry]:
-        """Up to ``limit(first)`` entries of the first entry's shape, in fair order."""
-        first = self._pop_head()
+    def _pop_light_head(self) -> Entry | None:
+        """The first live entry in fair order that is not a flood's, removed (or None)."""
+        best = None
+        for index, (start, seq, key) in enumerate(self._heads):
+            entry = self._owners[key].items[0]
+            if entry.flood or entry.future.cancelled():
+                continue
+            if best is None or (start, seq) < best[1]:
+                best = (index, (start, seq))
+        if best is None:
+            return None
+        _, _, key = self._heads.pop(best[0])
+        heapq.heapify(self._heads)
+        owner = self._owners[key]
+        entry = owner.items.popleft()
+        self._requeue(key, owner)
+        entry.taken = True
+        self.count -= 1
+        return entry
+
+    def light_waiting(self) -> bool:
+        """An entry not from a flood waits."""
+        return any(
+            not (e := self._owners[key].items[0]).flood and not e.future.cancelled()
+            for _, _, key in self._heads
+        )
+
+    def take(
+        self,
+        limit: Callable[[Entry], int],
+        shape: Callable[[Any], Hashable],
+        floods: int | None = None,
+    ) -> list[Entry]:
+        """Up to ``limit(first)`` entries of the first entry's shape, in fair order.
+
+        With ``floods`` set, the pass starts with the first entry not from a flood, if any,
+        and holds at most ``floods`` entries of floods.
+        """
+        first = self._pop_light_head() if floods is not None else None
+        if first is None:
+            first = self._pop_head()
         if first is None:
             return []
         self.virtual = max(self.virtual, first.start)
         batch = [first]
         most = limit(first)
+        heavy = int(first.flood)
         wanted = shape(first.item)
         skipped: list[tuple[float, int, Hashable]] = []
         while len(batch) < most and self._heads:
@@ -109,9 +158,12 @@ class FairQueue:
                 self.count -= 1
                 self._requeue(head[2], owner)
                 continue
-            if shape(entry.item) != wanted:
+            if shape(entry.item) != wanted or (
+                entry.flood and floods is not None and heavy >= floods
+            ):
                 skipped.append(head)
                 continue
+            heavy += int(entry.flood)
             owner.items.popleft()
             entry.taken = True
             self.count -= 1

@@ -203,12 +203,14 @@ class SceneService(pbg.SceneClassifierServicer):
         end: float,
         detector: bool,
         owner: Hashable,
+        flood: bool = False,
     ) -> pb.SceneResult:
-        """One window through the ensemble (and the detector when asked), as a SceneResult."""
-        futures = [self.scene_batcher.submit_nowait(wave, owner)]
+        """One window through the ensemble (and the detector when asked), as a SceneResult.
+        ``flood``: its stream is past its burst of classification (served after others)."""
+        futures = [self.scene_batcher.submit_nowait(wave, owner, flood)]
         if detector and self.detector_batcher is not None:
             futures += [
-                self.detector_batcher.submit_nowait(piece, owner)
+                self.detector_batcher.submit_nowait(piece, owner, flood)
                 for piece in self.models.detector.pieces(wave)
             ]
         try:

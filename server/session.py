@@ -35,6 +35,7 @@ MIN_RATE, MAX_RATE = 8000, 192000
 # The most audio one codec packet decodes to (FLAC's largest block is 65535 samples; the
 # engine's encoders make packets of at most a few thousand): more is a corrupt stream.
 MAX_CODEC_PACKET_SAMPLES = 131072
+GROUP_SAMPLES = 16384  # decoded audio appended to a clip at once, at most (unless one packet)
 Limits = Budgets  # the name this used to have
 
 
@@ -172,14 +173,31 @@ class ClipState:
             raise self._data_loss(e) from e
         self.ended = self.ended or end
 
+    def _decoded(self) -> np.ndarray | None:
+        """Codec packets decoded until the next window is complete (or GROUP_SAMPLES), as
+        one array: checking and appending audio per codec packet (1024 samples of PCM) would
+        cost more than decoding it. None when no packet waits."""
+        parts: list[np.ndarray] = []
+        got = 0
+        need = min(GROUP_SAMPLES, max(1, self.windower.missing))
+        while got < need and (audio := self.decoder.next_audio()) is not None:
+            if len(audio) > MAX_CODEC_PACKET_SAMPLES:
+                raise StreamError(
+                    grpc.StatusCode.DATA_LOSS,
+                    f"clip {shown(self.clip_id)} ({self.settings.codec}): corrupt stream: one "
+                    f"codec packet decodes to {len(audio)} samples",
+                )
+            parts.append(audio)
+            got += len(audio)
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
     def _append(self, pcm: np.ndarray) -> None:
-        if len(pcm) > MAX_CODEC_PACKET_SAMPLES:
-            raise StreamError(
-                grpc.StatusCode.DATA_LOSS,
-                f"clip {shown(self.clip_id)} ({self.settings.codec}): corrupt stream: one "
-                f"codec packet decodes to {len(pcm)} samples",
-            )
-        mono = pcm.mean(axis=1, dtype=np.float32) if pcm.ndim == 2 else pcm
+        if pcm.ndim == 2:
+            mono = pcm[:, 0] if pcm.shape[1] == 1 else pcm.mean(axis=1, dtype=np.float32)
+        else:
+            mono = pcm
         check_samples(mono, self.clip_id)
         most = round(self.limits.max_clip_seconds * self.settings.rate)
         if self.windower.total + len(mono) > most:
@@ -216,7 +234,7 @@ class ClipState:
                 if window is not None:
                     out.append(self._model_window(window))
                     continue
-                audio = self.decoder.next_audio()
+                audio = self._decoded()
                 if audio is not None:
                     self._append(audio)
                     continue

@@ -346,9 +346,9 @@ class StreamReader:
             received = time.perf_counter()
             for window in windows:
                 seconds = len(window.samples) / clip.model_rate
-                await service.classify_rate.take(self.owner, seconds)
+                flood = await service.classify_rate.take(self.owner, seconds)
                 last = clip.complete and window is windows[-1]
-                task = self._window_task(clip, window, received, last)
+                task = self._window_task(clip, window, received, last, flood)
                 clip.pending.append(task)
                 await self.results.put(task)
             if not more:
@@ -370,7 +370,7 @@ class StreamReader:
     # -- classification ----------------------------------------------------------------
 
     def _window_task(
-        self, clip: ClipState, window: Window, received: float, last: bool
+        self, clip: ClipState, window: Window, received: float, last: bool, flood: bool
     ) -> asyncio.Future:
         size = len(window.samples) * SAMPLE_BYTES
         self.account.charge(size)
@@ -385,6 +385,7 @@ class StreamReader:
                     window.end / settings.rate,
                     settings.detector,
                     self.owner,
+                    flood,
                 )
             finally:
                 self.account.release(size)

@@ -71,6 +71,11 @@ class Windower:
         return self._next_start + self.window <= self.total
 
     @property
+    def missing(self) -> int:
+        """Samples still to come before the next full window."""
+        return max(0, self._next_start + self.window - self.total)
+
+    @property
     def buffered(self) -> int:
         """Samples held."""
         return sum(len(c) for c in self._chunks)

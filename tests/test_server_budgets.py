@@ -309,3 +309,21 @@ def test_a_device_over_its_classification_rate_waits_for_itself_alone():
         await asyncio.wait_for(waited, 1)
 
     asyncio.run(main())
+
+
+def test_a_flood_waits_behind_other_streams_and_fills_few_places_of_a_pass():
+    queue = FairQueue()
+    loop = asyncio.new_event_loop()
+    try:
+        for k in range(30):  # a stream past its burst: its windows are marked flood
+            queue.push(Entry(f"f{k}", loop.create_future(), "flood", 1.0, 0.0, flood=True))
+        queue.push(Entry("g0", loop.create_future(), "good", 1.0, 0.0))
+        queue.push(Entry("h0", loop.create_future(), "other", 1.0, 0.0))
+        assert queue.light_waiting()
+        first = [e.item for e in queue.take(lambda first: 8, shape=lambda item: 1, floods=2)]
+        alone = [e.item for e in queue.take(lambda first: 8, shape=lambda item: 1, floods=None)]
+    finally:
+        loop.close()
+    assert first[0] == "g0" and "h0" in first  # another stream's window leads the pass
+    assert sorted(first) == ["f0", "f1", "g0", "h0"]  # and the flood fills two places at most
+    assert len(alone) == 8  # with nobody else about, a flood fills whole passes
