@@ -379,3 +379,21 @@ class ClassifyRate:
                 return waited or bucket[0] < 0
             waited = True
             await asyncio.sleep(-bucket[0] / self.rate + 0.001)
+
+
+def memory_budget(budgets: Budgets, decode_workers: int, model_rate: int) -> dict[str, float]:
+    """What the budgets let the server's memory grow by over its idle footprint, in MB, part
+    by part. gRPC's own transport buffers (each stream's HTTP/2 window, the message of each
+    call being received) come on top, bounded by --max-streams and --max-message-mb."""
+    message = budgets.max_message_bytes / MB
+    classify_audio = budgets.classify_seconds * model_rate * SAMPLE_BYTES / MB
+    return {
+        "audio": budgets.audio_bytes / MB,  # every configured stream's reservation
+        "before config": PRE_CONFIG_SLOTS * STREAM_OVERHEAD / MB,
+        "cache": budgets.cache_bytes / MB,
+        "classify": budgets.classify_calls * (2 * message + classify_audio),
+        "classify queue": budgets.classify_queue_bytes / MB,
+        # one message framed at a time on the event loop (its bytes twice), and each decode
+        # worker's largest codec packet (stereo float32)
+        "decode": 2 * message + decode_workers * 131072 * 2 * SAMPLE_BYTES / MB,
+    }

@@ -702,6 +702,10 @@ async def serve(args: argparse.Namespace) -> int:
         raise StartupError(f"--port {args.port}: cannot listen on {args.host}: {e}") from e
     await server.start()
     service.start()
+    from server.budgets import memory_budget
+
+    idle = _rss_mb()
+    parts = memory_budget(service.budgets, args.decode_workers, models.scene.rate)
     for name in ("", service_name):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     ready = {
@@ -715,9 +719,18 @@ async def serve(args: argparse.Namespace) -> int:
         "client_certificates": bool(args.tls_client_ca),
         "tokens": bool(args.tokens),
         "min_clip_seconds": service.budgets.min_clip_seconds,
+        "idle_rss_mb": round(idle, 1),
+        "memory_budget_mb": round(idle + sum(parts.values()), 1),
+        "memory_budget_parts_mb": {name: round(mb, 1) for name, mb in parts.items()},
     }
     print(json.dumps(ready), flush=True)  # tests and scripts read the ports from this line
     log.info("serving on %s:%d, metrics on :%d", args.host, port, httpd.server_port)
+    log.info(
+        "memory budget: %.0f MB idle + %s = %.0f MB (gRPC's transport buffers on top)",
+        idle,
+        " + ".join(f"{name} {mb:.0f}" for name, mb in parts.items()),
+        idle + sum(parts.values()),
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -736,6 +749,17 @@ async def serve(args: argparse.Namespace) -> int:
     httpd.shutdown()
     log.info("stopped")
     return 0
+
+
+def _rss_mb() -> float:
+    """This process's resident memory (Linux; 0 elsewhere)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
