@@ -123,6 +123,8 @@ class ReplayCheck:
         self.hasher = ContentHasher()
         self.payloads: list[bytes] = []
         self.held = 0
+        self.label = ""  # the clip's ground truth, kept should it turn out a new clip
+        self.answered = False  # found the same bytes: answered from memory
         self._checked = 0
 
     def add(self, payload: bytes) -> bool:

@@ -165,7 +165,7 @@ class ClipState:
         )
 
     def add(self, payload: bytes, end: bool = False) -> None:
-        """Take a packet's bytes (framing only: cheap, on the event loop)."""
+        """Take a packet's bytes: hashed for the clip memory and framed, not decoded."""
         self.content.update(payload)
         try:
             self.decoder.add(payload)
@@ -218,8 +218,11 @@ class ClipState:
         samples = np.ascontiguousarray(wave, np.float32)
         return Window(window.index, window.start, samples, len(window.samples))
 
-    def advance(self, room: int) -> tuple[list[Window], bool]:
-        """Decode (on a worker thread) until ``room`` windows are cut or nothing waits.
+    def advance(
+        self, room: int, payloads: list[bytes] | None = None, end: bool = False
+    ) -> tuple[list[Window], bool]:
+        """Take ``payloads`` (``add``), then decode until ``room`` windows are cut or nothing
+        waits; on a worker thread, so a 16 MB message is hashed and framed off the event loop.
 
         Returns the windows, at the model's rate, and whether more could be cut with room.
         The clip's last windows come once its end arrived and every packet is decoded. A fault
@@ -229,6 +232,8 @@ class ClipState:
         out: list[Window] = []
         most = max(1, room)
         try:
+            for k, payload in enumerate(payloads or ()):
+                self.add(payload, end and k == len(payloads) - 1)
             while len(out) < most:
                 window = self.windower.take()
                 if window is not None:

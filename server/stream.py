@@ -246,19 +246,19 @@ class StreamReader:
         clip = self.clips.get(packet.clip_id)
         if clip is None:
             clip = self._open(packet.clip_id)
-        if isinstance(clip, ReplayCheck):
-            clip = await self._check_replay(clip, packet)
-            if clip is None:
-                return
-        else:
-            try:
-                clip.add(packet.payload, packet.end_of_clip)
-            except StreamError as e:
-                self._count_fault(e)
-                raise
         if packet.label and not clip.label:
             clip.label = packet.label
-        await self._decode(clip)
+        if isinstance(clip, ReplayCheck):
+            check = clip
+            clip = self._check_replay(check, packet)
+            if clip is None:
+                if check.answered:
+                    await self._replay(check)
+                return
+            clip.label = check.label
+            await self._decode(clip, check.payloads, packet.end_of_clip)
+            return
+        await self._decode(clip, [packet.payload], packet.end_of_clip)
 
     def _open(self, clip_id: str) -> ClipState | ReplayCheck:
         settings, budgets = self.settings, self.service.budgets
@@ -297,27 +297,22 @@ class StreamReader:
         self.clips[clip_id] = clip
         return clip
 
-    async def _check_replay(self, check: ReplayCheck, packet: pb.AudioPacket) -> ClipState | None:
-        """A resend of a remembered clip: answered from memory only if it is the same bytes."""
+    def _check_replay(self, check: ReplayCheck, packet: pb.AudioPacket) -> ClipState | None:
+        """A resend of a remembered clip: answered from memory only if it is the same bytes.
+
+        None while it may still be (or, ``check.answered``, once it is); else the new clip it
+        is, whose payloads so far the caller decodes from the first byte."""
         same = check.add(packet.payload)
         if same and check.held <= self.account.clip_allowance:
             if not packet.end_of_clip:
                 return None
             if check.same_clip():
                 del self.clips[check.clip_id]
-                await self._replay(check)
+                check.answered = True
                 return None
-        # Not the remembered clip (or too large to keep comparing): decode it as the new clip
-        # it is, from its first byte.
+        # Not the remembered clip (or too large to keep comparing): the new clip it is.
         del self.clips[check.clip_id]
-        clip = self._new_clip(check.clip_id)
-        try:
-            for k, payload in enumerate(check.payloads):
-                clip.add(payload, packet.end_of_clip and k == len(check.payloads) - 1)
-        except StreamError as e:
-            self._count_fault(e)
-            raise
-        return clip
+        return self._new_clip(check.clip_id)
 
     def _count_fault(self, error: StreamError) -> None:
         if error.code == grpc.StatusCode.DATA_LOSS:
@@ -332,8 +327,9 @@ class StreamReader:
             future.set_result((result, None))
             await self.results.put(future)
 
-    async def _decode(self, clip: ClipState) -> None:
-        """Decode what the clip holds, as fast as this stream's waiting windows allow."""
+    async def _decode(self, clip: ClipState, payloads: list[bytes], end: bool) -> None:
+        """Take ``payloads`` and decode what the clip holds, as fast as this stream's waiting
+        windows allow."""
         service = self.service
         loop = asyncio.get_running_loop()
         before = clip.windower.total
@@ -342,7 +338,10 @@ class StreamReader:
             if room == 0:
                 await self.account.wait_answered()
                 continue
-            windows, more = await loop.run_in_executor(service.decode_pool, clip.advance, room)
+            windows, more = await loop.run_in_executor(
+                service.decode_pool, clip.advance, room, payloads, end
+            )
+            payloads, end = [], False  # taken
             received = time.perf_counter()
             for window in windows:
                 seconds = len(window.samples) / clip.model_rate

@@ -73,15 +73,20 @@ def packets(
     channels: int = 1,
     end: bool = True,
     step_seconds: float = 0.2,
+    label: str = "",
 ) -> Iterator[pb.AudioPacket]:
-    """Each clip through its own StreamEncoder in packets of ``step_seconds``."""
+    """Each clip through its own StreamEncoder in packets of ``step_seconds``; ``label`` goes
+    with each clip's first packet, as the edge sends it."""
     sequence = 0
     for clip_id, pcm in clips:
         encoder = StreamEncoder(codec, rate, channels)
         step = max(1, int(rate * step_seconds))
         for i in range(0, len(pcm), step):
             yield pb.AudioPacket(
-                sequence=sequence, clip_id=clip_id, payload=encoder.encode(pcm[i : i + step])
+                sequence=sequence,
+                clip_id=clip_id,
+                payload=encoder.encode(pcm[i : i + step]),
+                label=label if i == 0 else "",
             )
             sequence += 1
         if end:
@@ -380,15 +385,27 @@ def test_long_ids_are_refused_and_the_memory_of_clips_is_bounded_in_bytes(server
 def test_a_reused_clip_id_is_answered_for_its_new_audio(server):
     cfg = config("flac", device_id="reuse")
     dup = 'asc_duplicate_clips_total{codec_path="flac"}'
-    first, error = run_stream(server.target, requests(cfg, packets("flac", [("r#0", audio(2, 1))])))
+    labelled = 'asc_labelled_clips_total{codec_path="flac",model="ensemble"}'
+    first, error = run_stream(
+        server.target, requests(cfg, packets("flac", [("r#0", audio(2, 1))], label="park"))
+    )
     assert error is None
-    before = scrape_value(server.metrics(), dup)
-    # the same id for other audio (a re-recorded file): classified, not answered from memory
-    other, error = run_stream(server.target, requests(cfg, packets("flac", [("r#0", audio(2, 9))])))
+    before, labelled_before = (
+        scrape_value(server.metrics(), dup),
+        scrape_value(server.metrics(), labelled),
+    )
+    # the same id for other audio (a re-recorded file): classified, not answered from memory,
+    # and its label (sent with its first packet, while it was compared) still counts
+    other, error = run_stream(
+        server.target, requests(cfg, packets("flac", [("r#0", audio(2, 9))], label="park"))
+    )
     assert error is None and summaries(other) == ["r#0"]
     assert [p.probability for p in other[0].fine] != [p.probability for p in first[0].fine]
+    assert scrape_value(server.metrics(), labelled) == labelled_before + 1
     # the same bytes as the new audio: answered from memory, identical
-    again, error = run_stream(server.target, requests(cfg, packets("flac", [("r#0", audio(2, 9))])))
+    again, error = run_stream(
+        server.target, requests(cfg, packets("flac", [("r#0", audio(2, 9))], label="park"))
+    )
     assert error is None
     assert [r.SerializeToString() for r in again] == [r.SerializeToString() for r in other]
     assert scrape_value(server.metrics(), dup) == before + 1
