@@ -204,7 +204,7 @@ build_base() {
   security=${security:-http://deb.debian.org/debian-security}
   local proxy=
   eval "$(apt-config shell proxy Acquire::http::Proxy)"
-  rootfs=$(mktemp -d /var/tmp/asc-base.XXXXXX)
+  rootfs=$(mktemp -d -p /var/tmp)  # large: not on a tmpfs /tmp
   TMP_ROOTFS=$rootfs
   chmod 755 "$rootfs" # it becomes the image's /: mktemp's 0700 would lock every other user out
   note "debootstrap bookworm from $mirror (log: $LOG_DIR/debootstrap.log)"

@@ -138,3 +138,21 @@ def test_installed_environment_matches_the_lock() -> None:
     assert not wrong, "the venv differs from requirements/lock.txt; run `make setup`: " + ", ".join(
         wrong
     )
+
+
+def test_pylock_holds_the_same_pins_in_the_standard_format() -> None:
+    """pylock.toml (PEP 751) is the lock for tools that read the standard format; it must say
+    exactly what requirements/lock.txt says."""
+    text = (ROOT / "pylock.toml").read_text()
+    digest = re.search(r"^# pyproject-digest: (\w+)$", text, re.M)
+    assert digest and digest.group(1) == pyproject_digest(ROOT / "pyproject.toml"), (
+        "pylock.toml is older than pyproject.toml: run `make lock`"
+    )
+    lock = tomllib.loads(text)
+    assert lock["lock-version"] == "1.0"
+    packages = {canonicalize_name(p["name"]): p for p in lock["packages"]}
+    pins, _, _ = read_lock("lock")
+    assert {k: p["version"] for k, p in packages.items()} == pins, "run `make lock`"
+    for name, package in packages.items():
+        files = [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]
+        assert files and all(f["hashes"]["sha256"] for f in files), f"{name}: no hashed file"
