@@ -720,26 +720,38 @@ class EdgeStreamer:
         Ctrl-C once: take no new clips and wait for the summaries of those in flight; twice:
         cancel now. Either way the report comes back with ``interrupted`` set.
         """
-        self.start()
-        try:
-            self.join()
-        except KeyboardInterrupt:
-            self.interrupted = True
-            self.notify(
-                "*",
-                f"interrupted: waiting for {self.in_flight} clip(s) in flight "
-                "(Ctrl-C again to quit now)",
-            )
-            self.stop(drain=True)
-            try:
-                self.join()
-            except KeyboardInterrupt:
-                self.stop(drain=False)
-                self.join(timeout=10)
-        error = self.first_error()
-        if error is not None and not (self.interrupted and isinstance(error, EdgeError)):
-            raise error
+        self.interrupted = run_draining(self, lambda text: self.notify("*", text))
         return StreamReport(self.totals, self.interrupted)
+
+
+def run_draining(runner: Any, notify: Callable[[str], None] | None) -> bool:
+    """Start ``runner`` (start, join, stop, in_flight, first_error) and wait for it; True when
+    Ctrl-C ended the run.
+
+    Ctrl-C once: take no new clips and wait for the summaries of those in flight; twice: cancel
+    now. The first error is raised, except an EdgeError caused by the interruption itself.
+    """
+    interrupted = False
+    runner.start()
+    try:
+        runner.join()
+    except KeyboardInterrupt:
+        interrupted = True
+        if notify is not None:
+            notify(
+                f"interrupted: waiting for {runner.in_flight} clip(s) in flight "
+                "(Ctrl-C again to quit now)"
+            )
+        runner.stop(drain=True)
+        try:
+            runner.join()
+        except KeyboardInterrupt:
+            runner.stop(drain=False)
+            runner.join(timeout=10)
+    error = runner.first_error()
+    if error is not None and not (interrupted and isinstance(error, EdgeError)):
+        raise error
+    return interrupted
 
 
 def _pcm(clip: AudioClip) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from edge.client import EdgeError, EdgeStreamer, PathTotals
+from edge.client import EdgeStreamer, PathTotals, run_draining
 
 
 class StreamGroup:
@@ -71,23 +71,5 @@ class StreamGroup:
 
     def run(self) -> bool:
         """Start, wait, raise the first error; True when Ctrl-C (or SIGTERM) ended the run."""
-        self.start()
-        try:
-            self.join()
-        except KeyboardInterrupt:
-            self.interrupted = True
-            if self.on_event is not None:
-                self.on_event(
-                    f"interrupted: waiting for {self.in_flight} clip(s) in flight "
-                    "(Ctrl-C again to quit now)"
-                )
-            self.stop(drain=True)
-            try:
-                self.join()
-            except KeyboardInterrupt:
-                self.stop(drain=False)
-                self.join(timeout=10)
-        error = self.first_error()
-        if error is not None and not (self.interrupted and isinstance(error, EdgeError)):
-            raise error
+        self.interrupted = run_draining(self, self.on_event)
         return self.interrupted
