@@ -363,6 +363,23 @@ def _training(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
     )
 
 
+def _scene_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        required=True,
+        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
+    )
+
+
+def _fold(p: argparse.ArgumentParser, purpose: str) -> None:
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=1,
+        help=f"TAU fold files / ESC-50 or Kitchen20 test fold {purpose} (default: %(default)s)",
+    )
+
+
 def _preset(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
@@ -425,17 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_synth_lossless)
 
     p = sub.add_parser("fit-ensemble", help="train the two-stage scene ensemble")
-    p.add_argument(
-        "--data",
-        required=True,
-        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
-    )
-    p.add_argument(
-        "--fold",
-        type=int,
-        default=1,
-        help="TAU fold files / ESC-50 or Kitchen20 test fold to hold out (default: %(default)s)",
-    )
+    _scene_data(p)
+    _fold(p, "to hold out")
     p.add_argument(
         "--out",
         required=True,
@@ -581,18 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="scene ensemble checkpoint (.safetensors) to evaluate (required)",
     )
-    p.add_argument(
-        "--data",
-        required=True,
-        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
-    )
-    p.add_argument(
-        "--fold",
-        type=int,
-        default=1,
-        help="TAU fold files / ESC-50 or Kitchen20 test fold to evaluate on; use the fold the "
-        "model was trained with (default: %(default)s)",
-    )
+    _scene_data(p)
+    _fold(p, "to evaluate on; use the fold the model was trained with")
     p.add_argument(
         "--codecs",
         default="none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k",
@@ -633,11 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
         "codec-augmentation",
         help="the ASC paper's Table 3: the FCNN under seven codec-augmented training conditions",
     )
-    p.add_argument(
-        "--data",
-        required=True,
-        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
-    )
+    _scene_data(p)
     p.add_argument(
         "--out",
         required=True,
@@ -675,12 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="test clips per path scored with ViSQOL (about 1 s each on a CPU core); 0: none "
         "(default: %(default)s)",
     )
-    p.add_argument(
-        "--fold",
-        type=int,
-        default=1,
-        help="TAU fold files / ESC-50 or Kitchen20 test fold to hold out (default: %(default)s)",
-    )
+    _fold(p, "to hold out")
     _seed(p, "every condition's training")
     _device(p)
     _cache_dir(p)
@@ -794,18 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="scene ensemble checkpoint (.safetensors); give it twice to compare two training "
         "conditions family by family (required)",
     )
-    p.add_argument(
-        "--data",
-        required=True,
-        help="TAU 2020 Mobile, ESC-50, Kitchen20 or a folder per class (required)",
-    )
-    p.add_argument(
-        "--fold",
-        type=int,
-        default=1,
-        help="test fold to score on; use the fold the models were trained with "
-        "(default: %(default)s)",
-    )
+    _scene_data(p)
+    _fold(p, "to score on; use the fold the models were trained with")
     p.add_argument(
         "--families",
         default="opus,mp3,aac,he-aac,vorbis,sbc",
