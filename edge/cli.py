@@ -24,72 +24,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from asc.cli_options import EnvOptions, non_negative, positive
 from asc.codecs.errors import CodecError
 from asc.codecs.spec import split_spec_list
 
 ENV_PREFIX = "ASC_EDGE_"
-TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
-
-
-class EnvOptions:
-    """Adds options whose defaults come from ``ASC_EDGE_<NAME>``, and lists them for --help.
-
-    Every option's help ends with its default and its variable: ``TEXT (default: ...)
-    [ASC_EDGE_<NAME>]``. ``absent`` says what leaving out an option with no default value
-    means (for a yes/no option: "off" unless told otherwise)."""
-
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self.parser = parser
-        self.names: list[tuple[str, str]] = []  # (variable, what it sets)
-        self.problems: list[str] = []
-
-    def env(self, name: str) -> str | None:
-        return os.environ.get(ENV_PREFIX + name)
-
-    def add(self, *flags: str, env: str, absent: str | None = None, **kwargs: Any) -> None:
-        if kwargs.get("action") != "store_true" and kwargs.get("default") is None and not absent:
-            raise ValueError(f"{flags[-1]}: say what leaving it out means (absent=...)")
-        value = self.env(env)
-        if kwargs.get("action") == "store_true":
-            if value is not None and value.strip().lower() not in TRUE | FALSE:
-                self.problems.append(f"{ENV_PREFIX}{env}={value!r} is not a yes/no value")
-            kwargs["default"] = value is not None and value.strip().lower() in TRUE
-            default = "on" if kwargs["default"] else absent or "off"
-        elif kwargs.get("action") == "append":  # the command reads the variable itself
-            default = value.replace("%", "%%") if value else absent
-        else:
-            if value is not None:
-                kwargs["default"] = value  # argparse applies ``type`` to a string default
-            default = "%(default)s" if kwargs.get("default") not in (None, "") else absent
-        default = default or "%(default)s"
-        kwargs["help"] = f"{kwargs.get('help', '')} (default: {default}) [{ENV_PREFIX}{env}]"
-        self.names.append((ENV_PREFIX + env, flags[-1]))
-        self.parser.add_argument(*flags, **kwargs)
-
-    def epilog(self) -> str:
-        width = max(len(n) for n, _ in self.names)
-        lines = [f"  {n:<{width}}  {h}" for n, h in self.names]
-        head = "environment variables (each sets its option; the command line wins):"
-        return "\n".join([head, *lines])
-
-
-def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
 
 
 def input_device(text: str) -> int | str:
@@ -191,7 +131,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         "(and publish it to MQTT and webhooks).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    opts = options["stream"] = EnvOptions(stream)
+    opts = options["stream"] = EnvOptions(stream, ENV_PREFIX)
     stream.add_argument(
         "inputs",
         nargs="*",
@@ -339,7 +279,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
     )
     from edge.station import add_station_options
 
-    add_station_options(opts, positive)
+    add_station_options(opts)
     stream.set_defaults(run=cmd_stream, parser=stream)
 
     classify = sub.add_parser(
@@ -349,7 +289,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
         "probe) and print the server's windows and summary.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    opts = options["classify"] = EnvOptions(classify)
+    opts = options["classify"] = EnvOptions(classify, ENV_PREFIX)
     classify.add_argument("file", metavar="FILE", help="audio file to classify")
     _common_audio(opts)
     opts.add(

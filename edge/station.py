@@ -14,10 +14,10 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from asc.cli_options import EnvOptions, positive
 from edge.network_sources import SourceSpec, parse_sources
 
 if TYPE_CHECKING:
-    from edge.cli import EnvOptions
     from edge.mqtt_out import MqttPublisher
     from edge.webhook_out import WebhookSender
 
@@ -39,7 +39,7 @@ def _secret_list(
     opts.names.append((PREFIX + env, f"{flag}, separated by spaces"))
 
 
-def add_station_options(opts: EnvOptions, positive: Callable) -> None:
+def add_station_options(opts: EnvOptions) -> None:
     """Network sources, MQTT and webhooks for ``asc-edge stream``."""
     _secret_list(
         opts,
