@@ -24,7 +24,7 @@ import torch
 from asc.labels import DCASE_CLASSES
 from benchmarks.loopback import RATE, scene_runner
 from server.inference import pick_device
-from training.synth import synth_clip
+from training.corpora import synth_clip
 
 
 def evaluation_set(count: int, seconds: float = 10.0) -> torch.Tensor:

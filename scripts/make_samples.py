@@ -13,7 +13,7 @@ import numpy as np
 
 from asc.audio import save
 from asc.labels import DCASE_CLASSES
-from training.synth import synth_clip
+from training.corpora import synth_clip
 
 SEED = 20261121  # not a corpus seed
 RATE = 44100

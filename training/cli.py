@@ -15,7 +15,7 @@ from training.fit_detector import DS1_CODECS
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from training.synth import write_scene_corpus
+    from training.corpora import write_scene_corpus
 
     if args.clips_per_class < 2:
         print(
@@ -36,7 +36,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_synth_lossless(args: argparse.Namespace) -> int:
-    from training.lossless import write_lossless_corpus
+    from training.corpora import write_lossless_corpus
 
     out = write_lossless_corpus(
         Path(args.out), args.tracks, seed=args.seed, seconds=args.seconds, workers=args.workers

@@ -1,0 +1,8 @@
+"""The generated corpora: a scene corpus in the TAU 2020 Mobile layout and a lossless music
+corpus for the lossy detector. Callers import the writers from here, not from the modules
+that build them."""
+
+from training.lossless import write_lossless_corpus
+from training.synth import synth_clip, write_scene_corpus
+
+__all__ = ["synth_clip", "write_lossless_corpus", "write_scene_corpus"]
