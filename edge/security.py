@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from pathlib import Path
 
 import grpc
 
+from asc.credentials import CredentialFileError, read_credential, read_pem
 from edge.sources import SourceError
 
 
@@ -24,19 +24,16 @@ class CredentialsError(SourceError):
 
 def _read(flag: str, path: str | os.PathLike) -> bytes:
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise CredentialsError(f"{flag} {path}: {e.strerror or e}") from None
-    if not data.strip():
-        raise CredentialsError(f"{flag} {path}: the file is empty")
-    return data
+        return read_credential(flag, path)
+    except CredentialFileError as e:
+        raise CredentialsError(str(e)) from None
 
 
 def _pem(flag: str, path: str | os.PathLike) -> bytes:
-    data = _read(flag, path)
-    if b"-----BEGIN " not in data:
-        raise CredentialsError(f"{flag} {path}: not a PEM file")
-    return data
+    try:
+        return read_pem(flag, path)
+    except CredentialFileError as e:
+        raise CredentialsError(str(e)) from None
 
 
 def read_token(path: str | os.PathLike, flag: str = "--token-file") -> str:

@@ -19,6 +19,8 @@ from pathlib import Path
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from asc.credentials import CredentialFileError, read_credential, read_pem
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ENSEMBLE = REPO / "models" / "ensemble.safetensors"
 DEFAULT_DETECTOR = REPO / "models" / "detector.safetensors"
@@ -500,19 +502,16 @@ class StartupError(Exception):
 
 def _read(flag: str, path: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise StartupError(f"{flag} {path}: {e.strerror or e}") from e
-    if not data.strip():
-        raise StartupError(f"{flag} {path}: the file is empty")
-    return data
+        return read_credential(flag, path)
+    except CredentialFileError as e:
+        raise StartupError(str(e)) from e
 
 
 def _pem(flag: str, path: str) -> bytes:
-    data = _read(flag, path)
-    if b"-----BEGIN " not in data:
-        raise StartupError(f"{flag} {path}: not a PEM file")
-    return data
+    try:
+        return read_pem(flag, path)
+    except CredentialFileError as e:
+        raise StartupError(str(e)) from e
 
 
 def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
