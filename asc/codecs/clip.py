@@ -8,12 +8,13 @@ import av
 import numpy as np
 import soxr
 
+from asc.codecs.backends import open_encoder
 from asc.codecs.errors import CodecError, DecodeError
 from asc.codecs.pcm import as_pcm, match_channels
 from asc.codecs.pyav_backend import PyAVEncoder, frame_to_array
 from asc.codecs.registry import resolve
 from asc.codecs.spec import CodecSpec, parse_spec
-from asc.codecs.stream import StreamDecoder, StreamEncoder, open_encoder
+from asc.codecs.stream import StreamDecoder, StreamEncoder
 from asc.codecs.vorbis_backend import write_ogg
 
 # FFmpeg muxer per codec for the whole-clip container (fdk writes ADTS itself, vorbis via libogg).

@@ -18,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from asc.codecs.alignment import codec_delay
+from asc.codecs.backends import open_decoder, open_encoder
 from asc.codecs.errors import CodecError, DecodeError
 from asc.codecs.pcm import as_pcm
-from asc.codecs.registry import Resolved, resolve
+from asc.codecs.registry import resolve
 from asc.codecs.spec import CodecSpec
 
 HEADER, PACKET, END = b"H", b"P", b"E"
@@ -80,21 +81,6 @@ def _varint_at(data: memoryview, pos: int) -> tuple[int, int]:
         if not byte & 0x80:
             return value, pos
         shift += 7
-
-
-def open_encoder(r: Resolved):
-    """The packet encoder for one resolved stage: PyAV, libfdk-aac or libvorbis."""
-    if r.info.backend == "fdk":
-        from asc.codecs.fdk_backend import FdkEncoder
-
-        return FdkEncoder(r)
-    if r.info.backend == "vorbis":
-        from asc.codecs.vorbis_backend import VorbisEncoder
-
-        return VorbisEncoder(r)
-    from asc.codecs.pyav_backend import PyAVEncoder
-
-    return PyAVEncoder(r)
 
 
 class StreamEncoder:
@@ -216,9 +202,7 @@ class StreamDecoder:
             if self._decoder is None:
                 if kind != HEADER:
                     raise DecodeError("corrupt stream: it does not start with a header frame")
-                from asc.codecs.pyav_backend import PyAVDecoder
-
-                self._decoder = PyAVDecoder(self.resolved, payload)
+                self._decoder = open_decoder(self.resolved, payload)
             elif kind == HEADER:
                 raise DecodeError("corrupt stream: a second header frame")
             elif kind == PACKET:
