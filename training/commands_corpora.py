@@ -1,0 +1,129 @@
+"""``asc-train synth``, ``synth-lossless`` and ``corpus-stats``: write and measure corpora."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from asc.cli_options import EnvOptions
+from training import cli_flags
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from training.corpora import write_scene_corpus
+
+    if args.clips_per_class < 2:
+        print(
+            "asc-train: error: --clips-per-class must be at least 2 (one clip for each side of "
+            "the train/test split)",
+            file=sys.stderr,
+        )
+        return 2
+    out = write_scene_corpus(
+        Path(args.out),
+        args.clips_per_class,
+        seed=args.seed,
+        seconds=args.seconds,
+        workers=args.workers,
+    )
+    print(f"wrote a generated scene corpus (TAU 2020 Mobile layout) to {out}")
+    return 0
+
+
+def cmd_synth_lossless(args: argparse.Namespace) -> int:
+    from training.corpora import write_lossless_corpus
+
+    out = write_lossless_corpus(
+        Path(args.out), args.tracks, seed=args.seed, seconds=args.seconds, workers=args.workers
+    )
+    print(f"wrote a generated lossless corpus to {out}")
+    return 0
+
+
+def cmd_corpus_stats(args: argparse.Namespace) -> int:
+    from training.corpus_stats import compare, corpus_stats, plot_ltas
+    from training.datasets import load_dataset
+    from training.report import write_json
+
+    corpora = {}
+    for root in args.data:
+        dataset = load_dataset(root)
+        clips = dataset.clips[:: max(1, len(dataset.clips) // args.max_clips)]
+        corpora[Path(root).name] = corpus_stats([c.path for c in clips], [c.label for c in clips])
+    table = compare(corpora)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "corpus_stats.json", {"corpora": corpora, "command": args.command_line})
+        plot_ltas(corpora, out / "ltas.png")
+        (out / "corpus_stats.md").write_text(table + "\n")
+        print(f"wrote {out / 'corpus_stats.json'}, {out / 'corpus_stats.md'}, {out / 'ltas.png'}")
+    return 0
+
+
+def add_synth_commands(sub: argparse._SubParsersAction) -> None:
+    opts = EnvOptions(
+        sub.add_parser("synth", help="write the generated scene corpus (TAU 2020 Mobile layout)")
+    )
+    cli_flags.required(
+        opts, "--out", "folder to write the corpus to (audio/, meta.csv, evaluation_setup/)"
+    )
+    opts.add(
+        "--clips-per-class",
+        type=int,
+        default=100,
+        help="clips generated for each of the 10 scene classes, at least 2; fewer for a quick "
+        "smoke test, more for a larger corpus",
+    )
+    opts.add(
+        "--seconds",
+        type=float,
+        default=10.0,
+        help="length of each clip; 10 s matches TAU 2020 Mobile",
+    )
+    cli_flags.seed(opts, "the generator; the same seed writes byte-identical files")
+    cli_flags.workers(opts, "generating clips (any count writes the same files)")
+    opts.parser.set_defaults(run=cmd_synth)
+
+    opts = EnvOptions(sub.add_parser("synth-lossless", help="write the generated lossless corpus"))
+    cli_flags.required(opts, "--out", "folder to write the corpus to (audio/ and meta.csv)")
+    opts.add(
+        "--tracks",
+        type=int,
+        default=300,
+        help="stereo 44.1 kHz 16-bit tracks to generate; fewer for a quick run",
+    )
+    opts.add("--seconds", type=float, default=10.0, help="length of each track")
+    cli_flags.seed(opts, "the generator; the same seed writes the same tracks")
+    cli_flags.workers(opts, "generating tracks")
+    opts.parser.set_defaults(run=cmd_synth_lossless)
+
+
+def add_corpus_stats_command(sub: argparse._SubParsersAction) -> None:
+    opts = EnvOptions(
+        sub.add_parser(
+            "corpus-stats",
+            help="level, crest factor, energy and class cues above codec cutoffs, corpora side "
+            "by side",
+        )
+    )
+    cli_flags.required(
+        opts,
+        "--data",
+        "a data set in any layout --data accepts elsewhere; give it once per corpus to compare",
+        action="append",
+    )
+    opts.add(
+        "--max-clips",
+        type=int,
+        default=600,
+        help="clips measured per corpus, spread evenly over it",
+    )
+    opts.add(
+        "--out",
+        help="folder for corpus_stats.json, corpus_stats.md and ltas.png",
+        absent="none, print the table only",
+    )
+    opts.parser.set_defaults(run=cmd_corpus_stats)
