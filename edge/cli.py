@@ -364,10 +364,12 @@ def _check_stream_inputs(
 
 def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from edge.client import EdgeError, EdgeStreamer, canonical_codecs
+    from edge.errors import SourceError
+    from edge.live_sources import MicSource
     from edge.multi_stream import StreamGroup
     from edge.network_sources import NetworkSource
     from edge.output import ConsoleReport, JsonlWriter, result_record
-    from edge.sources import Labels, MicSource, SourceError, file_clips, find_audio_files, looped
+    from edge.sources import Labels, file_clips, find_audio_files, looped
     from edge.station import open_outputs, source_specs
 
     codecs = [
@@ -613,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         args.parser.error("; ".join(problems))
     from edge.client import EdgeError
-    from edge.sources import SourceError
+    from edge.errors import SourceError
 
     try:
         return args.run(args, args.parser)

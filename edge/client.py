@@ -46,7 +46,8 @@ import numpy as np
 from asc.codecs.registry import resolve
 from asc.codecs.spec import parse_spec
 from asc.codecs.stream import StreamEncoder
-from edge.sources import AudioClip, SourceError
+from edge.clips import AudioClip
+from edge.errors import SourceError
 from edge.spool import Spool, SpooledClip, SpoolEntry, SpoolError, window_key
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg

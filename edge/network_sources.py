@@ -5,7 +5,7 @@ codec library): ``rtsp://``, ``rtsps://``, ``http(s)://`` (Icecast/Shoutcast, HL
 file), ``rtmp://``, ``tcp://``, ``udp://``... Only the first audio track is read; for RTSP
 only the audio track is asked for (``allowed_media_types=audio``), so a camera never sends its
 video. Audio is decoded, mixed to the stream's channels, resampled with soxr (as files are)
-and cut into :class:`~edge.sources.LiveClip` s by :class:`~edge.sources.LiveSource`, so each
+and cut into :class:`~edge.clips.LiveClip` s by :class:`~edge.live_sources.LiveSource`, so each
 clip streams to the server while it is still being received.
 
 Why a reader thread with its own reconnect loop: a camera reboots, Wi-Fi drops, an Icecast
@@ -36,7 +36,8 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from asc.codecs.pcm import match_channels
-from edge.sources import LiveSource, SourceError, warn
+from edge.errors import SourceError, warn
+from edge.live_sources import LiveSource
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 BACKOFF_START, BACKOFF_FACTOR, BACKOFF_CAP = 0.5, 2.0, 30.0

@@ -50,7 +50,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from edge.sources import Clip, SourceError, warn
+from edge.clips import Clip
+from edge.errors import SourceError, warn
 
 DEFAULT_MAX_MB = 512.0
 LEDGER_KEEP = 100_000  # clip ids the ledger remembers; it is rewritten at twice that

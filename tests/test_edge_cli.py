@@ -12,8 +12,8 @@ from asc.audio import save
 from asc.signals import full_band_clip
 from edge.cli import main
 from edge.client import PathTotals, canonical_codecs
+from edge.errors import SourceError
 from edge.output import ConsoleReport, JsonlWriter, result_record
-from edge.sources import SourceError
 from proto import scene_classifier_pb2 as pb
 
 RATE = 16000

@@ -17,10 +17,13 @@ import grpc
 import numpy as np
 import pytest
 
+from asc.codecs.alignment import codec_delay
 from asc.codecs.stream import StreamDecoder
 from asc.signals import full_band_clip
 from edge.client import EdgeError, EdgeStreamer, stream_clips
-from edge.sources import Clip, SourceError, looped
+from edge.clips import Clip
+from edge.errors import SourceError
+from edge.sources import looped
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
 
@@ -91,7 +94,9 @@ class FakeScenes(pbg.SceneClassifierServicer):
             call.arrivals.append((arrived, packet))
             clip_id = packet.clip_id
             if clip_id not in decoders:
-                decoders[clip_id] = StreamDecoder(cfg.codec, cfg.sample_rate, cfg.channels)
+                rate, channels = cfg.sample_rate, cfg.channels
+                delay = codec_delay(cfg.codec, rate, channels)
+                decoders[clip_id] = StreamDecoder(cfg.codec, rate, channels, delay)
                 samples[clip_id] = 0
                 if self.abort and self.abort[:2] == (index, clip_id):
                     yield self.window(clip_id, cfg, 0.0)

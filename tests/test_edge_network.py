@@ -26,6 +26,7 @@ import pytest
 
 from asc.audio import load, save
 from edge.cli import main
+from edge.errors import SourceError
 from edge.mqtt_out import Topics
 from edge.network_sources import (
     PACE_SLACK_SECONDS,
@@ -36,7 +37,6 @@ from edge.network_sources import (
     parse_sources,
     redact,
 )
-from edge.sources import SourceError
 from tests.network_services import (
     Camera,
     Subscriber,

@@ -7,18 +7,10 @@ import pytest
 
 from asc.audio import save
 from asc.signals import full_band_clip
-from edge.sources import (
-    Clip,
-    Labels,
-    LiveClip,
-    MicSource,
-    SourceError,
-    cut,
-    file_clips,
-    find_audio_files,
-    looped,
-    read_labels,
-)
+from edge.clips import Clip, LiveClip
+from edge.errors import SourceError
+from edge.live_sources import MicSource
+from edge.sources import Labels, cut, file_clips, find_audio_files, looped, read_labels
 
 RATE = 16000  # small files keep these tests fast; the loader resamples to any rate
 

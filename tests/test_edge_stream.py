@@ -17,7 +17,8 @@ import pytest
 from asc.audio import save
 from asc.signals import full_band_clip
 from edge.client import classify_file, stream_clips
-from edge.sources import Clip, file_clips, find_audio_files
+from edge.clips import Clip
+from edge.sources import file_clips, find_audio_files
 from tests.servers import start_server
 
 RATE = 44100

@@ -18,7 +18,7 @@ import pytest
 from asc.signals import full_band_clip
 from edge import spool as spool_module
 from edge.client import EdgeError, EdgeStreamer, stream_clips
-from edge.sources import Clip, LiveClip
+from edge.clips import Clip, LiveClip
 from edge.spool import Spool, SpoolError, encode_audio, window_key
 from proto import scene_classifier_pb2_grpc as pbg
 from tests.test_edge_client import Collector, FakeScenes, clips, serve  # noqa: F401
