@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from asc.codecs.alignment import codec_delay
 from asc.codecs.errors import CodecError
 from proto import scene_classifier_pb2 as pb
 from server.batcher import BatcherClosed
@@ -108,6 +109,7 @@ class StreamReader:
         self.path_label = ""
         self.stopped: StreamError | None = None  # ended from outside (its memory taken back)
         self.device: str = ""
+        self.delay_measured = False  # the codec path's delay, before the first clip's decoder
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -245,6 +247,7 @@ class StreamReader:
         assert settings is not None
         clip = self.clips.get(packet.clip_id)
         if clip is None:
+            await self._measure_delay()
             clip = self._open(packet.clip_id)
         if packet.label and not clip.label:
             clip.label = packet.label
@@ -259,6 +262,29 @@ class StreamReader:
             await self._decode(clip, check.payloads, packet.end_of_clip)
             return
         await self._decode(clip, [packet.payload], packet.end_of_clip)
+
+    async def _measure_delay(self) -> None:
+        """Measure the codec path's delay on the decode pool, once per stream, so that building
+        a clip's decoder on the event loop finds it cached (the first measurement of a path
+        codes a calibration signal)."""
+        settings = self.settings
+        assert settings is not None
+        if self.delay_measured:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self.service.decode_pool,
+                codec_delay,
+                settings.codec,
+                settings.rate,
+                settings.channels,
+            )
+        except CodecError as e:  # as when the decoder measured it: the clip cannot be decoded
+            raise StreamError(
+                INVALID, f"cannot decode {settings.codec} for this stream: {e}"
+            ) from e
+        self.delay_measured = True
 
     def _open(self, clip_id: str) -> ClipState | ReplayCheck:
         settings, budgets = self.settings, self.service.budgets

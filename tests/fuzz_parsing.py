@@ -43,10 +43,11 @@ SPEC_SEEDS = (
 
 
 def _load_targets():
-    global CodecError, StreamDecoder, parse_spec, split_spec_list, resolve
+    global CodecError, StreamDecoder, codec_delay, parse_spec, split_spec_list, resolve
     global ProtoDecodeError, pb, StreamError, validate_config
     from google.protobuf.message import DecodeError as ProtoDecodeError
 
+    from asc.codecs.alignment import codec_delay
     from asc.codecs.errors import CodecError
     from asc.codecs.registry import resolve
     from asc.codecs.spec import parse_spec, split_spec_list
@@ -64,7 +65,7 @@ def fuzz_decode(body: bytes) -> None:
     channels = 2 if spec == "aptx" else 1
     produced = 0
     try:
-        decoder = StreamDecoder(spec, RATE, channels)
+        decoder = StreamDecoder(spec, RATE, channels, codec_delay(spec, RATE, channels))
         for i in range(0, len(stream), piece):
             produced += _checked(decoder.feed(stream[i : i + piece]), channels)
         produced += _checked(decoder.finish(strict=bool(body[1] & 1)), channels)

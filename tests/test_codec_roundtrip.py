@@ -15,7 +15,7 @@ from asc.codecs import (
     resolve,
     roundtrip,
 )
-from asc.codecs.alignment import find_lag
+from asc.codecs.alignment import codec_delay, find_lag
 from asc.codecs.measure import measure_roundtrip, power_spectrum, snr_db
 from asc.signals import full_band_clip
 from tests.conftest import RATE
@@ -85,7 +85,7 @@ def test_streaming_in_pieces_equals_the_whole_clip(spec, clip, stereo_clip):
     whole = roundtrip(x, RATE, spec)
     rng = np.random.default_rng(11)
     encoder = StreamEncoder(spec, RATE, x.shape[1])
-    decoder = StreamDecoder(spec, RATE, x.shape[1])
+    decoder = StreamDecoder(spec, RATE, x.shape[1], codec_delay(spec, RATE, x.shape[1]))
     data, start = b"", 0
     while start < len(x):  # PCM in uneven chunks, as a microphone delivers it
         step = int(rng.integers(1, 5000))
@@ -120,13 +120,14 @@ def test_container_file_decodes_to_the_same_audio(spec, clip, stereo_clip):
 def test_corrupt_and_truncated_streams_raise_the_engine_error(spec, clip, stereo_clip):
     x = _input(spec, clip, stereo_clip)[: RATE // 2]
     channels = x.shape[1]
+    delay = codec_delay(spec, RATE, channels)
     encoder = StreamEncoder(spec, RATE, channels)
     data = encoder.encode(x) + encoder.finish()
 
     with pytest.raises(DecodeError):  # garbage where the frames should be
-        StreamDecoder(spec, RATE, channels).feed(bytes(range(256)) * 4)
+        StreamDecoder(spec, RATE, channels, delay).feed(bytes(range(256)) * 4)
 
-    decoder = StreamDecoder(spec, RATE, channels)  # cut in the middle
+    decoder = StreamDecoder(spec, RATE, channels, delay)  # cut in the middle
     decoder.feed(data[: len(data) // 2])
     with pytest.raises(DecodeError, match="truncated"):
         decoder.finish()
@@ -136,7 +137,7 @@ def test_corrupt_and_truncated_streams_raise_the_engine_error(spec, clip, stereo
         damaged = bytearray(data)
         for i in rng.integers(len(damaged) // 4, len(damaged), size=8):
             damaged[i] ^= 0xFF
-        decoder = StreamDecoder(spec, RATE, channels)
+        decoder = StreamDecoder(spec, RATE, channels, delay)
         try:
             out = decoder.feed(bytes(damaged))
             out = np.concatenate([out, decoder.finish()])
@@ -163,8 +164,9 @@ def test_stream_decoder_rejects_a_missing_header():
     encoder = StreamEncoder("mp3:64k", RATE, 1)
     data = encoder.encode(np.zeros((RATE, 1), np.float32)) + encoder.finish()
     header_end = 2 + data[1]
+    decoder = StreamDecoder("mp3:64k", RATE, 1, codec_delay("mp3:64k", RATE, 1))
     with pytest.raises(DecodeError, match="header"):
-        StreamDecoder("mp3:64k", RATE, 1).feed(data[header_end:])
+        decoder.feed(data[header_end:])
 
 
 def test_bad_audio_input_is_refused(clip):

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from asc.codecs.alignment import codec_delay
 from asc.codecs.errors import CodecError, DecodeError
 from asc.codecs.spec import parse_spec
 from asc.codecs.stream import END, StreamDecoder, StreamEncoder, frame, varint
@@ -65,7 +66,7 @@ def test_an_end_frame_claiming_more_audio_than_was_sent_is_corrupt():
     """Six bytes must not make the decoder pad gigabytes of silence."""
     encoder = StreamEncoder("pcm16", 16000, 1)
     stream = encoder.encode(np.zeros((1600, 1), np.float32))
-    decoder = StreamDecoder("pcm16", 16000, 1)
+    decoder = StreamDecoder("pcm16", 16000, 1, codec_delay("pcm16", 16000, 1))
     decoder.feed(stream + frame(END, varint(2**34)))
     with pytest.raises(DecodeError, match="end frame claims 17179869184 samples"):
         decoder.finish(strict=False)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from asc.codecs.alignment import codec_delay
 from asc.codecs.stream import StreamDecoder, StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
@@ -138,9 +139,10 @@ def test_incremental_decoding_equals_the_engines_decoder(spec):
     encoder = StreamEncoder(spec, RATE, 1)
     data = b"".join(encoder.encode(pcm[i : i + 4410]) for i in range(0, len(pcm), 4410))
     data += encoder.finish()
-    reference = StreamDecoder(spec, RATE, 1)
+    delay = codec_delay(spec, RATE, 1)
+    reference = StreamDecoder(spec, RATE, 1, delay)
     expected = np.concatenate([reference.feed(data), reference.finish()])
-    decoder = IncrementalDecoder(spec, RATE, 1)
+    decoder = IncrementalDecoder(spec, RATE, 1, delay)
     parts = []
     for i in range(0, len(data), 777):  # bytes cut anywhere
         decoder.add(data[i : i + 777])

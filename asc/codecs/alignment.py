@@ -11,8 +11,10 @@ from functools import cache
 
 import numpy as np
 
+from asc.codecs.backends import open_decoder, open_encoder
 from asc.codecs.errors import CodecError
-from asc.codecs.registry import Resolved
+from asc.codecs.registry import Resolved, resolve
+from asc.codecs.spec import CodecSpec
 
 CALIBRATION_SECONDS = 1.5
 MAX_DELAY_SECONDS = 0.25
@@ -42,24 +44,44 @@ def find_lag(reference: np.ndarray, delayed: np.ndarray, max_lag: int) -> tuple[
     return lag, float(corr[lag] / norm)
 
 
+def _coded(r: Resolved, x: np.ndarray) -> np.ndarray:
+    """``x`` through one stage's raw encoder and decoder, cut as ``StreamDecoder`` cuts it.
+
+    The stream's end frame goes out after the encoder's last input and before its flush, so
+    only what the flushed packets and the decoder's flush add is cut at the input's length;
+    a codec that ends short is padded with silence.
+    """
+    encoder = open_encoder(r)
+    before_end = encoder.encode(x) + encoder.encode(np.zeros((0, r.channels), np.float32))
+    after_end = encoder.flush()
+    decoder = open_decoder(r, encoder.header)
+    head = [decoder.decode(packet) for packet in before_end]
+    done = sum(len(part) for part in head)
+    tail = np.concatenate([*(decoder.decode(packet) for packet in after_end), decoder.flush()])
+    tail = tail[: max(0, len(x) - done)]
+    pad = np.zeros((max(0, len(x) - done - len(tail)), r.channels), np.float32)
+    return np.concatenate([*head, tail, pad])
+
+
 @cache
 def _delay(stage: str, rate: int, channels: int) -> int:
-    from asc.codecs.stream import StreamDecoder, StreamEncoder
-
+    r = resolve(stage, rate, channels)[-1]
     x = calibration_signal(rate, channels)
     # the decoder cuts at the input length, so code silence after the signal to see the whole lag
     tail = int(MAX_DELAY_SECONDS * rate)
-    encoder = StreamEncoder(stage, rate, channels)
-    decoder = StreamDecoder(stage, rate, channels, align=False)
-    padded = np.concatenate([x, np.zeros((tail, channels), np.float32)])
-    data = encoder.encode(padded) + encoder.finish()
-    y = np.concatenate([decoder.feed(data), decoder.finish()])
+    y = _coded(r, np.concatenate([x, np.zeros((tail, channels), np.float32)]))
     lag, score = find_lag(x, y, tail)
     if score < 0.5:
         raise CodecError(f"{stage}: could not measure the codec delay (correlation {score:.2f})")
     return lag
 
 
-def codec_delay(r: Resolved) -> int:
-    """Samples between an encoder's input and the decoder's output for this stage."""
+def codec_delay(spec: str | CodecSpec, rate: int, channels: int) -> int:
+    """Samples a ``StreamDecoder`` for ``spec`` drops so its output lines up with the input.
+
+    That is the delay of the chain's last stage (the encoder aligns its earlier hops itself).
+    Measured once per stage, rate and channel count, then cached: the first call codes 1.75 s
+    of audio, so servers make it off their event loop.
+    """
+    r = resolve(spec, rate, channels)[-1]
     return _delay(str(r.stage), r.rate, r.channels)

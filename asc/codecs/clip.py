@@ -8,6 +8,7 @@ import av
 import numpy as np
 import soxr
 
+from asc.codecs.alignment import codec_delay
 from asc.codecs.backends import open_encoder
 from asc.codecs.errors import CodecError, DecodeError
 from asc.codecs.pcm import as_pcm, match_channels
@@ -37,7 +38,7 @@ def roundtrip(pcm: np.ndarray, rate: int, spec: str | CodecSpec) -> np.ndarray:
     channels = 1 if x.ndim == 1 else x.shape[1]
     x = as_pcm(x, channels)
     encoder = StreamEncoder(spec, rate, channels)
-    decoder = StreamDecoder(spec, rate, channels)
+    decoder = StreamDecoder(spec, rate, channels, codec_delay(spec, rate, channels))
     y = np.concatenate([decoder.feed(encoder.encode(x) + encoder.finish()), decoder.finish()])
     if len(y) != len(x):  # the stream carries the length, so this would be an engine bug
         raise CodecError(f"{spec}: roundtrip returned {len(y)} samples for {len(x)}")

@@ -52,8 +52,9 @@ class RoundtripReport:
 def measure_roundtrip(pcm: np.ndarray, rate: int, spec: str) -> RoundtripReport:
     """Code ``pcm`` through ``spec`` as a stream and measure what the path did to it."""
     x = pcm if pcm.ndim == 2 else pcm[:, None]
-    encoder = StreamEncoder(spec, rate, x.shape[1])
-    decoder = StreamDecoder(spec, rate, x.shape[1])
+    channels = x.shape[1]
+    encoder = StreamEncoder(spec, rate, channels)
+    decoder = StreamDecoder(spec, rate, channels, codec_delay(spec, rate, channels))
     data = encoder.encode(x) + encoder.finish()
     y = np.concatenate([decoder.feed(data), decoder.finish()])
     seconds = len(x) / rate
@@ -63,7 +64,7 @@ def measure_roundtrip(pcm: np.ndarray, rate: int, spec: str) -> RoundtripReport:
         kbps=encoder.payload_bytes * 8 / seconds / 1000,
         wire_bytes=len(data),
         payload_bytes=encoder.payload_bytes,
-        delay_samples=[codec_delay(r) for r in encoder.spec],
+        delay_samples=[codec_delay(str(r.stage), rate, channels) for r in encoder.spec],
         snr_db=snr_db(x, y),
         bandwidth_hz=effective_bandwidth(y, rate),
         input_bandwidth_hz=effective_bandwidth(x, rate),

@@ -91,13 +91,15 @@ class StreamEncoder:
         self.rate, self.channels = rate, channels
         self.spec = stages
         self.resolved = stages[-1]
-        # Each earlier hop (e.g. Bluetooth before cellular) is a full encode/decode round trip.
+        # Each earlier hop (e.g. Bluetooth before cellular) is a full encode/decode round trip,
+        # aligned like the last stage's decoder on the far side.
+        hops = [str(s.stage) for s in stages[:-1]]
         self._hops = [
             (
-                StreamEncoder(str(s.stage), rate, channels),
-                StreamDecoder(str(s.stage), rate, channels),
+                StreamEncoder(hop, rate, channels),
+                StreamDecoder(hop, rate, channels, codec_delay(hop, rate, channels)),
             )
-            for s in stages[:-1]
+            for hop in hops
         ]
         self._encoder = open_encoder(self.resolved)
         self.samples_in = 0
@@ -144,12 +146,17 @@ class StreamEncoder:
 
 
 class StreamDecoder:
-    """Framed bytes in (split anywhere), PCM out, aligned with what the encoder was given."""
+    """Framed bytes in (split anywhere), PCM out, aligned with what the encoder was given.
 
-    def __init__(self, spec: str | CodecSpec, rate: int, channels: int, align: bool = True):
+    ``delay`` is the number of leading samples to drop: ``codec_delay(spec, rate, channels)``
+    (asc/codecs/alignment.py), which whoever builds the decoder measures where it can afford
+    to, since the first measurement of a codec path codes a calibration signal.
+    """
+
+    def __init__(self, spec: str | CodecSpec, rate: int, channels: int, delay: int):
         self.resolved = resolve(spec, rate, channels)[-1]
         self.rate, self.channels = rate, channels
-        self._delay = codec_delay(self.resolved) if align else 0
+        self._delay = delay
         self._buffer = bytearray()
         self._decoder = None
         self._to_skip = self._delay
