@@ -323,9 +323,7 @@ def _resolve_sbc(stage: Stage, rate: int, channels: int) -> tuple[int, int]:
     return bitpool, round(sbc_bitrate(bitpool, rate, channels))
 
 
-def resolve_stage(stage: Stage, rate: int, channels: int) -> Resolved:
-    """Check one stage for ``rate`` Hz and ``channels``; raise a CodecError naming the bad part."""
-    info = lookup(stage.name)
+def _check_format(stage: Stage, info: CodecInfo, rate: int, channels: int) -> None:
     if channels not in info.channels:
         need = " or ".join(str(c) for c in info.channels)
         raise CodecError(f"{stage}: {info.name} needs {need} channel(s), got {channels}")
@@ -334,6 +332,9 @@ def resolve_stage(stage: Stage, rate: int, channels: int) -> Resolved:
         raise CodecError(f"{stage}: sample rate {rate} Hz is unsupported by {info.name} ({rates})")
     if info.rates is None and not 8000 <= rate <= 192000:
         raise CodecError(f"{stage}: sample rate {rate} Hz is outside 8000..192000")
+
+
+def _check_settings(stage: Stage, info: CodecInfo) -> None:
     unknown = [k for k, _ in stage.params if k not in (*info.params, "cutoff")]
     if unknown:
         allowed = (
@@ -344,45 +345,68 @@ def resolve_stage(stage: Stage, rate: int, channels: int) -> Resolved:
             + (f" (allowed: {allowed})" if allowed else " (it takes none)")
         )
 
-    cutoff = None
-    if (text := stage.param("cutoff")) is not None:
-        if info.cutoff == "none":
-            raise CodecError(f"{stage}: {info.name} has no lowpass setting; drop cutoff=")
-        cutoff = parse_quantity(text, f"cutoff of {info.name}")
-        if info.cutoff == "discrete" and cutoff not in OPUS_BANDWIDTHS:
-            allowed = ", ".join(format_quantity(b) for b in OPUS_BANDWIDTHS)
-            raise CodecError(f"{stage}: opus cutoff must be one of its bandwidths: {allowed}")
-        if info.cutoff == "any" and not 1000 <= cutoff < rate // 2:
-            raise CodecError(f"{stage}: cutoff {cutoff} Hz must lie in 1000..{rate // 2 - 1} Hz")
 
-    if info.name == "sbc":
-        bitpool, bitrate = _resolve_sbc(stage, rate, channels)
-        return Resolved(stage, info, rate, channels, bitrate, None, bitpool=bitpool)
+def _resolve_cutoff(stage: Stage, info: CodecInfo, rate: int) -> int | None:
+    if (text := stage.param("cutoff")) is None:
+        return None
+    if info.cutoff == "none":
+        raise CodecError(f"{stage}: {info.name} has no lowpass setting; drop cutoff=")
+    cutoff = parse_quantity(text, f"cutoff of {info.name}")
+    if info.cutoff == "discrete" and cutoff not in OPUS_BANDWIDTHS:
+        allowed = ", ".join(format_quantity(b) for b in OPUS_BANDWIDTHS)
+        raise CodecError(f"{stage}: opus cutoff must be one of its bandwidths: {allowed}")
+    if info.cutoff == "any" and not 1000 <= cutoff < rate // 2:
+        raise CodecError(f"{stage}: cutoff {cutoff} Hz must lie in 1000..{rate // 2 - 1} Hz")
+    return cutoff
 
-    bitrate = None
+
+def _resolve_bitrate(stage: Stage, info: CodecInfo, rate: int, channels: int) -> int | None:
+    """The total bit/s asked of the encoder: the stage's, or the codec's default per channel
+    (capped at the codec's whole-stream limit); None for fixed-rate codecs."""
     if info.bitrate is None:
         if stage.bitrate is not None:
             raise CodecError(f"{stage}: {info.name} has a fixed bitrate; drop the bitrate")
-    else:
-        lo, hi = info.bitrate[0] * channels, info.bitrate[1] * channels
-        hi = min(hi, info.max_total or hi)
-        bitrate = stage.bitrate if stage.bitrate is not None else info.default_bitrate * channels
-        bitrate = min(bitrate, hi) if stage.bitrate is None else bitrate
-        if not lo <= bitrate <= hi:
-            raise CodecError(
-                f"{stage}: bitrate {format_quantity(bitrate)} is out of range for {info.name} "
-                f"with {channels} channel(s) ({format_quantity(lo)}..{format_quantity(hi)})"
-            )
-        if info.name == "mp3" and rate >= 32000 and bitrate < 32000:
-            raise CodecError(f"{stage}: mp3 at {rate} Hz needs at least 32k (MPEG-1 layer III)")
-        if info.name == "mp3" and rate < 32000 and bitrate > 160000:
-            raise CodecError(f"{stage}: mp3 at {rate} Hz allows at most 160k (MPEG-2 layer III)")
+        return None
+    lo, hi = info.bitrate[0] * channels, info.bitrate[1] * channels
+    hi = min(hi, info.max_total or hi)
+    bitrate = stage.bitrate if stage.bitrate is not None else info.default_bitrate * channels
+    bitrate = min(bitrate, hi) if stage.bitrate is None else bitrate
+    if not lo <= bitrate <= hi:
+        raise CodecError(
+            f"{stage}: bitrate {format_quantity(bitrate)} is out of range for {info.name} "
+            f"with {channels} channel(s) ({format_quantity(lo)}..{format_quantity(hi)})"
+        )
+    if info.name == "mp3" and rate >= 32000 and bitrate < 32000:
+        raise CodecError(f"{stage}: mp3 at {rate} Hz needs at least 32k (MPEG-1 layer III)")
+    if info.name == "mp3" and rate < 32000 and bitrate > 160000:
+        raise CodecError(f"{stage}: mp3 at {rate} Hz allows at most 160k (MPEG-2 layer III)")
+    return bitrate
 
-    vbr = None
-    if info.name == "opus":
-        vbr = stage.param("vbr") or "on"
-        if vbr not in OPUS_VBR_MODES:
-            raise CodecError(f"{stage}: opus vbr must be one of {', '.join(OPUS_VBR_MODES)}")
+
+def _resolve_vbr(stage: Stage, info: CodecInfo) -> str | None:
+    if info.name != "opus":
+        return None
+    vbr = stage.param("vbr") or "on"
+    if vbr not in OPUS_VBR_MODES:
+        raise CodecError(f"{stage}: opus vbr must be one of {', '.join(OPUS_VBR_MODES)}")
+    return vbr
+
+
+def resolve_stage(stage: Stage, rate: int, channels: int) -> Resolved:
+    """Check one stage for ``rate`` Hz and ``channels``; raise a CodecError naming the bad part.
+
+    The checks run in a fixed order (format, settings, cutoff, bitrate), so a stage with
+    several faults always reports the same one.
+    """
+    info = lookup(stage.name)
+    _check_format(stage, info, rate, channels)
+    _check_settings(stage, info)
+    cutoff = _resolve_cutoff(stage, info, rate)
+    if info.name == "sbc":
+        bitpool, bitrate = _resolve_sbc(stage, rate, channels)
+        return Resolved(stage, info, rate, channels, bitrate, None, bitpool=bitpool)
+    bitrate = _resolve_bitrate(stage, info, rate, channels)
+    vbr = _resolve_vbr(stage, info)
     return Resolved(stage, info, rate, channels, bitrate, cutoff, vbr=vbr)
 
 
