@@ -363,14 +363,15 @@ def _check_stream_inputs(
 
 
 def cmd_stream(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from edge.client import EdgeError, EdgeStreamer, canonical_codecs
-    from edge.errors import SourceError
+    from edge.codec_paths import canonical_codecs
+    from edge.errors import EdgeError, SourceError
     from edge.live_sources import MicSource
     from edge.multi_stream import StreamGroup
     from edge.network_sources import NetworkSource
     from edge.output import ConsoleReport, JsonlWriter, result_record
     from edge.sources import Labels, file_clips, find_audio_files, looped
     from edge.station import open_outputs, source_specs
+    from edge.streamer import EdgeStreamer
 
     codecs = [
         s
@@ -579,7 +580,7 @@ def _close_inputs(inputs: dict[str, Any]) -> None:
 
 
 def cmd_classify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from edge.client import classify_file
+    from edge.classify import classify_file
     from edge.output import ConsoleReport, JsonlWriter
 
     if not args.codec:
@@ -614,8 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = options[args.command].problems
     if problems:
         args.parser.error("; ".join(problems))
-    from edge.client import EdgeError
-    from edge.errors import SourceError
+    from edge.errors import EdgeError, SourceError
 
     try:
         return args.run(args, args.parser)

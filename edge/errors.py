@@ -16,3 +16,11 @@ class SourceError(Exception):
 def warn(message: str) -> None:
     """Default warning sink: one line on stderr, so it never mixes into JSONL on stdout."""
     print(f"asc-edge: warning: {message}", file=sys.stderr, flush=True)
+
+
+class EdgeError(Exception):
+    """The server (or the connection) refused the work: a gRPC status name and its message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message

@@ -1,4 +1,4 @@
-"""Several sources at once: one :class:`~edge.client.EdgeStreamer` per source, run as one.
+"""Several sources at once: one :class:`~edge.streamer.EdgeStreamer` per source, run as one.
 
 Why one streamer per source rather than one stream for all: each source's clip streams to the
 server while it is being recorded, so a source that stalls or reconnects never delays
@@ -17,7 +17,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from edge.client import EdgeStreamer, PathTotals, run_draining
+from edge.stream_totals import PathTotals
+from edge.streamer import EdgeStreamer, run_draining
 
 
 class StreamGroup:

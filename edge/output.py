@@ -20,8 +20,8 @@ from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
-from edge.client import PathTotals
 from edge.spool import SpoolStats
+from edge.stream_totals import PathTotals
 from proto import scene_classifier_pb2 as pb
 
 COLUMNS = (  # header, width, justify
