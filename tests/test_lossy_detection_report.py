@@ -16,7 +16,7 @@ import pytest
 
 from asc.checkpoint import load
 from tests.test_reports import asc_train, assert_png
-from training.fit_detector import DS1_CODECS
+from training.detector_data import DS1_CODECS
 from training.lossless import write_lossless_corpus
 from training.report import RESULTS_SCHEMA
 

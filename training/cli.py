@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from asc.checkpoint import CheckpointError
     from asc.features import FeatureConfigError
     from training.datasets import DatasetError
-    from training.fit_detector import LosslessDataError
+    from training.detector_data import LosslessDataError
 
     try:
         return args.run(args)

@@ -13,7 +13,7 @@ from pathlib import Path
 from asc.cli_options import EnvOptions
 from asc.codecs.spec import parse_quantity, split_spec_list
 from training import cli_flags
-from training.fit_detector import DS1_CODECS
+from training.detector_data import DS1_CODECS
 
 
 def cmd_codec_augmentation(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asc.cli_options import EnvOptions
 from training import cli_flags
-from training.fit_detector import DS1_CODECS
+from training.detector_data import DS1_CODECS
 
 
 def cmd_fit_ensemble(args: argparse.Namespace) -> int:

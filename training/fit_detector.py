@@ -8,8 +8,6 @@ with probability ``mask_prob``. Tracks are split 70/10/20 into train/validation/
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,23 +18,20 @@ from tqdm import tqdm
 
 from asc.audio import load
 from asc.checkpoint import Checkpoint, save
-from asc.codecs import CODECS, CodecSpec, Stage, parse_spec
-from asc.codecs.spec import format_quantity
 from asc.features import DETECTOR_SPECTROGRAM, FeatureExtractor
 from asc.models.detector import CODEC_FAMILIES, WINDOW_SECONDS, LossyDetector, cut_windows
 from asc.models.scene import count_parameters
 from training.augment import UNCODED, CodedCache, parse_spec_list
+from training.detector_data import (
+    DS1_CODECS,
+    LosslessDataError,
+    assign_codecs,
+    family_of,
+    list_tracks,
+    split_tracks,
+    tracks_fingerprint,
+)
 from training.fit_scene import one_cycle, pick_device, provenance_common
-
-# The detection paper's DS1: LAME, libfdk-aac and libvorbis at 128, 256 and 320 kbps.
-DS1_CODECS = tuple(f"{c}:{b}k" for c in ("mp3", "fdk-aac", "vorbis") for b in (128, 256, 320))
-# Its DS2: the same tracks and settings, each with one of these codec cutoff frequencies.
-DS2_CUTOFFS_HZ = (14000, 16000, 18000, 20000)
-AUDIO_SUFFIXES = {".wav", ".flac"}
-
-
-class LosslessDataError(ValueError):
-    """No usable lossless tracks where they were expected."""
 
 
 @dataclass
@@ -55,62 +50,6 @@ class DetectorTrainConfig:
     workers: int | None = None
     progress: bool = True
     max_tracks: int | None = None
-
-
-def family_of(spec: str) -> str:
-    return "lossless" if spec == UNCODED else CODECS[parse_spec(spec).last.name].family
-
-
-def list_tracks(root: Path) -> list[Path]:
-    """The corpus's own track list when it has one (meta.csv), else every .wav/.flac below."""
-    if not root.is_dir():
-        raise LosslessDataError(f"{root}: no such directory of lossless tracks")
-    meta = root / "meta.csv"
-    if meta.is_file():
-        with open(meta, newline="") as f:
-            tracks = [root / row["filename"] for row in csv.DictReader(f)]
-        missing = [str(t) for t in tracks if not t.is_file()]
-        if missing:
-            raise LosslessDataError(f"{meta} lists missing tracks: {', '.join(missing[:3])}")
-    else:
-        tracks = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not tracks:
-        raise LosslessDataError(f"{root}: no .wav or .flac tracks found")
-    return tracks
-
-
-def split_tracks(tracks: list[Path], seed: int) -> dict[str, list[Path]]:
-    """70/10/20 by track, as in the paper; every split gets at least one track."""
-    order = np.random.default_rng(seed).permutation(len(tracks))
-    n_val = max(1, round(0.1 * len(tracks)))
-    n_test = max(1, round(0.2 * len(tracks)))
-    picked = [tracks[i] for i in order]
-    return {
-        "test": picked[:n_test],
-        "val": picked[n_test : n_test + n_val],
-        "train": picked[n_test + n_val :],
-    }
-
-
-def assign_codecs(tracks: list[Path], codecs: list[str], seed: int) -> dict[Path, str]:
-    """DS1: one codec setting per track, drawn at random."""
-    rng = np.random.default_rng(seed + 1)
-    return {t: codecs[int(rng.integers(len(codecs)))] for t in tracks}
-
-
-def assign_cutoffs(tracks: list[Path], cutoffs_hz: list[int], seed: int) -> dict[Path, int]:
-    """DS2: one codec cutoff per track, drawn at random (independently of its codec)."""
-    rng = np.random.default_rng(seed + 2)
-    return {t: int(cutoffs_hz[int(rng.integers(len(cutoffs_hz)))]) for t in tracks}
-
-
-def with_cutoff(spec: str, cutoff_hz: int) -> str:
-    """``mp3:128k`` and 14000 -> ``mp3:128k,cutoff=14k`` (canonical)."""
-    parsed = parse_spec(spec)
-    last = parsed.last
-    params = dict(last.params) | {"cutoff": format_quantity(cutoff_hz)}
-    stage = Stage(last.name, last.bitrate, tuple(sorted(params.items())))
-    return str(CodecSpec((*parsed.stages[:-1], stage)))
 
 
 def load_mono(path: Path, rate: int) -> torch.Tensor:
@@ -250,10 +189,3 @@ def fit_detector(cfg: DetectorTrainConfig) -> Checkpoint:
     )
     save(checkpoint, cfg.out)
     return checkpoint
-
-
-def tracks_fingerprint(tracks: list[Path]) -> str:
-    h = hashlib.sha256()
-    for t in tracks:
-        h.update(f"{t.name}|{t.stat().st_size}\n".encode())
-    return h.hexdigest()

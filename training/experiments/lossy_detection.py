@@ -27,19 +27,16 @@ from asc.codecs import parse_spec
 from asc.features import DETECTOR_SPECTROGRAM, FeatureExtractor
 from asc.models.detector import WINDOW_SECONDS, LossyDetector, cut_windows
 from training.augment import UNCODED, CodedCache, parse_spec_list
-from training.fit_detector import (
+from training.detector_data import (
     DS1_CODECS,
     DS2_CUTOFFS_HZ,
-    DetectorTrainConfig,
     assign_codecs,
     assign_cutoffs,
-    file_scores,
-    fit_detector,
     list_tracks,
-    load_mono,
     split_tracks,
     with_cutoff,
 )
+from training.fit_detector import DetectorTrainConfig, file_scores, fit_detector, load_mono
 from training.fit_scene import pick_device
 from training.report import (
     family_of_path,
