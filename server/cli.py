@@ -19,14 +19,18 @@ import sys
 
 from server.app import serve
 from server.client_commands import check_health, client_credentials, print_info
-from server.flags import build_parser
+from server.flags import build_parser, build_parser_with_options
 from server.startup import StartupError
 
 __all__ = ["build_parser", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, options = build_parser_with_options()
+    args = parser.parse_args(argv)
+    opts = options.get(args.command)
+    if opts is not None and opts.problems:  # a variable no flag would accept: refuse, naming it
+        opts.parser.error("; ".join(opts.problems))
     if args.command == "add-device":
         return add_device(args)
     if args.command in ("health", "info"):

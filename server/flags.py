@@ -2,193 +2,438 @@
 budgets, logging and security for ``serve``; the server to ask and its credentials for
 ``health`` and ``info``; the tokens file for ``add-device``.
 
-Every flag of ``serve`` also reads an environment variable (``ASC_PORT`` for ``--port`` and so
-on), which is how containers configure it; the command line wins.
+Every flag of ``serve`` (and the server and credentials of ``health`` and ``info``) also reads
+an ``ASC_*`` environment variable, which is how containers configure it; the command line wins.
+The flags follow the project's one convention (``asc.cli_options``). Values are checked where
+they are used (``server.startup``), whose messages name the flag to fix.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+
+from asc.cli_options import EnvOptions
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ENSEMBLE = REPO / "models" / "ensemble.safetensors"
 DEFAULT_DETECTOR = REPO / "models" / "detector.safetensors"
+ENV_PREFIX = "ASC_"
 DESCRIPTION = (
     "``asc-server``: serve scene classification over gRPC, check a server's health, or ask its "
     "info."
 )
+# Variables whose blank value has always meant "not set" here: a credential left empty, or a
+# rate limit left empty (no limit, the burst's default), as templated deployments write them.
+BLANK_IS_UNSET = frozenset(
+    {
+        "TLS_CERT",
+        "TLS_KEY",
+        "TLS_CLIENT_CA",
+        "TLS_CA",
+        "TOKENS",
+        "TOKEN_FILE",
+        "RATE_LIMIT_KBPS",
+        "RATE_LIMIT_PACKETS",
+        "RATE_LIMIT_BURST",
+    }
+)
 
 
-def _env(name: str, default):
-    return os.environ.get(name, default)
+class EpilogFormatter(argparse.HelpFormatter):
+    """Wraps descriptions to the terminal as usual, but keeps text with line breaks (the
+    epilog's table of variables) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
-def _help(text: str, env: str, unset: str = "%(default)s") -> str:
-    """``TEXT (default: ...) [ENV]``: every flag's help ends with its default and its variable.
+class ServerOptions(EnvOptions):
+    """``EnvOptions`` with the server's ``ASC_`` prefix, its blank-is-unset variables, and
+    argument groups that share one list of variables (for the epilog) and of problems."""
 
-    ``unset`` says what the flag's absence means while ``env`` is not set either (e.g. "none,
-    plaintext"); once the variable is set, its value is the default shown."""
-    return f"{text} (default: {'%(default)s' if os.environ.get(env) else unset}) [{env}]"
+    def __init__(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+        super().__init__(parser, ENV_PREFIX)  # type: ignore[arg-type]
+
+    def env(self, name: str) -> str | None:
+        value = super().env(name)
+        return None if value == "" and name in BLANK_IS_UNSET else value
+
+    def group(self, title: str, description: str) -> ServerOptions:
+        """Options under their own heading in the same --help."""
+        part = ServerOptions(self.parser.add_argument_group(title, description))
+        part.names, part.problems = self.names, self.problems
+        return part
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser alone, for those who only read or print it."""
+    return build_parser_with_options()[0]
+
+
+def build_parser_with_options() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:
+    """The parser, and per subcommand the options whose variables it read (their
+    ``problems`` are values the command must refuse to start with)."""
     parser = argparse.ArgumentParser(prog="asc-server", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
+    options = {
+        "serve": _serve_command(sub),
+        "health": _health_command(sub),
+        "info": _info_command(sub),
+    }
+    _add_device_command(sub)
+    for name, opts in options.items():
+        sub.choices[name].epilog = opts.epilog()
+    return parser, options
+
+
+def _serve_command(sub: argparse._SubParsersAction) -> EnvOptions:
     serve = sub.add_parser(
         "serve",
         help="run the gRPC scene classifier with Prometheus metrics",
         description="Run the scene classifier. Each flag's environment variable is in brackets; "
         "the command line wins.",
+        formatter_class=EpilogFormatter,
     )
-    serve.add_argument(
-        "--host",
-        default=_env("ASC_HOST", "0.0.0.0"),
-        help=_help("address to listen on; 127.0.0.1 accepts local clients only", "ASC_HOST"),
-    )
-    serve.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("ASC_PORT", 50051)),
-        help=_help("gRPC port; 0 picks a free one", "ASC_PORT"),
-    )
-    serve.add_argument(
-        "--metrics-port",
-        type=int,
-        default=int(_env("ASC_METRICS_PORT", 9100)),
-        help=_help("Prometheus /metrics port; 0 picks a free one", "ASC_METRICS_PORT"),
-    )
-    serve.add_argument(
-        "--ensemble",
-        type=Path,
-        default=Path(_env("ASC_ENSEMBLE", DEFAULT_ENSEMBLE)),
-        help=_help(
-            "scene ensemble checkpoint to serve, e.g. one from asc-train fit-ensemble",
-            "ASC_ENSEMBLE",
-        ),
-    )
-    serve.add_argument(
-        "--detector",
-        default=_env("ASC_DETECTOR", str(DEFAULT_DETECTOR)),
-        help=_help(
-            "lossy-detector checkpoint, or 'none' to serve without lossy detection",
-            "ASC_DETECTOR",
-        ),
-    )
-    serve.add_argument(
-        "--device",
-        default=_env("ASC_DEVICE", "auto"),
-        help=_help(
-            "torch device: auto (the first GPU if there is one, else the CPU), cpu, cuda or cuda:N",
-            "ASC_DEVICE",
-        ),
-    )
-    serve.add_argument(
-        "--max-batch",
-        type=int,
-        default=int(_env("ASC_MAX_BATCH", 64)),
-        help=_help(
-            "most windows per forward pass; larger batches raise throughput under load, 1 is "
-            "one pass per window",
-            "ASC_MAX_BATCH",
-        ),
-    )
-    serve.add_argument(
-        "--max-delay-ms",
-        type=float,
-        default=float(_env("ASC_MAX_DELAY_MS", 10)),
-        help=_help(
-            "longest a window waits for its batch to fill; lower it for latency, raise it for "
-            "fuller batches",
-            "ASC_MAX_DELAY_MS",
-        ),
-    )
-    serve.add_argument(
-        "--max-streams",
-        type=int,
-        default=int(_env("ASC_MAX_STREAMS", 0)),
-        help=_help(
-            "concurrent streams accepted, to bound memory and latency; 0 is no limit",
-            "ASC_MAX_STREAMS",
-        ),
-    )
-    serve.add_argument(
-        "--max-clip-seconds",
-        type=float,
-        default=float(_env("ASC_MAX_CLIP_SECONDS", 600)),
-        help=_help(
-            "a clip longer than this without end_of_clip ends its stream (bounds the audio "
-            "one stream can hold)",
-            "ASC_MAX_CLIP_SECONDS",
-        ),
-    )
-    serve.add_argument(
-        "--max-message-mb",
-        type=float,
-        default=float(_env("ASC_MAX_MESSAGE_MB", 16)),
-        help=_help(
-            "largest gRPC message accepted; raise it to ClassifyClip larger files",
-            "ASC_MAX_MESSAGE_MB",
-        ),
-    )
-    serve.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=float(_env("ASC_DRAIN_SECONDS", 30)),
-        help=_help(
-            "on SIGTERM, how long streams get to receive their last results before the server "
-            "stops",
-            "ASC_DRAIN_SECONDS",
-        ),
-    )
-    serve.add_argument(
-        "--decode-workers",
-        type=int,
-        default=int(_env("ASC_DECODE_WORKERS", 4)),
-        help=_help(
-            "threads decoding payloads off the event loop; raise it when decoding many streams "
-            "is the bottleneck",
-            "ASC_DECODE_WORKERS",
-        ),
-    )
-    _budget_flags(serve)
-    serve.add_argument(
-        "--log-level",
-        default=_env("ASC_LOG_LEVEL", "INFO"),
-        help=_help("DEBUG, INFO, WARNING or ERROR", "ASC_LOG_LEVEL"),
-    )
-    _security_flags(serve)
+    opts = ServerOptions(serve)
+    _listen_flags(opts)
+    _model_flags(opts)
+    _stream_flags(opts)
+    _budget_flags(opts)
+    opts.add("--log-level", env="LOG_LEVEL", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    _security_flags(opts)
+    return opts
 
+
+def _listen_flags(opts: EnvOptions) -> None:
+    opts.add(
+        "--host",
+        env="HOST",
+        default="0.0.0.0",
+        help="address to listen on; 127.0.0.1 accepts local clients only",
+    )
+    opts.add("--port", env="PORT", type=int, default=50051, help="gRPC port; 0 picks a free one")
+    opts.add(
+        "--metrics-port",
+        env="METRICS_PORT",
+        type=int,
+        default=9100,
+        help="Prometheus /metrics port; 0 picks a free one",
+    )
+
+
+def _model_flags(opts: EnvOptions) -> None:
+    opts.add(
+        "--ensemble",
+        env="ENSEMBLE",
+        type=Path,
+        default=DEFAULT_ENSEMBLE,
+        help="scene ensemble checkpoint to serve, e.g. one from asc-train fit-ensemble",
+    )
+    opts.add(
+        "--detector",
+        env="DETECTOR",
+        default=str(DEFAULT_DETECTOR),
+        help="lossy-detector checkpoint, or 'none' to serve without lossy detection",
+    )
+    opts.add(
+        "--device",
+        env="DEVICE",
+        default="auto",
+        help="torch device: auto (the first GPU if there is one, else the CPU), cpu, cuda or "
+        "cuda:N",
+    )
+
+
+def _stream_flags(opts: EnvOptions) -> None:
+    """Batching, concurrency, message size and shutdown: how streams share the server."""
+    opts.add(
+        "--max-batch",
+        env="MAX_BATCH",
+        type=int,
+        default=64,
+        help="most windows per forward pass; larger batches raise throughput under load, 1 is "
+        "one pass per window",
+    )
+    opts.add(
+        "--max-delay-ms",
+        env="MAX_DELAY_MS",
+        type=float,
+        default=10.0,
+        help="longest a window waits for its batch to fill; lower it for latency, raise it for "
+        "fuller batches",
+    )
+    opts.add(
+        "--max-streams",
+        env="MAX_STREAMS",
+        type=int,
+        default=0,
+        help="concurrent streams accepted, to bound memory and latency; 0 is no limit",
+    )
+    opts.add(
+        "--max-clip-seconds",
+        env="MAX_CLIP_SECONDS",
+        type=float,
+        default=600.0,
+        help="a clip longer than this without end_of_clip ends its stream (bounds the audio "
+        "one stream can hold)",
+    )
+    opts.add(
+        "--max-message-mb",
+        env="MAX_MESSAGE_MB",
+        type=float,
+        default=16.0,
+        help="largest gRPC message accepted; raise it to ClassifyClip larger files",
+    )
+    opts.add(
+        "--drain-seconds",
+        env="DRAIN_SECONDS",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long streams get to receive their last results before the server "
+        "stops",
+    )
+    opts.add(
+        "--decode-workers",
+        env="DECODE_WORKERS",
+        type=int,
+        default=4,
+        help="threads decoding payloads off the event loop; raise it when decoding many streams "
+        "is the bottleneck",
+    )
+
+
+def _budget_flags(serve: ServerOptions) -> None:
+    opts = serve.group(
+        "budgets",
+        "what one request or stream may cost; a request over a budget gets RESOURCE_EXHAUSTED "
+        "or INVALID_ARGUMENT naming the flag to raise (README: Budgets)",
+    )
+    _memory_budget_flags(opts)
+    _classify_budget_flags(opts)
+    opts.add(
+        "--cache-mb",
+        env="CACHE_MB",
+        type=float,
+        default=64.0,
+        help="memory of finished clips' results, which answers a device resending the same "
+        "clip without classifying it again",
+    )
+
+
+def _memory_budget_flags(opts: EnvOptions) -> None:
+    opts.add(
+        "--audio-memory-mb",
+        env="AUDIO_MEMORY_MB",
+        type=float,
+        default=2048.0,
+        help="decoded audio all open streams may hold together; each stream reserves what its "
+        "settings need when it starts (about 9 MB for 10 s windows at 44.1 kHz) and a "
+        "stream that does not fit is refused",
+    )
+    opts.add(
+        "--stream-memory-mb",
+        env="STREAM_MEMORY_MB",
+        type=float,
+        default=64.0,
+        help="the most audio memory one stream's settings may need (window length and sample "
+        "rate set it); larger settings are refused",
+    )
+    opts.add(
+        "--max-windows-per-clip",
+        env="MAX_WINDOWS_PER_CLIP",
+        type=int,
+        default=1000,
+        help="windows one clip (streamed or ClassifyClip) may be cut into",
+    )
+    opts.add(
+        "--max-overlap",
+        env="MAX_OVERLAP",
+        type=float,
+        default=10.0,
+        help="largest window / hop: how many times each second of audio may be classified",
+    )
+
+
+def _classify_budget_flags(opts: EnvOptions) -> None:
+    opts.add(
+        "--classify-max-seconds",
+        env="CLASSIFY_MAX_SECONDS",
+        type=float,
+        default=120.0,
+        help="the longest audio one ClassifyClip file may decode to",
+    )
+    opts.add(
+        "--classify-rate",
+        env="CLASSIFY_RATE",
+        type=float,
+        default=20.0,
+        help="seconds of audio one stream (or ClassifyClip caller) may have classified per "
+        "second, sustained, after a burst of 120 s; past it its windows wait (a real-time "
+        "stream with 10 s windows uses 1); 0 is no limit",
+    )
+    opts.add(
+        "--classify-calls",
+        env="CLASSIFY_CALLS",
+        type=int,
+        default=2,
+        help="ClassifyClip calls decoded and classified at once; others wait their turn",
+    )
+
+
+def _security_flags(serve: ServerOptions) -> None:
+    opts = serve.group(
+        "security", "TLS, mutual TLS, device tokens and per-device rate limits (README: Security)"
+    )
+    _tls_flags(opts)
+    _rate_limit_flags(opts)
+
+
+def _tls_flags(opts: EnvOptions) -> None:
+    opts.add(
+        "--tls-cert",
+        env="TLS_CERT",
+        metavar="PEM",
+        help="server certificate chain, PEM; with --tls-key the server speaks TLS",
+        absent="none, plaintext",
+    )
+    opts.add(
+        "--tls-key",
+        env="TLS_KEY",
+        metavar="PEM",
+        help="its private key, PEM",
+        absent="none, plaintext",
+    )
+    opts.add(
+        "--tls-client-ca",
+        env="TLS_CLIENT_CA",
+        metavar="PEM",
+        help="mutual TLS: require client certificates signed by this CA; a certificate's CN is "
+        "its device id",
+        absent="none, no client certificate asked for",
+    )
+    opts.add(
+        "--trusted-proxies",
+        env="TRUSTED_PROXIES",
+        metavar="CN,...",
+        default="",
+        help="comma-separated client-certificate CNs of proxies (Envoy) whose "
+        "x-forwarded-client-cert names the device's certificate",
+        absent="none",
+    )
+    opts.add(
+        "--tokens",
+        env="TOKENS",
+        metavar="FILE",
+        help="require 'authorization: Bearer <token>' found in this file of 'DEVICE_ID "
+        "sha256:<hex>' lines (asc-server add-device)",
+        absent="none, no token asked for",
+    )
+
+
+def _rate_limit_flags(opts: EnvOptions) -> None:
+    opts.add(
+        "--rate-limit-kbps",
+        env="RATE_LIMIT_KBPS",
+        metavar="KBPS",
+        type=float,
+        default=0.0,
+        help="per device: payload kbit/s; 0 is no limit",
+    )
+    opts.add(
+        "--rate-limit-packets",
+        env="RATE_LIMIT_PACKETS",
+        metavar="N",
+        type=float,
+        default=0.0,
+        help="per device: packets (and ClassifyClip calls) per second; 0 is no limit",
+    )
+    opts.add(
+        "--rate-limit-burst",
+        env="RATE_LIMIT_BURST",
+        metavar="SECONDS",
+        type=float,
+        default=10.0,
+        help="seconds of either rate a device may send at once, e.g. to catch up after a reconnect",
+    )
+
+
+def _health_command(sub: argparse._SubParsersAction) -> EnvOptions:
     health = sub.add_parser(
-        "health", help="exit 0 when a server's gRPC health service says SERVING, else 1"
+        "health",
+        help="exit 0 when a server's gRPC health service says SERVING, else 1",
+        formatter_class=EpilogFormatter,
     )
-    health.add_argument(
-        "--server",
-        default=_env("ASC_SERVER", "localhost:50051"),
-        help=_help("the server to ask, HOST:PORT", "ASC_SERVER"),
-    )
-    health.add_argument(
+    opts = ServerOptions(health)
+    _server_flag(opts)
+    opts.add(
         "--timeout",
         type=float,
         default=3.0,
-        help="seconds to wait for the answer before exiting 1 (default: %(default)s)",
+        help="seconds to wait for the answer before exiting 1",
     )
-    _client_flags(health)
-    info = sub.add_parser("info", help="print a server's codecs, models and versions as JSON")
-    info.add_argument(
-        "--server",
-        default=_env("ASC_SERVER", "localhost:50051"),
-        help=_help("the server to ask, HOST:PORT", "ASC_SERVER"),
+    _client_flags(opts)
+    return opts
+
+
+def _info_command(sub: argparse._SubParsersAction) -> EnvOptions:
+    info = sub.add_parser(
+        "info",
+        help="print a server's codecs, models and versions as JSON",
+        formatter_class=EpilogFormatter,
     )
-    info.add_argument(
+    opts = ServerOptions(info)
+    _server_flag(opts)
+    opts.add(
         "--timeout",
         type=float,
         default=10.0,
-        help="seconds to wait for the answer before failing (default: %(default)s)",
+        help="seconds to wait for the answer before failing",
     )
-    _client_flags(info)
+    _client_flags(opts)
+    return opts
 
+
+def _server_flag(opts: EnvOptions) -> None:
+    opts.add(
+        "--server",
+        env="SERVER",
+        default="localhost:50051",
+        help="the server to ask, HOST:PORT",
+    )
+
+
+def _client_flags(opts: EnvOptions) -> None:
+    """TLS and token flags of health and info; with ``serve``'s environment (ASC_TLS_CERT and
+    ASC_TLS_KEY) plus ASC_TLS_CA, a container's healthcheck needs no flags of its own."""
+    opts.add(
+        "--tls-ca",
+        env="TLS_CA",
+        metavar="PEM",
+        help="connect with TLS, trusting this CA; needed when the server has --tls-cert",
+        absent="none, plaintext",
+    )
+    opts.add(
+        "--tls-cert",
+        env="TLS_CERT",
+        metavar="PEM",
+        help="client certificate, for a server with --tls-client-ca (mutual TLS)",
+        absent="none",
+    )
+    opts.add("--tls-key", env="TLS_KEY", metavar="PEM", help="its private key", absent="none")
+    opts.add(
+        "--token-file",
+        env="TOKEN_FILE",
+        metavar="FILE",
+        help="send the bearer token in this file, for a server with --tokens (needs TLS)",
+        absent="none, no token sent",
+    )
+
+
+def _add_device_command(sub: argparse._SubParsersAction) -> None:
+    """Run by hand on the server's host, so none of its flags reads a variable."""
     add = sub.add_parser(
         "add-device",
         help="add a device to a tokens file and print its new bearer token once",
@@ -214,213 +459,4 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="write the token to this new file (never overwritten) instead of stdout, e.g. "
         "straight into the device's provisioning (default: none, print it on stdout)",
-    )
-    return parser
-
-
-def _budget_flags(serve: argparse.ArgumentParser) -> None:
-    group = serve.add_argument_group(
-        "budgets",
-        "what one request or stream may cost; a request over a budget gets RESOURCE_EXHAUSTED "
-        "or INVALID_ARGUMENT naming the flag to raise (README: Budgets)",
-    )
-    group.add_argument(
-        "--audio-memory-mb",
-        type=float,
-        default=float(_env("ASC_AUDIO_MEMORY_MB", 2048)),
-        help=_help(
-            "decoded audio all open streams may hold together; each stream reserves what its "
-            "settings need when it starts (about 9 MB for 10 s windows at 44.1 kHz) and a "
-            "stream that does not fit is refused",
-            "ASC_AUDIO_MEMORY_MB",
-        ),
-    )
-    group.add_argument(
-        "--stream-memory-mb",
-        type=float,
-        default=float(_env("ASC_STREAM_MEMORY_MB", 64)),
-        help=_help(
-            "the most audio memory one stream's settings may need (window length and sample "
-            "rate set it); larger settings are refused",
-            "ASC_STREAM_MEMORY_MB",
-        ),
-    )
-    group.add_argument(
-        "--max-windows-per-clip",
-        type=int,
-        default=int(_env("ASC_MAX_WINDOWS_PER_CLIP", 1000)),
-        help=_help(
-            "windows one clip (streamed or ClassifyClip) may be cut into",
-            "ASC_MAX_WINDOWS_PER_CLIP",
-        ),
-    )
-    group.add_argument(
-        "--max-overlap",
-        type=float,
-        default=float(_env("ASC_MAX_OVERLAP", 10)),
-        help=_help(
-            "largest window / hop: how many times each second of audio may be classified",
-            "ASC_MAX_OVERLAP",
-        ),
-    )
-    group.add_argument(
-        "--classify-max-seconds",
-        type=float,
-        default=float(_env("ASC_CLASSIFY_MAX_SECONDS", 120)),
-        help=_help(
-            "the longest audio one ClassifyClip file may decode to", "ASC_CLASSIFY_MAX_SECONDS"
-        ),
-    )
-    group.add_argument(
-        "--classify-rate",
-        type=float,
-        default=float(_env("ASC_CLASSIFY_RATE", 20)),
-        help=_help(
-            "seconds of audio one stream (or ClassifyClip caller) may have classified per "
-            "second, sustained, after a burst of 120 s; past it its windows wait (a real-time "
-            "stream with 10 s windows uses 1); 0 is no limit",
-            "ASC_CLASSIFY_RATE",
-        ),
-    )
-    group.add_argument(
-        "--classify-calls",
-        type=int,
-        default=int(_env("ASC_CLASSIFY_CALLS", 2)),
-        help=_help(
-            "ClassifyClip calls decoded and classified at once; others wait their turn",
-            "ASC_CLASSIFY_CALLS",
-        ),
-    )
-    group.add_argument(
-        "--cache-mb",
-        type=float,
-        default=float(_env("ASC_CACHE_MB", 64)),
-        help=_help(
-            "memory of finished clips' results, which answers a device resending the same "
-            "clip without classifying it again",
-            "ASC_CACHE_MB",
-        ),
-    )
-
-
-def _security_flags(serve: argparse.ArgumentParser) -> None:
-    group = serve.add_argument_group(
-        "security", "TLS, mutual TLS, device tokens and per-device rate limits (README: Security)"
-    )
-    group.add_argument(
-        "--tls-cert",
-        metavar="PEM",
-        default=_env("ASC_TLS_CERT", None) or None,
-        help=_help(
-            "server certificate chain, PEM; with --tls-key the server speaks TLS",
-            "ASC_TLS_CERT",
-            "none, plaintext",
-        ),
-    )
-    group.add_argument(
-        "--tls-key",
-        metavar="PEM",
-        default=_env("ASC_TLS_KEY", None) or None,
-        help=_help("its private key, PEM", "ASC_TLS_KEY", "none, plaintext"),
-    )
-    group.add_argument(
-        "--tls-client-ca",
-        metavar="PEM",
-        default=_env("ASC_TLS_CLIENT_CA", None) or None,
-        help=_help(
-            "mutual TLS: require client certificates signed by this CA; a certificate's CN is "
-            "its device id",
-            "ASC_TLS_CLIENT_CA",
-            "none, no client certificate asked for",
-        ),
-    )
-    group.add_argument(
-        "--trusted-proxies",
-        metavar="CN,...",
-        default=_env("ASC_TRUSTED_PROXIES", ""),
-        help=_help(
-            "comma-separated client-certificate CNs of proxies (Envoy) whose "
-            "x-forwarded-client-cert names the device's certificate",
-            "ASC_TRUSTED_PROXIES",
-            "none",
-        ),
-    )
-    group.add_argument(
-        "--tokens",
-        metavar="FILE",
-        default=_env("ASC_TOKENS", None) or None,
-        help=_help(
-            "require 'authorization: Bearer <token>' found in this file of 'DEVICE_ID "
-            "sha256:<hex>' lines (asc-server add-device)",
-            "ASC_TOKENS",
-            "none, no token asked for",
-        ),
-    )
-    group.add_argument(
-        "--rate-limit-kbps",
-        metavar="KBPS",
-        type=float,
-        default=float(_env("ASC_RATE_LIMIT_KBPS", 0) or 0),
-        help=_help("per device: payload kbit/s; 0 is no limit", "ASC_RATE_LIMIT_KBPS"),
-    )
-    group.add_argument(
-        "--rate-limit-packets",
-        metavar="N",
-        type=float,
-        default=float(_env("ASC_RATE_LIMIT_PACKETS", 0) or 0),
-        help=_help(
-            "per device: packets (and ClassifyClip calls) per second; 0 is no limit",
-            "ASC_RATE_LIMIT_PACKETS",
-        ),
-    )
-    group.add_argument(
-        "--rate-limit-burst",
-        metavar="SECONDS",
-        type=float,
-        default=float(_env("ASC_RATE_LIMIT_BURST", 10) or 10),
-        help=_help(
-            "seconds of either rate a device may send at once, e.g. to catch up after a reconnect",
-            "ASC_RATE_LIMIT_BURST",
-        ),
-    )
-
-
-def _client_flags(command: argparse.ArgumentParser) -> None:
-    """TLS and token flags of health and info; with ``serve``'s environment (ASC_TLS_CERT and
-    ASC_TLS_KEY) plus ASC_TLS_CA, a container's healthcheck needs no flags of its own."""
-    command.add_argument(
-        "--tls-ca",
-        metavar="PEM",
-        default=_env("ASC_TLS_CA", None) or None,
-        help=_help(
-            "connect with TLS, trusting this CA; needed when the server has --tls-cert",
-            "ASC_TLS_CA",
-            "none, plaintext",
-        ),
-    )
-    command.add_argument(
-        "--tls-cert",
-        metavar="PEM",
-        default=_env("ASC_TLS_CERT", None) or None,
-        help=_help(
-            "client certificate, for a server with --tls-client-ca (mutual TLS)",
-            "ASC_TLS_CERT",
-            "none",
-        ),
-    )
-    command.add_argument(
-        "--tls-key",
-        metavar="PEM",
-        default=_env("ASC_TLS_KEY", None) or None,
-        help=_help("its private key", "ASC_TLS_KEY", "none"),
-    )
-    command.add_argument(
-        "--token-file",
-        metavar="FILE",
-        default=_env("ASC_TOKEN_FILE", None) or None,
-        help=_help(
-            "send the bearer token in this file, for a server with --tokens (needs TLS)",
-            "ASC_TOKEN_FILE",
-            "none, no token sent",
-        ),
     )
