@@ -13,6 +13,10 @@ class SourceError(Exception):
     """An input the edge cannot use (missing file, bad label file, no microphone): one line."""
 
 
+class SpoolError(SourceError):
+    """A spool directory the edge cannot use (unwritable, locked by another edge, corrupt)."""
+
+
 def warn(message: str) -> None:
     """Default warning sink: one line on stderr, so it never mixes into JSONL on stdout."""
     print(f"asc-edge: warning: {message}", file=sys.stderr, flush=True)

@@ -33,8 +33,9 @@ import grpc
 
 from asc.codecs.stream import StreamEncoder
 from edge.clips import AudioClip
-from edge.errors import EdgeError, SourceError
-from edge.spool import Spool, SpooledClip, SpoolError, window_key
+from edge.errors import EdgeError, SourceError, SpoolError
+from edge.spool import Spool, SpooledClip
+from edge.spool_files import window_key
 from edge.stream_totals import PathTotals
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg

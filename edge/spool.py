@@ -1,21 +1,7 @@
 """Store and forward: every clip is on disk before it is sent, until each codec path answered it.
 
-A spool is a directory that belongs to one running edge (a lock file keeps a second one out)::
-
-    lock                    flock'ed by the edge using the spool; holds its pid
-    clips/<seq>.flac|.npy   a clip's audio, lossless: FLAC when the samples sit exactly on the
-                            16- or 24-bit grid (audio read from 16/24-bit files or a sound
-                            card), else float32 .npy
-    clips/<seq>.json        the clip's metadata (id, label, rate, channels, source, the codec
-                            paths it is spooled for); written last, so an entry exists once
-                            this file does
-    clips/<seq>.windows     window results already reported, one ``path<TAB>start<TAB>end``
-                            line each (appended as they are reported)
-    done.jsonl              the ledger: one ``{"clip_id", "path"}`` line per clip summary
-                            reported, appended and fsync'd before the entry goes away
-
-Every file is written to a temporary name, fsync'd and renamed into place, so a crash leaves
-either the old state or the new one; leftovers of an interrupted write are removed on open.
+A spool is a directory that belongs to one running edge (a lock file keeps a second one out);
+its files and their format are described in edge.spool_files.
 
 Lifecycle of a clip: :meth:`Spool.plan` says which codec paths still owe it (none when the
 ledger shows them all summarised, or when the clip is already spooled), :meth:`Spool.add`
@@ -36,14 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,57 +35,18 @@ import numpy as np
 import soundfile as sf
 
 from edge.clips import Clip
-from edge.errors import SourceError, warn
+from edge.errors import SpoolError, warn
+from edge.spool_files import (
+    ENTRY_FILE,
+    SpoolEntry,
+    WindowKey,
+    encode_audio,
+    read_entry,
+    write_atomically,
+)
 
 DEFAULT_MAX_MB = 512.0
 LEDGER_KEEP = 100_000  # clip ids the ledger remembers; it is rewritten at twice that
-FORMAT = 1
-_ENTRY = re.compile(r"^(\d{12})\.(json|flac|npy|windows)$")
-
-WindowKey = tuple[float, float]
-
-
-class SpoolError(SourceError):
-    """A spool directory the edge cannot use (unwritable, locked by another edge, corrupt)."""
-
-
-def window_key(start: float, end: float) -> WindowKey:
-    """How a window result is recognised again (after a resend, or in a later run)."""
-    return (round(float(start), 6), round(float(end), 6))
-
-
-@dataclass
-class SpoolEntry:
-    """One spooled clip: where its audio is, what it is, which codec paths it is owed to."""
-
-    seq: int
-    clip_id: str
-    rate: int
-    channels: int
-    paths: list[str]  # the codec paths it was spooled for (done ones included)
-    audio: str  # file name under clips/
-    label: str = ""
-    source: str = ""
-    offset: float = 0.0
-    nbytes: int = 0  # its files' sizes together
-    windows: dict[str, set[WindowKey]] = field(default_factory=dict)
-
-    @property
-    def stem(self) -> str:
-        return f"{self.seq:012d}"
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "clip_id": self.clip_id,
-            "rate": self.rate,
-            "channels": self.channels,
-            "paths": self.paths,
-            "audio": self.audio,
-            "label": self.label,
-            "source": self.source,
-            "offset": self.offset,
-        }
 
 
 @dataclass
@@ -221,7 +166,7 @@ class Spool:
     def _load_entries(self) -> None:
         files: dict[int, dict[str, Path]] = {}
         for path in self.clip_dir.iterdir():
-            match = _ENTRY.match(path.name)
+            match = ENTRY_FILE.match(path.name)
             if match is None:  # a temporary file of an interrupted write
                 path.unlink(missing_ok=True)
                 continue
@@ -230,7 +175,9 @@ class Spool:
             parts = files[seq]
             self._next_seq = max(self._next_seq, seq + 1)
             meta_path = parts.get("json")
-            entry = self._read_entry(seq, meta_path, parts) if meta_path else None
+            entry = (
+                read_entry(seq, meta_path, parts, self.clip_dir, self._warn) if meta_path else None
+            )
             if entry is None or entry.clip_id in self.entries or not self._owed(entry):
                 # an interrupted add (no metadata), an interrupted removal (every path done),
                 # or unreadable: nothing in it can still be sent
@@ -239,37 +186,6 @@ class Spool:
                 continue
             self.entries[entry.clip_id] = entry
             self.bytes += entry.nbytes
-
-    def _read_entry(self, seq: int, meta_path: Path, parts: dict[str, Path]) -> SpoolEntry | None:
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            entry = SpoolEntry(
-                seq=seq,
-                clip_id=str(meta["clip_id"]),
-                rate=int(meta["rate"]),
-                channels=int(meta["channels"]),
-                paths=[str(p) for p in meta["paths"]],
-                audio=str(meta["audio"]),
-                label=str(meta.get("label", "")),
-                source=str(meta.get("source", "")),
-                offset=float(meta.get("offset", 0.0)),
-            )
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            self._warn(f"spool: dropping unreadable entry {meta_path.name}: {e}")
-            return None
-        if (self.clip_dir / entry.audio).name not in {p.name for p in parts.values()}:
-            self._warn(f"spool: dropping entry {meta_path.name}: its audio file is missing")
-            return None
-        windows = parts.get("windows")
-        if windows is not None:
-            for line in windows.read_text(encoding="utf-8", errors="replace").splitlines():
-                fields = line.split("\t")
-                if len(fields) == 3:
-                    with contextlib.suppress(ValueError):
-                        key = window_key(float(fields[1]), float(fields[2]))
-                        entry.windows.setdefault(fields[0], set()).add(key)
-        entry.nbytes = sum(p.stat().st_size for p in parts.values())
-        return entry
 
     # --- asking ----------------------------------------------------------------------------
 
@@ -390,8 +306,10 @@ class Spool:
                 self._evict_oldest()
             self.bytes += entry.nbytes  # reserved before writing, so the bound holds
         try:
-            self._write(self.clip_dir / entry.audio, data)
-            self._write(self.clip_dir / f"{entry.stem}.json", meta, sync_dir=True)
+            write_atomically(self.clip_dir / entry.audio, data, self.durable)
+            write_atomically(
+                self.clip_dir / f"{entry.stem}.json", meta, self.durable, sync_dir=True
+            )
         except OSError as e:
             with self._lock:
                 self.bytes -= entry.nbytes
@@ -414,7 +332,9 @@ class Spool:
             entry.paths += [p for p in paths if p not in entry.paths]
             meta = json.dumps(entry.meta(), ensure_ascii=False).encode()
             try:
-                self._write(self.clip_dir / f"{entry.stem}.json", meta, sync_dir=True)
+                write_atomically(
+                    self.clip_dir / f"{entry.stem}.json", meta, self.durable, sync_dir=True
+                )
             except OSError as e:
                 self._stats.errors += 1
                 self._warn(f"spool: could not update clip {clip_id}: {e}")
@@ -502,7 +422,7 @@ class Spool:
         )
         path = self.directory / "done.jsonl"
         try:
-            self._write(path, lines.encode(), sync_dir=True)
+            write_atomically(path, lines.encode(), self.durable, sync_dir=True)
         except OSError as e:
             self._warn(f"spool: could not compact the ledger: {e}")
             return
@@ -511,43 +431,6 @@ class Spool:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = open(path, "a", encoding="utf-8")  # noqa: SIM115
-
-    def _write(self, path: Path, data: bytes, sync_dir: bool = False) -> None:
-        """Temporary file, fsync, rename: the file is there whole or not at all."""
-        tmp = path.with_name(f".tmp-{path.name}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            if self.durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-        if sync_dir and self.durable:
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
-def encode_audio(pcm: np.ndarray, rate: int) -> tuple[bytes, str]:
-    """Lossless bytes of ``pcm``: FLAC when exact (16/24-bit grid), else float32 .npy."""
-    x = np.asarray(pcm, np.float32)
-    if x.ndim == 1:
-        x = x[:, None]
-    buf = io.BytesIO()
-    if x.size and x.shape[1] <= 8 and 1 <= rate <= 655_350:
-        for bits, subtype in ((16, "PCM_16"), (24, "PCM_24")):
-            scale = float(2 ** (bits - 1))
-            scaled = x.astype(np.float64) * scale
-            if (
-                scaled.min() >= -scale
-                and scaled.max() <= scale - 1
-                and np.array_equal(scaled, np.round(scaled))
-            ):
-                sf.write(buf, x, rate, format="FLAC", subtype=subtype)
-                return buf.getvalue(), ".flac"
-    np.save(buf, x, allow_pickle=False)
-    return buf.getvalue(), ".npy"
 
 
 class SpooledClip:

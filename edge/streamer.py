@@ -24,7 +24,8 @@ from edge.clips import AudioClip
 from edge.codec_paths import canonical_codecs
 from edge.errors import EdgeError, SourceError
 from edge.path_stream import PathStream
-from edge.spool import Spool, SpooledClip, SpoolEntry
+from edge.spool import Spool, SpooledClip
+from edge.spool_files import SpoolEntry
 from edge.stream_totals import PathTotals, StreamReport
 from proto import scene_classifier_pb2 as pb
 

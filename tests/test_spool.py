@@ -19,7 +19,9 @@ from asc.signals import full_band_clip
 from edge import spool as spool_module
 from edge.client import EdgeError, EdgeStreamer, stream_clips
 from edge.clips import Clip, LiveClip
-from edge.spool import Spool, SpoolError, encode_audio, window_key
+from edge.errors import SpoolError
+from edge.spool import Spool
+from edge.spool_files import encode_audio, window_key
 from proto import scene_classifier_pb2_grpc as pbg
 from tests.test_edge_client import Collector, FakeScenes, clips, serve  # noqa: F401
 
