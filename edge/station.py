@@ -40,7 +40,14 @@ def _secret_list(
 
 
 def add_station_options(opts: EnvOptions) -> None:
-    """Network sources, MQTT and webhooks for ``asc-edge stream``."""
+    """Network sources, MQTT and webhooks for ``asc-edge stream``, in that order in --help."""
+    _source_options(opts)
+    _mqtt_connection_options(opts)
+    _mqtt_topic_options(opts)
+    _webhook_options(opts)
+
+
+def _source_options(opts: EnvOptions) -> None:
     _secret_list(
         opts,
         "--source",
@@ -74,6 +81,9 @@ def add_station_options(opts: EnvOptions) -> None:
         help="check rtsps:// and https:// sources' certificates against this CA",
         absent="none: such sources are encrypted but their certificate is not checked",
     )
+
+
+def _mqtt_connection_options(opts: EnvOptions) -> None:
     opts.add(
         "--mqtt",
         env="MQTT",
@@ -107,6 +117,9 @@ def add_station_options(opts: EnvOptions) -> None:
         absent="none",
     )
     opts.add("--mqtt-key", env="MQTT_KEY", metavar="PEM", help="its private key", absent="none")
+
+
+def _mqtt_topic_options(opts: EnvOptions) -> None:
     opts.add(
         "--mqtt-prefix",
         env="MQTT_PREFIX",
@@ -134,6 +147,9 @@ def add_station_options(opts: EnvOptions) -> None:
         help="messages held in memory while the broker is unreachable; past it new results "
         "are dropped (and counted)",
     )
+
+
+def _webhook_options(opts: EnvOptions) -> None:
     _secret_list(
         opts,
         "--webhook",
