@@ -130,6 +130,76 @@ class DecodedClip:
     codec: str  # FFmpeg's decoder name
 
 
+class _MonoAudio:
+    """A file's frames gathered as mono at the model's rate, refused past ``max_seconds``.
+
+    The resampler is set up from the first frame, since only decoding tells the true rate."""
+
+    def __init__(self, rate: int, clip_id: str, max_seconds: float, too_long: StreamError):
+        self.rate, self.clip_id = rate, clip_id
+        self.max_seconds, self.too_long = max_seconds, too_long
+        self.parts: list[np.ndarray] = []
+        self.source_samples = 0
+        self.source_rate = 0
+        self.resampler = None
+
+    def add(self, frame: av.AudioFrame, stream: av.audio.stream.AudioStream) -> None:
+        x = frame_to_array(frame)
+        mono = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+        if not self.source_rate:
+            self.source_rate = int(frame.sample_rate or stream.rate or self.rate)
+            if self.source_rate != self.rate:
+                self.resampler = soxr.ResampleStream(
+                    self.source_rate, self.rate, 1, dtype="float32", quality="HQ"
+                )
+        self.source_samples += len(mono)
+        if self.source_samples > self.max_seconds * self.source_rate:
+            raise self.too_long  # whatever the packets claimed
+        check_samples(mono, self.clip_id)
+        self.parts.append(self.resampler.resample_chunk(mono) if self.resampler else mono.copy())
+
+    def flush(self) -> None:
+        if self.resampler is not None:
+            self.parts.append(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+
+    def mono(self) -> np.ndarray:
+        return np.concatenate(self.parts).astype(np.float32, copy=False)
+
+
+def _open_options(codec: str | None, raw_rate: int) -> tuple[str | None, dict[str, str]]:
+    """The demuxer and its options for formats FFmpeg cannot probe (raw sbc, aptx)."""
+    options, fmt = {}, None
+    if codec is not None:
+        fmt = _DEMUXER.get(codec)
+        if codec == "aptx":
+            options["sample_rate"] = str(raw_rate or 44100)
+    return fmt, options
+
+
+def _audio_stream(
+    container: av.container.InputContainer,
+    codec: str | None,
+    name: str,
+    max_seconds: float,
+    too_long: StreamError,
+) -> av.audio.stream.AudioStream:
+    """The file's first audio stream, checked against its declared length and the codec the
+    request names, before anything is decoded."""
+    if not container.streams.audio:
+        raise DecodeError("no audio stream in the data")
+    stream = container.streams.audio[0]
+    if _declared_seconds(container, stream) > max_seconds:
+        raise too_long  # the file says so: refused before anything is decoded
+    found = stream.codec_context.name
+    if codec is not None and found not in DECODED_AS.get(codec, {found}):
+        raise StreamError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"clip {name}: the data holds {shown(found, 24)} audio, not {codec} as its "
+            "codec field says (leave codec empty to let the server probe the file)",
+        )
+    return stream
+
+
 def decode_clip(
     data: bytes,
     rate: int,
@@ -145,61 +215,30 @@ def decode_clip(
     aptx, which carries none. Raises StreamError: DATA_LOSS for undecodable data,
     INVALID_ARGUMENT for a codec mismatch or bad samples, RESOURCE_EXHAUSTED past the budget.
     """
-    options, fmt = {}, None
-    if codec is not None:
-        fmt = _DEMUXER.get(codec)
-        if codec == "aptx":
-            options["sample_rate"] = str(raw_rate or 44100)
+    fmt, options = _open_options(codec, raw_rate)
     name = shown(clip_id)
-    parts: list[np.ndarray] = []
-    source_samples = 0
-    resampler = None
-    source_rate = 0
     too_long = StreamError(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         f"clip {name} decodes to more than {max_seconds:g} s of audio, the most one "
         "ClassifyClip call takes (--classify-max-seconds); stream it with StreamScenes instead",
     )
+    audio = _MonoAudio(rate, clip_id, max_seconds, too_long)
     try:
         with av.open(io.BytesIO(data), "r", format=fmt, options=options) as container:
-            if not container.streams.audio:
-                raise DecodeError("no audio stream in the data")
-            stream = container.streams.audio[0]
-            if _declared_seconds(container, stream) > max_seconds:
-                raise too_long  # the file says so: refused before anything is decoded
+            stream = _audio_stream(container, codec, name, max_seconds, too_long)
             found = stream.codec_context.name
-            if codec is not None and found not in DECODED_AS.get(codec, {found}):
-                raise StreamError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"clip {name}: the data holds {shown(found, 24)} audio, not {codec} as its "
-                    "codec field says (leave codec empty to let the server probe the file)",
-                )
             for frame in container.decode(stream):
-                x = frame_to_array(frame)
-                mono = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
-                if not source_rate:
-                    source_rate = int(frame.sample_rate or stream.rate or rate)
-                    if source_rate != rate:
-                        resampler = soxr.ResampleStream(
-                            source_rate, rate, 1, dtype="float32", quality="HQ"
-                        )
-                source_samples += len(mono)
-                if source_samples > max_seconds * source_rate:
-                    raise too_long  # whatever the packets claimed
-                check_samples(mono, clip_id)
-                parts.append(resampler.resample_chunk(mono) if resampler else mono.copy())
+                audio.add(frame, stream)
     except (av.error.FFmpegError, DecodeError, ValueError, IndexError, OSError) as e:
         raise StreamError(
             grpc.StatusCode.DATA_LOSS, f"clip {name}: undecodable audio data: {shown(str(e), 200)}"
         ) from e
-    if resampler is not None:
-        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-    if not source_samples:
+    audio.flush()
+    if not audio.source_samples:
         raise StreamError(
             grpc.StatusCode.DATA_LOSS, f"clip {name}: no audio decoded from {len(data)} bytes"
         )
-    mono = np.concatenate(parts).astype(np.float32, copy=False)
-    return DecodedClip(mono, source_samples / source_rate, found)
+    return DecodedClip(audio.mono(), audio.source_samples / audio.source_rate, found)
 
 
 def _declared_seconds(container, stream) -> float:
