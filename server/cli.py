@@ -17,9 +17,10 @@ import logging
 import os
 import sys
 
-from server.app import serve
+from server import access
 from server.client_commands import check_health, client_credentials, print_info
 from server.flags import build_parser, build_parser_with_options
+from server.safe_log import EscapingFilter
 from server.startup import StartupError
 
 __all__ = ["build_parser", "main"]
@@ -42,15 +43,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "health":
             return check_health(args.server, args.timeout, credentials)
         return print_info(args.server, args.timeout, credentials)
+    return run_serve(args)
+
+
+def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from server.safe_log import EscapingFilter
-
     for handler in logging.getLogger().handlers:  # one line per record, whatever it holds
         handler.addFilter(EscapingFilter())
+    from server.app import serve  # torch and the service load here, never for health or info
+
     try:
         return asyncio.run(serve(args))
     except StartupError as e:
@@ -59,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_device(args: argparse.Namespace) -> int:
-    from server import access
-
+    """Append a device to the tokens file; its token is shown once and kept nowhere else."""
     try:
         access.check_device_id(args.device_id)
         if args.token_out is not None and args.token_out.exists():

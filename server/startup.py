@@ -2,18 +2,25 @@
 access control and the models. Each refuses a value that makes no sense with a
 :class:`StartupError` naming the flag, and everything cheap is checked before the models load.
 
-The project's heavier modules (torch, the service) are imported inside the functions that need
-them, so that ``health`` and ``info``, which share the credential helpers, start fast.
+Torch and the service are imported inside ``load_models``, so that ``health`` and ``info``,
+which share the credential helpers, start fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
 import grpc
 
 from asc.credentials import CredentialFileError, read_credential, read_pem
+from server.access import AccessControl, DeviceAccess, RateLimiter, TokenFile
+from server.budgets import MB, Budgets
+
+if TYPE_CHECKING:
+    from server.metrics import ServerMetrics
+    from server.service import Models
 
 log = logging.getLogger("asc.server")
 
@@ -23,6 +30,7 @@ class StartupError(Exception):
 
 
 def credential_bytes(flag: str, path: str) -> bytes:
+    """A credential file's bytes, refused with the flag and file named."""
     try:
         return read_credential(flag, path)
     except CredentialFileError as e:
@@ -30,6 +38,7 @@ def credential_bytes(flag: str, path: str) -> bytes:
 
 
 def pem_bytes(flag: str, path: str) -> bytes:
+    """A certificate, key or CA file, which must be PEM."""
     try:
         return read_pem(flag, path)
     except CredentialFileError as e:
@@ -37,6 +46,7 @@ def pem_bytes(flag: str, path: str) -> bytes:
 
 
 def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+    """TLS, or mutual TLS with --tls-client-ca; None for plaintext."""
     if not args.tls_cert and not args.tls_key:
         if args.tls_client_ca:
             raise StartupError("--tls-client-ca needs the server's own --tls-cert and --tls-key")
@@ -48,10 +58,8 @@ def server_credentials(args: argparse.Namespace) -> grpc.ServerCredentials | Non
     return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=bool(ca))
 
 
-def build_access(args: argparse.Namespace, metrics):
+def build_access(args: argparse.Namespace, metrics: ServerMetrics) -> AccessControl:
     """The AccessControl the flags ask for (allow-all without any of them)."""
-    from server.access import AccessControl, DeviceAccess, RateLimiter, TokenFile
-
     proxies = frozenset(p.strip() for p in args.trusted_proxies.split(",") if p.strip())
     if proxies and not args.tls_client_ca:
         raise StartupError(
@@ -78,10 +86,8 @@ def build_access(args: argparse.Namespace, metrics):
     return DeviceAccess(tokens, bool(args.tls_client_ca), proxies, limiter, metrics)
 
 
-def build_budgets(args: argparse.Namespace, max_message_bytes: int):
+def build_budgets(args: argparse.Namespace, max_message_bytes: int) -> Budgets:
     """The Budgets the flags ask for; StartupError for a value that makes no sense."""
-    from server.budgets import MB, Budgets
-
     for flag in (
         "max_clip_seconds",
         "audio_memory_mb",
@@ -113,7 +119,8 @@ def build_budgets(args: argparse.Namespace, max_message_bytes: int):
     )
 
 
-def load_models(args: argparse.Namespace):
+def load_models(args: argparse.Namespace) -> Models:
+    """The ensemble (and detector) on the device the flags name; the slow part of starting."""
     from asc.checkpoint import CheckpointError
     from server.inference import DetectorRunner, SceneRunner, pick_device
     from server.service import Models
