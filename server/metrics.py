@@ -23,7 +23,19 @@ OTHER = "other"
 class ServerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        # Registered in this order, which is the order /metrics lists them in.
+        self._traffic_series(self.registry)
+        self._refusal_series(self.registry)
+        self._clip_series(self.registry)
+        self._inference_series(self.registry)
+        self._accuracy_series(self.registry)
+        self.model_info = Info("asc_model", "Loaded models", ["kind"], registry=self.registry)
+        self._memory_series(self.registry)
+        self._tallies: dict[tuple[str, str], list[int]] = {}
+        self._paths: set[str] = set()
+
+    def _traffic_series(self, r: CollectorRegistry) -> None:
+        """Streams and what they carry, per codec path."""
         self.active_streams = Gauge("asc_active_streams", "Open StreamScenes calls", registry=r)
         self.streams = Counter(
             "asc_streams", "StreamScenes calls by how they ended", ["status"], registry=r
@@ -38,6 +50,8 @@ class ServerMetrics:
         self.decode_errors = Counter(
             "asc_decode_errors", "Payloads that could not be decoded", ["codec_path"], registry=r
         )
+
+    def _refusal_series(self, r: CollectorRegistry) -> None:
         self.rejected = Counter(
             "asc_rejected_requests",
             "Streams or calls ended with an error status, by status code",
@@ -50,6 +64,8 @@ class ServerMetrics:
             ["reason"],
             registry=r,
         )
+
+    def _clip_series(self, r: CollectorRegistry) -> None:
         self.clips = Counter("asc_clips", "Clips completed", ["codec_path"], registry=r)
         self.duplicates = Counter(
             "asc_duplicate_clips",
@@ -57,6 +73,9 @@ class ServerMetrics:
             ["codec_path"],
             registry=r,
         )
+
+    def _inference_series(self, r: CollectorRegistry) -> None:
+        """The batchers and models: batch sizes, waits, pass times and window latency."""
         self.windows = Counter(
             "asc_windows_classified", "Windows classified", ["codec_path", "model"], registry=r
         )
@@ -90,6 +109,9 @@ class ServerMetrics:
             ["codec_path"],
             registry=r,
         )
+
+    def _accuracy_series(self, r: CollectorRegistry) -> None:
+        """Accuracy on clips that came labelled, moved together by ``record_label``."""
         self.labelled = Counter(
             "asc_labelled_clips",
             "Clips that came with a ground-truth label",
@@ -108,7 +130,9 @@ class ServerMetrics:
             ["codec_path", "model"],
             registry=r,
         )
-        self.model_info = Info("asc_model", "Loaded models", ["kind"], registry=r)
+
+    def _memory_series(self, r: CollectorRegistry) -> None:
+        """Memory held under the --audio-memory-mb and --cache-mb budgets."""
         self.audio_memory = Gauge(
             "asc_audio_memory_reserved_bytes",
             "Audio memory reserved by open streams (bounded by --audio-memory-mb)",
@@ -119,8 +143,6 @@ class ServerMetrics:
             "Bytes held by the memory of finished clips (bounded by --cache-mb)",
             registry=r,
         )
-        self._tallies: dict[tuple[str, str], list[int]] = {}
-        self._paths: set[str] = set()
 
     def codec_label(self, path: str) -> str:
         """``path`` as a label value, from a bounded set (see the module docstring)."""
