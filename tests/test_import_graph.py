@@ -8,8 +8,9 @@ so nothing is imported and no optional dependency is needed.
 
 An edge goes to the module an import names: ``from a.b import c`` depends on ``a.b.c`` when
 that is a module, else on ``a.b`` (``c`` is a name defined there). Importing ``a.b.c`` also
-runs ``a/__init__.py`` and ``a/b/__init__.py``, but that is not counted: every submodule would
-otherwise be in a cycle with a package that re-exports it.
+runs ``a/__init__.py`` and ``a/b/__init__.py``, so those count too, except the packages the
+importing module itself lives in: Python has started them before the module runs, so a
+submodule importing its sibling does not run its own package's ``__init__`` again.
 """
 
 from __future__ import annotations
@@ -82,7 +83,16 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
         for alias in node.names:
             submodule = f"{source}.{alias.name}"
             targets.add(submodule if submodule in modules else source)
+    # The packages a target's import runs first; the importer's own have already started.
+    own = set(_packages_of(module)) | ({module} if is_package else set())
+    targets |= {p for t in list(targets) for p in _packages_of(t) if p not in own}
     return {t for t in targets if t in modules and t != module}
+
+
+def _packages_of(module: str) -> list[str]:
+    """``a.b.c`` -> ``a``, ``a.b``."""
+    parts = module.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -156,6 +166,23 @@ def test_the_graph_sees_imports_inside_functions_only():
     graph = {"a": {"b"}, "b": {"a"}, "c": {"a"}}
     assert strongly_connected(graph) == [{"a", "b"}]
     assert one_cycle(graph, {"a", "b"}) == ["a", "b", "a"]
+
+
+def test_an_import_runs_the_packages_above_its_target_except_the_importers_own(tmp_path):
+    files = {
+        "p/__init__.py": "from p.a import x\n",
+        "p/a.py": "import p.b\n",
+        "p/b.py": "",
+        "q.py": "def f():\n    from p.b import y\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    modules = {"p": tmp_path / "p/__init__.py", "p.a": tmp_path / "p/a.py"}
+    modules |= {"p.b": tmp_path / "p/b.py", "q": tmp_path / "q.py"}
+    assert imports_of("p", modules["p"], modules) == {"p.a"}
+    assert imports_of("p.a", modules["p.a"], modules) == {"p.b"}
+    assert imports_of("q", modules["q"], modules) == {"p", "p.b"}
 
 
 def test_no_import_cycle_among_the_project_packages():
