@@ -16,13 +16,14 @@ import itertools
 from typing import TYPE_CHECKING
 
 import grpc
+import numpy as np
 
 from asc.codecs.errors import CodecError
 from asc.codecs.registry import lookup
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
 from server.batcher import BatcherClosed
-from server.bounded_decode import decode_clip
+from server.bounded_decode import DecodedClip, decode_clip
 from server.errors import StreamError
 from server.handlers import Undecodable
 from server.results import summary_result
@@ -84,36 +85,12 @@ async def classify_clip(
     if service.draining.is_set():
         raise StreamError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
     budgets = service.budgets
-    budgets.check_text("clip_id", request.clip_id)
-    spec, codec = declared_codec(request.codec, service) if request.codec else (None, None)
-    if not request.data:
-        raise StreamError(INVALID, "ClipRequest.data is empty")
-    if request.sample_rate and not MIN_RATE <= request.sample_rate <= MAX_RATE:
-        raise StreamError(
-            INVALID, f"sample rate {request.sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz"
-        )
-    window, hop = window_and_hop(request.window_seconds, request.hop_seconds, budgets)
+    spec, codec, window, hop = check_request(request, service)
     path = spec or PROBED
     label = service.metrics.codec_label(path)
     rate = service.models.scene.rate
-    loop = asyncio.get_running_loop()
     async with service.classify_slots.turn(len(request.data)):
-        try:
-            decoded = await loop.run_in_executor(
-                service.decode_pool,
-                lambda: decode_clip(
-                    request.data,
-                    rate,
-                    request.clip_id,
-                    budgets.classify_seconds,
-                    codec,
-                    request.sample_rate,
-                ),
-            )
-        except StreamError as e:
-            if e.code == grpc.StatusCode.DATA_LOSS:
-                service.metrics.decode_errors.labels(label).inc()
-            raise
+        decoded = await decode_within_budget(service, request, codec, label)
         check_duration(request.clip_id, decoded.seconds, budgets.min_clip_seconds)
         mono = decoded.mono
         spans = window_spans(
@@ -124,26 +101,93 @@ async def classify_clip(
         flood = await service.classify_rate.take(caller, seconds, len(spans))
         service.metrics.bytes.labels(label).inc(len(request.data))
         service.metrics.decoded_seconds.labels(label).inc(decoded.seconds)
-        owner = ("clip", next(_calls))
-        try:
-            windows = await asyncio.gather(
-                *(
-                    service.classify(
-                        request.clip_id,
-                        mono[start:end],
-                        start / rate,
-                        end / rate,
-                        request.detector,
-                        owner,
-                        flood,
-                    )
-                    for start, end in spans
+        windows = await classify_windows(service, request, mono, spans, flood)
+    return clip_result(service, request, path, label, len(mono) / rate, windows)
+
+
+def check_request(
+    request: pb.ClipRequest, service: SceneService
+) -> tuple[str | None, str | None, float, float]:
+    """The request's spec and codec (None: probe the file), window and hop, each checked
+    against the budgets before any byte is decoded."""
+    budgets = service.budgets
+    budgets.check_text("clip_id", request.clip_id)
+    spec, codec = declared_codec(request.codec, service) if request.codec else (None, None)
+    if not request.data:
+        raise StreamError(INVALID, "ClipRequest.data is empty")
+    if request.sample_rate and not MIN_RATE <= request.sample_rate <= MAX_RATE:
+        raise StreamError(
+            INVALID, f"sample rate {request.sample_rate} Hz is outside {MIN_RATE}..{MAX_RATE} Hz"
+        )
+    window, hop = window_and_hop(request.window_seconds, request.hop_seconds, budgets)
+    return spec, codec, window, hop
+
+
+async def decode_within_budget(
+    service: SceneService, request: pb.ClipRequest, codec: str | None, label: str
+) -> DecodedClip:
+    """The file decoded on the decode pool, stopping at ``classify_seconds`` of audio; a file
+    that does not decode is counted against its codec path."""
+    rate = service.models.scene.rate
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.run_in_executor(
+            service.decode_pool,
+            lambda: decode_clip(
+                request.data,
+                rate,
+                request.clip_id,
+                service.budgets.classify_seconds,
+                codec,
+                request.sample_rate,
+            ),
+        )
+    except StreamError as e:
+        if e.code == grpc.StatusCode.DATA_LOSS:
+            service.metrics.decode_errors.labels(label).inc()
+        raise
+
+
+async def classify_windows(
+    service: SceneService,
+    request: pb.ClipRequest,
+    mono: np.ndarray,
+    spans: list[tuple[int, int]],
+    flood: bool,
+) -> list[pb.SceneResult]:
+    """Every window, as a view of ``mono``, through the shared batchers under one owner, so
+    the call's leftovers are forgotten together whatever happens."""
+    rate = service.models.scene.rate
+    owner = ("clip", next(_calls))
+    try:
+        return await asyncio.gather(
+            *(
+                service.classify(
+                    request.clip_id,
+                    mono[start:end],
+                    start / rate,
+                    end / rate,
+                    request.detector,
+                    owner,
+                    flood,
                 )
+                for start, end in spans
             )
-        except BatcherClosed as e:
-            raise StreamError(grpc.StatusCode.UNAVAILABLE, "server is shutting down") from e
-        finally:
-            service.forget_owner(owner)
+        )
+    except BatcherClosed as e:
+        raise StreamError(grpc.StatusCode.UNAVAILABLE, "server is shutting down") from e
+    finally:
+        service.forget_owner(owner)
+
+
+def clip_result(
+    service: SceneService,
+    request: pb.ClipRequest,
+    path: str,
+    label: str,
+    seconds: float,
+    windows: list[pb.SceneResult],
+) -> pb.ClipResult:
     model_id = service.models.scene.model_id
     for result in windows:
         result.codec_path = path
@@ -152,7 +196,7 @@ async def classify_clip(
     summary = summary_result(
         request.clip_id,
         path,
-        len(mono) / rate,
+        seconds,
         windows,
         service.models.scene,
         service.models.detector,
