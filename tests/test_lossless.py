@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from asc.codecs.measure import effective_bandwidth
-from training.lossless import KINDS, PEAK, synth_track, write_lossless_corpus
+from training.corpora.lossless_corpus import KINDS, PEAK, synth_track, write_lossless_corpus
 
 RATE = 44100
 SECONDS = 2.0

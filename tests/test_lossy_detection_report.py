@@ -16,8 +16,8 @@ import pytest
 
 from asc.checkpoint import load
 from tests.test_reports import asc_train, assert_png
+from training.corpora import write_lossless_corpus
 from training.detector_data import DS1_CODECS
-from training.lossless import write_lossless_corpus
 from training.report import RESULTS_SCHEMA
 
 TRACKS = 20

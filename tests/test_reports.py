@@ -20,8 +20,8 @@ from PIL import Image
 from asc.audio import load
 from asc.checkpoint import load as load_checkpoint
 from training.augment import CodedCache, measurement_path
+from training.corpora import write_scene_corpus
 from training.report import RESULTS_SCHEMA, relative_decrease
-from training.synth import write_scene_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 ENSEMBLE = ROOT / "models" / "ensemble.safetensors"

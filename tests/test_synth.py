@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from asc.codecs.measure import effective_bandwidth, power_spectrum
-from training.synth import (
+from training.corpora.scene_corpus import (
     EVAL_DEVICES,
     FINE_CLASSES,
     TRAIN_DEVICES,

@@ -2,7 +2,7 @@
 corpus for the lossy detector. Callers import the writers from here, not from the modules
 that build them."""
 
-from training.lossless import write_lossless_corpus
-from training.synth import synth_clip, write_scene_corpus
+from training.corpora.lossless_corpus import write_lossless_corpus
+from training.corpora.scene_corpus import synth_clip, write_scene_corpus
 
 __all__ = ["synth_clip", "write_lossless_corpus", "write_scene_corpus"]
