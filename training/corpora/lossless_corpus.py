@@ -17,7 +17,6 @@ the number of worker processes.
 from __future__ import annotations
 
 import csv
-import math
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -28,12 +27,33 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from training.corpora.dsp import (
+    LOSSLESS_TOP,
+    VOWEL_FORMANTS,
+    add_at,
+    attack_decay,
+    band_top,
+    coloured_noise,
+    fast_fft_size,
+    highpass,
+    interpolating_table,
+    lowpass,
+    pan_stereo,
+    pink_magnitude,
+    random_gain,
+    read_table,
+    resonance,
+    slow_curve,
+    smooth,
+    spectral_noise,
+    unit_rms,
+    white_noise,
+)
+
 KINDS = ("music", "speech", "ambient")
 RATE = 44100
 PEAK = 10 ** (-1 / 20)  # -1 dBFS: headroom for 16-bit rounding and for codecs' overshoot
-TABLE = 4096  # wavetable length; partials are placed exactly, so any pitch stays band-limited
 VIBRATO_HZ = 5.5
-Gain = Callable[[np.ndarray], np.ndarray]  # magnitude response over frequencies in Hz
 Envelope = Callable[[np.ndarray, float], np.ndarray]  # (seconds since onset, note length)
 
 
@@ -142,7 +162,7 @@ def _readme(jobs: list[_Job], seed: int, seconds: float) -> str:
     )
 
 
-# --- shared building blocks ---------------------------------------------------------------
+# --- finishing and rooms ------------------------------------------------------------------
 
 
 def _finish(x: np.ndarray, rate: int) -> np.ndarray:
@@ -159,117 +179,6 @@ def _finish(x: np.ndarray, rate: int) -> np.ndarray:
     return x
 
 
-def _band_top(rate: int) -> float:
-    """The highest partial any oscillator gets: full band (20.5 kHz at 44.1 kHz), no aliasing."""
-    return 0.465 * rate
-
-
-def _hz(f: np.ndarray) -> np.ndarray:
-    return np.maximum(f, 1.0)
-
-
-def _highpass(f: np.ndarray, fc: float, order: int = 2) -> np.ndarray:
-    return 1.0 / np.sqrt(1.0 + (fc / _hz(f)) ** (2 * order))
-
-
-def _lowpass(f: np.ndarray, fc: float, order: int = 2) -> np.ndarray:
-    return 1.0 / np.sqrt(1.0 + (f / fc) ** (2 * order))
-
-
-def _peak(f: np.ndarray, fc: float, q: float) -> np.ndarray:
-    """A resonance (band-pass magnitude), 1 at ``fc``."""
-    r = _hz(f) / fc
-    return 1.0 / np.sqrt(1.0 + q * q * (r - 1.0 / r) ** 2)
-
-
-def _pink(f: np.ndarray) -> np.ndarray:
-    return 1.0 / np.sqrt(np.maximum(f, 20.0))
-
-
-def _noise(
-    n: int, rate: int, rng: np.random.Generator, gain: Gain, channels: int = 1
-) -> np.ndarray:
-    """Coloured noise with unit RMS: (n,) or (n, channels).
-
-    Drawn straight in the frequency domain, so shaping costs one inverse FFT per channel (of a
-    5-smooth size, which numpy transforms several times faster than an arbitrary length).
-    """
-    size = _fast_size(n)
-    f = np.fft.rfftfreq(size, 1 / rate)
-    g = gain(f).astype(np.float32)
-    g[0] = 0.0
-    x = np.fft.irfft(_spectral_noise(rng, (channels, len(f))) * g, size, axis=1)[:, :n]
-    x /= np.sqrt(np.mean(x**2, axis=1, keepdims=True)) + 1e-12
-    return x[0] if channels == 1 else x.T
-
-
-def _white(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Unit-variance uniform noise.
-
-    Several times cheaper to draw than Gaussian, and any FFT or filter sums it into Gaussian
-    noise anyway.
-    """
-    return (rng.random(shape, dtype=np.float32) - np.float32(0.5)) * np.float32(math.sqrt(12))
-
-
-def _spectral_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Complex white noise for building noise straight in the frequency domain."""
-    return _white(rng, (*shape, 2)).view(np.complex64)[..., 0]
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
-
-
-def _pan(mono: np.ndarray, pan: float) -> np.ndarray:
-    """Equal-power panning, pan in [-1, 1]."""
-    angle = (pan + 1.0) * np.pi / 4
-    return np.stack([mono * np.cos(angle), mono * np.sin(angle)], axis=1)
-
-
-def _db(low: float, high: float, rng: np.random.Generator) -> float:
-    return float(10 ** (rng.uniform(low, high) / 20))
-
-
-def _slow_curve(n: int, rate: int, rng: np.random.Generator, hz: float) -> np.ndarray:
-    """A smooth random curve in [0, 1] changing at about ``hz``: gusts, swells, drifts."""
-    points = max(4, int(n / rate * hz) + 3)
-    walk = np.cumsum(rng.standard_normal(points))
-    walk = _smooth(walk, 3)
-    walk = (walk - walk.min()) / (np.ptp(walk) + 1e-9)
-    return np.interp(np.arange(n), np.linspace(0, n, points), walk).astype(np.float32)
-
-
-def _smooth(x: np.ndarray, width: int) -> np.ndarray:
-    """Moving average keeping length and dtype; arrays shorter than the window stay as they are."""
-    if len(x) < width:
-        return x
-    return np.convolve(x, np.full(width, 1 / width, dtype=x.dtype), mode="same")
-
-
-def _place(out: np.ndarray, start: int, sound: np.ndarray) -> None:
-    """Add ``sound`` into ``out`` at ``start``, cut at the end of the track."""
-    if start >= len(out) or start + len(sound) <= 0:
-        return
-    skip = max(0, -start)
-    end = min(len(out), start + len(sound))
-    out[max(0, start) : end] += sound[skip : skip + end - max(0, start)]
-
-
-def _fast_size(m: int) -> int:
-    """The smallest 2^a 3^b 5^c >= m: FFT sizes that are fast without doubling the work."""
-    best = 1 << math.ceil(math.log2(m))
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            size = p35 << max(0, math.ceil(math.log2(m / p35)))
-            best = min(best, size)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def _reverb(
     x: np.ndarray, rate: int, rng: np.random.Generator, rt60: float, wet: float
 ) -> np.ndarray:
@@ -283,38 +192,16 @@ def _reverb(
     t = np.arange(length, dtype=np.float32) / rate
     decay = np.exp(-6.9 * t / rt60) * np.minimum(1.0, t / 0.005)
     damping = rng.uniform(6000, 14000)  # air and walls absorb the treble first
-    ir = _noise(length, rate, rng, lambda f: _lowpass(f, damping, 1), channels=2)
+    ir = coloured_noise(length, rate, rng, lambda f: lowpass(f, damping, 1), channels=2)
     ir = ir * decay[:, None]
     ir /= np.sqrt(np.sum(ir**2, axis=0, keepdims=True)) + 1e-12
-    size = _fast_size(n + length)
+    size = fast_fft_size(n + length, (3, 5))
     send = np.fft.rfft(x.mean(axis=1), size)
     tail = np.fft.irfft(np.fft.rfft(ir, size, axis=0) * send[:, None], size, axis=0)[:n]
     return x + wet * tail * (np.sqrt(np.mean(x**2)) / (np.sqrt(np.mean(tail**2)) + 1e-12))
 
 
-# --- wavetable oscillators ----------------------------------------------------------------
-
-
-def _table(amps: np.ndarray, phases: np.ndarray) -> np.ndarray:
-    """One period holding partial k at amps[k-1], phase phases[k-1] in cycles.
-
-    Random phases keep the peak factor low. Returned as (2, TABLE): the samples and the step
-    to the next sample, so reading it interpolates with two gathers and no wrap-around.
-    """
-    spec = np.zeros(TABLE // 2 + 1, dtype=np.complex128)
-    k = min(len(amps), TABLE // 2 - 1)
-    spec[1 : k + 1] = amps[:k] * np.exp(2j * np.pi * phases[:k])
-    table = np.fft.irfft(spec, TABLE) * (TABLE / 2)
-    return np.stack([table, np.roll(table, -1) - table]).astype(np.float32)
-
-
-def _read(table: np.ndarray, cycles: np.ndarray) -> np.ndarray:
-    """Linear-interpolating wavetable lookup at ``cycles`` (periods since the start, >= 0)."""
-    pos = cycles * TABLE
-    whole = pos.astype(np.int64)  # the floor, as positions are never negative
-    frac = (pos - whole).astype(np.float32)
-    i = whole & (TABLE - 1)  # wrap into the table without a float modulo
-    return table[0, i] + frac * table[1, i]
+# --- timbres ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -339,11 +226,11 @@ def _random_timbre(rng: np.random.Generator, slope: tuple[float, float]) -> _Tim
 
 
 def _partials(f0: float, timbre: _Timbre, rate: int, darker: float = 0.0) -> np.ndarray:
-    top = _band_top(rate) / (1 + 2 * timbre.vibrato)
+    top = band_top(rate, LOSSLESS_TOP) / (1 + 2 * timbre.vibrato)
     k = np.arange(1, max(1, int(top / f0)) + 1, dtype=np.float64)
     amps = k ** -(timbre.slope + darker)
     amps[1::2] *= timbre.even
-    amps *= (1 + timbre.body_gain * _peak(k * f0, timbre.body, 1.5)) * _lowpass(
+    amps *= (1 + timbre.body_gain * resonance(k * f0, timbre.body, 1.5)) * lowpass(
         k * f0, timbre.bright, 1
     )
     return amps
@@ -406,11 +293,13 @@ def _music(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
         parts.append(str(rng.choice([p for p in PARTS if p not in parts])))
     mix = np.zeros((n, 2), dtype=np.float32)
     for name in sorted(parts):
-        mono = _unit(PARTS[name][0](n, rate, rng, piece))
-        mix += _pan(mono * _db(-10, 0, rng), rng.uniform(-0.9, 0.9))
+        mono = unit_rms(PARTS[name][0](n, rate, rng, piece))
+        mix += pan_stereo(mono * random_gain(-10, 0, rng), rng.uniform(-0.9, 0.9))
     mix = _reverb(mix, rate, rng, rt60=rng.uniform(0.4, 2.2), wet=rng.uniform(0.1, 0.4))
     drums = _drums(n, rate, rng, piece)
-    return mix + drums * (np.sqrt(np.mean(mix**2)) / np.sqrt(np.mean(drums**2)) * _db(-6, 4, rng))
+    return mix + drums * (
+        np.sqrt(np.mean(mix**2)) / np.sqrt(np.mean(drums**2)) * random_gain(-6, 4, rng)
+    )
 
 
 def _render(
@@ -433,8 +322,12 @@ def _render(
         if note.midi not in tables:
             amps = _partials(f0, timbre, rate)
             phases = rng.random(len(amps))  # shared, so the pluck's fade never cancels partials
-            bright = _table(amps, phases)
-            dark = _table(_partials(f0, timbre, rate, darker=1.2), phases) if pluck else bright
+            bright = interpolating_table(amps, phases)
+            dark = (
+                interpolating_table(_partials(f0, timbre, rate, darker=1.2), phases)
+                if pluck
+                else bright
+            )
             tables[note.midi] = (bright, dark)
         bright, dark = tables[note.midi]
         length = min(n - start, int((note.length + release) * rate))
@@ -443,13 +336,13 @@ def _render(
         if timbre.vibrato:  # the integral of f0 * (1 + d sin(w t)), w = 2 pi VIBRATO_HZ
             w = 2 * np.pi * VIBRATO_HZ
             cycles += (f0 * timbre.vibrato / w) * (1 - np.cos(np.float32(w) * t))
-        wave = _read(bright, cycles)
+        wave = read_table(bright, cycles)
         if pluck:
-            low = _read(dark, cycles)
+            low = read_table(dark, cycles)
             wave = low + (wave - low) * np.exp(t * np.float32(-1 / pluck))
         wave *= envelope(t, note.length)
         wave *= np.float32(note.velocity)
-        _place(out, start, wave)
+        add_at(out, start, wave)
     return out
 
 
@@ -464,7 +357,7 @@ def _adsr(attack: float, decay: float, sustain: float, release: float) -> Envelo
 
 def _percussive(attack: float, tau: float) -> Envelope:
     def envelope(t: np.ndarray, length: float) -> np.ndarray:
-        return np.minimum(1.0, t / attack) * np.exp(-t / tau)
+        return attack_decay(t, attack, tau)
 
     return envelope
 
@@ -539,10 +432,10 @@ def _bells(n: int, rate: int, rng: np.random.Generator, piece: _Piece) -> np.nda
             f0 = 440.0 * 2 ** ((piece.pitch(degree, 2) - 69) / 12)
             t = np.arange(int(3 * tau * rate), dtype=np.float32) / rate
             sound = np.zeros(len(t), dtype=np.float32)
-            for i, r in enumerate(ratios[ratios * f0 < _band_top(rate)]):
+            for i, r in enumerate(ratios[ratios * f0 < band_top(rate, LOSSLESS_TOP)]):
                 decay = np.exp(-t * (1 + i) / tau)
                 sound += decay * np.sin(2 * np.pi * f0 * r * t + rng.random() * 6.3) / (1 + i)
-            _place(out, int((bar * 4 + beat) * piece.beat * rate), sound * rng.uniform(0.5, 1))
+            add_at(out, int((bar * 4 + beat) * piece.beat * rate), sound * rng.uniform(0.5, 1))
     return out
 
 
@@ -561,7 +454,7 @@ def _drum_kit(rate: int, rng: np.random.Generator) -> dict[str, list[np.ndarray]
     Snare, hats and cymbals are noise bursts reaching the top of the band, rolling off above
     ``air`` as real cymbals do: the sharp, bright transients where codecs pre-echo and cut.
     """
-    click = _white(rng, (int(0.003 * rate),))
+    click = white_noise(rng, (int(0.003 * rate),))
     air = rng.uniform(10000, 18000)
 
     def t(seconds: float) -> np.ndarray:
@@ -569,8 +462,8 @@ def _drum_kit(rate: int, rng: np.random.Generator) -> dict[str, list[np.ndarray]
 
     def bursts(seconds: float, tau: float, fc: float, order: int, top: float) -> list[np.ndarray]:
         tt = t(seconds)
-        shaped = _noise(
-            len(tt), rate, rng, lambda f: _highpass(f, fc, order) * _lowpass(f, top, 2), 3
+        shaped = coloured_noise(
+            len(tt), rate, rng, lambda f: highpass(f, fc, order) * lowpass(f, top, 2), 3
         )
         return [shaped[:, i] * np.exp(-tt / tau) for i in range(3)]
 
@@ -608,7 +501,7 @@ def _drums(n: int, rate: int, rng: np.random.Generator, piece: _Piece) -> np.nda
     pans |= {"ride": pans["hat"], "open_hat": pans["hat"], "crash": rng.uniform(-0.5, 0.5)}
     levels = {"kick": 1.0, "snare": 0.8, "hat": 0.2, "ride": 0.15, "open_hat": 0.2, "crash": 0.3}
     stereo = {
-        name: [_pan(take * levels[name], pans[name]) for take in takes]
+        name: [pan_stereo(take * levels[name], pans[name]) for take in takes]
         for name, takes in kit.items()
     }
     out = np.zeros((n, 2), dtype=np.float32)
@@ -624,22 +517,15 @@ def _drums(n: int, rate: int, rng: np.random.Generator, piece: _Piece) -> np.nda
         for name, s in hits:
             when = (bar * 16 + s) * sixteenth + (swing if s % 2 else 0) + rng.normal(0, 0.003)
             take = stereo[name][rng.integers(len(stereo[name]))]
-            _place(out, int(when * rate), take * rng.uniform(0.7, 1.0))
+            add_at(out, int(when * rate), take * rng.uniform(0.7, 1.0))
     return out
 
 
 # --- speech -------------------------------------------------------------------------------
 
 HOP, FRAME = 256, 1024  # STFT for formant shaping: 5.8 ms hop, 23 ms window at 44.1 kHz
-VOWELS = {  # F1..F4 of an adult male voice, Hz (Peterson & Barney style averages)
-    "a": (730, 1090, 2440, 3400),
-    "ae": (660, 1720, 2410, 3400),
-    "e": (530, 1840, 2480, 3500),
-    "i": (270, 2290, 3010, 3700),
-    "o": (570, 840, 2410, 3300),
-    "u": (300, 870, 2240, 3300),
-    "schwa": (500, 1500, 2500, 3500),
-}
+_F4 = {"a": 3400, "ae": 3400, "e": 3500, "i": 3700, "o": 3300, "u": 3300, "schwa": 3500}
+VOWELS = {name: (*VOWEL_FORMANTS[name], f4) for name, f4 in _F4.items()}  # F1..F4, Hz
 FORMANT_WIDTHS = np.array([90.0, 110.0, 170.0, 250.0], dtype=np.float32)
 FORMANT_LEVELS = np.array([1.0, 0.5, 0.25, 0.12], dtype=np.float32)
 NASAL = (260, 1200, 2500, 3300)
@@ -666,7 +552,7 @@ def _speaker(rng: np.random.Generator) -> _Speaker:
         f0=f0,
         tract=tract,
         pan=rng.uniform(-0.8, 0.8),
-        level=_db(-6, 0, rng),
+        level=random_gain(-6, 0, rng),
         tilt=rng.uniform(0.9, 1.4),
         breathy=rng.uniform(0.03, 0.15),
     )
@@ -710,14 +596,14 @@ def _speech(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     _script(track, speakers, rate, rng)
     voiced = _glottal_source(n, rate, rng, track, speakers)
     mono = _formant_filter(voiced, rate, rng, track)
-    mono = _unit(mono)
+    mono = unit_rms(mono)
     centre = np.arange(frames) * HOP
     talking = np.maximum.accumulate(np.where(track.speaker >= 0, np.arange(frames), 0))
     pan = np.array([s.pan for s in speakers], dtype=np.float32)[track.speaker[talking]]
     angle = (np.interp(np.arange(n), centre, pan) + 1.0) * np.pi / 4
     stereo = np.stack([mono * np.cos(angle), mono * np.sin(angle)], axis=1).astype(np.float32)
     stereo = _reverb(stereo, rate, rng, rt60=rng.uniform(0.2, 0.7), wet=rng.uniform(0.05, 0.25))
-    room = _noise(n, rate, rng, _pink, channels=2) * _db(-48, -36, rng)
+    room = coloured_noise(n, rate, rng, pink_magnitude, channels=2) * random_gain(-48, -36, rng)
     return stereo + room
 
 
@@ -735,9 +621,9 @@ def _script(track: _Track, speakers: list[_Speaker], rate: int, rng: np.random.G
         if len(speakers) > 1 and rng.random() < 0.8:
             who = int((who + rng.integers(1, len(speakers))) % len(speakers))
     for i in range(4):  # coarticulation: formants glide rather than jump
-        track.formants[:, i] = _smooth(track.formants[:, i], 7)
+        track.formants[:, i] = smooth(track.formants[:, i], 7)
     for name in ("voice", "noise", "breath"):
-        setattr(track, name, _smooth(getattr(track, name), 3))
+        setattr(track, name, smooth(getattr(track, name), 3))
 
 
 def _syllable(
@@ -823,7 +709,7 @@ def _intonation(
         contour += rng.uniform(0.05, 0.25) * np.exp(-(((u - centre) / 0.06) ** 2))
     if rng.random() < 0.3:  # a question rises at the end
         contour += 0.35 * np.clip((u - 0.8) / 0.2, 0, 1)
-    jitter = _smooth(rng.normal(0, 0.01, end - start), 5)
+    jitter = smooth(rng.normal(0, 0.01, end - start), 5)
     track.f0[start:end] = spk.f0 * np.clip(contour + jitter, 0.6, MAX_PITCH_RISE)
 
 
@@ -839,19 +725,23 @@ def _glottal_source(
         mask = per_sample == who
         if not mask.any():
             continue
-        top = _band_top(rate) / (spk.f0 * MAX_PITCH_RISE)  # no partial past it at the peak
+        top = band_top(rate, LOSSLESS_TOP) / (
+            spk.f0 * MAX_PITCH_RISE
+        )  # no partial past it at the peak
         k = np.arange(1, max(1, int(top)) + 1, dtype=np.float64)
         taper = np.cos(0.5 * np.pi * np.clip(2 * k / len(k) - 1, 0, 1)) ** 2  # no cliff at top
-        out[mask] = _read(_table(k**-spk.tilt * taper, rng.random(len(k))), cycles[mask])
+        out[mask] = read_table(
+            interpolating_table(k**-spk.tilt * taper, rng.random(len(k))), cycles[mask]
+        )
     return out
 
 
 def _noise_bank(f: np.ndarray) -> np.ndarray:
     """Spectral shapes of the noise sources; sibilants reach 16 kHz and beyond."""
-    s = _highpass(f, 4200, 4) * _lowpass(f, 12000, 2) * (1 + 1.5 * _peak(f, 7500, 1.2))
-    sh = _highpass(f, 2000, 3) * _lowpass(f, 9000, 2) * (1 + _peak(f, 3500, 1.5))
-    fric_f = _highpass(f, 1200, 1) * _lowpass(f, 10000, 1) * 0.6
-    burst = _highpass(f, 400, 1) * _lowpass(f, 8000, 1) * (1 + _peak(f, 3000, 0.7))
+    s = highpass(f, 4200, 4) * lowpass(f, 12000, 2) * (1 + 1.5 * resonance(f, 7500, 1.2))
+    sh = highpass(f, 2000, 3) * lowpass(f, 9000, 2) * (1 + resonance(f, 3500, 1.5))
+    fric_f = highpass(f, 1200, 1) * lowpass(f, 10000, 1) * 0.6
+    burst = highpass(f, 400, 1) * lowpass(f, 8000, 1) * (1 + resonance(f, 3000, 0.7))
     bank = np.stack([np.zeros_like(f), s, sh, fric_f, burst])
     return (bank / bank.max(axis=1, keepdims=True).clip(1e-9)).astype(np.float32)
 
@@ -867,7 +757,7 @@ def _formant_filter(
     spectrum = np.fft.rfft(frames * window, axis=1)
     f = np.fft.rfftfreq(FRAME, 1 / rate).astype(np.float32)
     tract = _vocal_tract(f, track.formants)
-    noise = _spectral_noise(rng, spectrum.shape)
+    noise = spectral_noise(rng, spectrum.shape)
     noise_env = _noise_bank(f)[track.shape] * track.noise[:, None] + tract * track.breath[:, None]
     mixed = spectrum * (tract * track.voice[:, None]) + noise * (noise_env * 6.0)
     blocks = np.fft.irfft(mixed, FRAME, axis=1).astype(np.float32) * window
@@ -904,15 +794,15 @@ def _ambient(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     layers = [name for name, (_, chance, _) in AMBIENT_LAYERS.items() if rng.random() < chance]
     if not {"rain", "wind", "birds"} & set(layers):
         layers.append(str(rng.choice(["rain", "wind", "birds"])))
-    out = _noise(n, rate, rng, lambda f: _pink(f) * _highpass(f, 30, 2), channels=2)
-    out *= _db(-40, -30, rng)  # room tone, always there
+    out = coloured_noise(n, rate, rng, lambda f: pink_magnitude(f) * highpass(f, 30, 2), channels=2)
+    out *= random_gain(-40, -30, rng)  # room tone, always there
     if rng.random() < 0.4:  # mains hum of some appliance
         t = np.arange(n, dtype=np.float32) / rate
         hum = sum(np.sin(2 * np.pi * 50.0 * k * t) / k**1.5 for k in range(1, 8))
-        out += _pan(hum * _db(-50, -38, rng), rng.uniform(-0.5, 0.5))
+        out += pan_stereo(hum * random_gain(-50, -38, rng), rng.uniform(-0.5, 0.5))
     for name in sorted(layers):
         build, _, (low, high) = AMBIENT_LAYERS[name]
-        out += _unit(build(n, rate, rng)) * _db(low, high, rng)
+        out += unit_rms(build(n, rate, rng)) * random_gain(low, high, rng)
     return out
 
 
@@ -922,18 +812,18 @@ def _rain(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     density = rng.uniform(400, 4000)  # drops per second
     ring = rng.uniform(1500, 5000)
     bright = rng.uniform(4000, 12000)
-    size = _fast_size(n)
+    size = fast_fft_size(n, (3, 5))
     f = np.fft.rfftfreq(size, 1 / rate)
     low_cut = rng.uniform(300, 1500)
-    drop_shape = (_highpass(f, low_cut, 2) * _lowpass(f, bright, 2)).astype(np.float32)
-    plink_shape = (_peak(f, ring, 6) * 3).astype(np.float32)
+    drop_shape = (highpass(f, low_cut, 2) * lowpass(f, bright, 2)).astype(np.float32)
+    plink_shape = (resonance(f, ring, 6) * 3).astype(np.float32)
     for ch in range(2):
         drops = _impulses(n, rng, density * n / rate)
         plinks = _impulses(n, rng, rng.uniform(5, 40) * n / rate)
         spec = np.fft.rfft(drops, size) * drop_shape + np.fft.rfft(plinks, size) * plink_shape
         out[:, ch] = np.fft.irfft(spec, size)[:n]
-    hiss = _noise(n, rate, rng, lambda f: _highpass(f, 800, 1) * _lowpass(f, bright, 1), 2)
-    return _unit(out) + 0.3 * hiss
+    hiss = coloured_noise(n, rate, rng, lambda f: highpass(f, 800, 1) * lowpass(f, bright, 1), 2)
+    return unit_rms(out) + 0.3 * hiss
 
 
 def _impulses(n: int, rng: np.random.Generator, count: float) -> np.ndarray:
@@ -945,13 +835,13 @@ def _impulses(n: int, rng: np.random.Generator, count: float) -> np.ndarray:
 
 def _wind(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     """Low rumble, a whistling band and leaf rustle, each following the gusts."""
-    gust = _slow_curve(n, rate, rng, rng.uniform(0.2, 0.8))[:, None]
+    gust = slow_curve(n, rate, rng, rng.uniform(0.2, 0.8))[:, None]
     low_fc, whistle, q = rng.uniform(200, 600), rng.uniform(400, 1400), rng.uniform(3, 8)
-    low = _noise(n, rate, rng, lambda f: _lowpass(f, low_fc, 2) * _highpass(f, 20, 2), 2)
-    band = _noise(n, rate, rng, lambda f: _peak(f, whistle, q), 2)
+    low = coloured_noise(n, rate, rng, lambda f: lowpass(f, low_fc, 2) * highpass(f, 20, 2), 2)
+    band = coloured_noise(n, rate, rng, lambda f: resonance(f, whistle, q), 2)
     rustle = rng.uniform(6000, 14000)
-    leaves = _noise(n, rate, rng, lambda f: _highpass(f, 2500, 2) * _lowpass(f, rustle, 1), 2)
-    flutter = _slow_curve(n, rate, rng, 12.0)[:, None]
+    leaves = coloured_noise(n, rate, rng, lambda f: highpass(f, 2500, 2) * lowpass(f, rustle, 1), 2)
+    flutter = slow_curve(n, rate, rng, 12.0)[:, None]
     return (
         (0.2 + gust) * low
         + 0.5 * gust**2 * band
@@ -967,9 +857,9 @@ def _birds(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
         t = rng.uniform(0, 2.0)
         while t * rate < n:
             for offset, chirp in motif:
-                _place(mono, int((t + offset) * rate), _chirp(base, *chirp, rate=rate, rng=rng))
+                add_at(mono, int((t + offset) * rate), _chirp(base, *chirp, rate=rate, rng=rng))
             t += motif[-1][0] + rng.uniform(1.0, 5.0)
-        out += _pan(mono * _db(-12, 0, rng), rng.uniform(-0.9, 0.9))
+        out += pan_stereo(mono * random_gain(-12, 0, rng), rng.uniform(-0.9, 0.9))
     return out
 
 
@@ -999,7 +889,7 @@ def _chirp(
     envelope = np.sin(np.pi * t / seconds) ** 2
     sound = np.zeros(len(t))
     for h, level in ((1, 1.0), (2, 0.3), (3, 0.12), (4, 0.05)):
-        audible = freq * h < _band_top(rate)
+        audible = freq * h < band_top(rate, LOSSLESS_TOP)
         sound += level * audible * np.sin(h * phase)
     return (sound * envelope * rng.uniform(0.4, 1.0)).astype(np.float32)
 
@@ -1007,17 +897,17 @@ def _chirp(
 def _insects(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     """Crickets: a high tone pulsed in groups."""
     pitch, pulse = rng.uniform(3500, 7000), rng.uniform(15, 40)
-    k = np.arange(1, int(_band_top(rate) / pitch) + 1, dtype=np.float64)
-    tone = _read(_table(0.5**k, rng.random(len(k))), pitch * np.arange(n) / rate)
+    k = np.arange(1, int(band_top(rate, LOSSLESS_TOP) / pitch) + 1, dtype=np.float64)
+    tone = read_table(interpolating_table(0.5**k, rng.random(len(k))), pitch * np.arange(n) / rate)
     t = np.arange(n, dtype=np.float32) / rate
     gate = (np.sin(2 * np.pi * pulse * t) > 0.3) * (np.sin(2 * np.pi * rng.uniform(0.5, 2) * t) > 0)
-    return _pan(tone * _smooth(gate.astype(np.float32), 64), rng.uniform(-0.8, 0.8))
+    return pan_stereo(tone * smooth(gate.astype(np.float32), 64), rng.uniform(-0.8, 0.8))
 
 
 def _traffic(n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
     """Distant road: rumble plus cars passing from one side to the other."""
-    rumble = _noise(n, rate, rng, lambda f: _lowpass(f, 250, 2) * _highpass(f, 25, 2), 2)
-    hiss = _noise(n, rate, rng, lambda f: _peak(f, 1200, 0.6) * _lowpass(f, 9000, 1), 2)
+    rumble = coloured_noise(n, rate, rng, lambda f: lowpass(f, 250, 2) * highpass(f, 25, 2), 2)
+    hiss = coloured_noise(n, rate, rng, lambda f: resonance(f, 1200, 0.6) * lowpass(f, 9000, 1), 2)
     grid = np.linspace(0, n / rate, int(n / rate * 50) + 2)  # gains change slowly: 50 Hz
     gains = np.zeros((len(grid), 2))
     for _ in range(int(rng.integers(1, 5))):

@@ -37,6 +37,25 @@ import numpy as np
 from tqdm import tqdm
 
 from asc.labels import DCASE_CLASSES
+from training.corpora.dsp import (
+    SCENE_TOP,
+    VOWEL_FORMANTS,
+    add_at,
+    band_power,
+    band_top,
+    bump_power,
+    db_to_power,
+    decay,
+    fast_fft_size,
+    gaussian_swells,
+    noise_burst,
+    phase_index,
+    struck_partials,
+    tilt_power,
+    tone,
+    unit_table,
+    wander,
+)
 
 GENERATOR_VERSION = "1.0"
 
@@ -56,36 +75,7 @@ _CITIES = (
     "vienna",
 )
 
-_TABLE = 4096  # wavetable length (a power of two, so phase wraps with a bit mask)
 _BED_FRAME = 2048  # STFT frame of the noise beds; 21.5 Hz bins resolve the low rumbles
-
-
-# ---------------------------------------------------------------------------------------------
-# Spectral shapes (power gains over a frequency axis)
-
-
-def _db(value: float | np.ndarray) -> float | np.ndarray:
-    return 10.0 ** (np.asarray(value) / 10.0)
-
-
-def _band(f: np.ndarray, lo: float = 0.0, hi: float = 0.0, order: int = 2) -> np.ndarray:
-    """Butterworth-like power response; smooth skirts keep synthetic spectra from looking boxy."""
-    g = np.ones_like(f, dtype=np.float64)
-    if lo > 0:
-        g /= 1.0 + (lo / np.maximum(f, 1.0)) ** (2 * order)
-    if hi > 0:
-        g /= 1.0 + (f / hi) ** (2 * order)
-    return g
-
-
-def _bump(f: np.ndarray, centre: float, octaves: float, gain_db: float) -> np.ndarray:
-    """A resonance as a Gaussian in log frequency: rooms, cabins and mics are smooth there."""
-    x = np.log2(np.maximum(f, 1.0) / centre) / octaves
-    return 10.0 ** (gain_db / 10.0 * np.exp(-0.5 * x * x))
-
-
-def _tilt(f: np.ndarray, db_per_octave: float, ref: float = 1000.0) -> np.ndarray:
-    return (np.maximum(f, 20.0) / ref) ** (db_per_octave / (10.0 * math.log10(2.0)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +102,7 @@ class _Bed:
         """Add a source whose mean power over the clip is ``level_db`` (shape times envelope)."""
         shape = shape / max(float(shape.sum()), 1e-30)
         env = np.ones(self.frames) if envelope is None else envelope / max(envelope.mean(), 1e-30)
-        self.power += np.outer(env * _db(level_db), shape).astype(np.float32)
+        self.power += np.outer(env * db_to_power(level_db), shape).astype(np.float32)
 
     def mean_power(self) -> float:
         return float(self.power.sum(axis=1).mean())
@@ -130,24 +120,7 @@ class _Bed:
 
 
 # ---------------------------------------------------------------------------------------------
-# Envelopes and motion
-
-
-def _wander(rng: np.random.Generator, t: np.ndarray, hz: float, seconds: float) -> np.ndarray:
-    """Zero-mean, unit-scale random curve changing about ``hz`` times a second."""
-    step = 1.0 / hz
-    knots = np.arange(-step, seconds + 2 * step, step)
-    return np.interp(t, knots, rng.standard_normal(len(knots)))
-
-
-def _bumps(
-    t: np.ndarray, centres: np.ndarray, widths: np.ndarray, heights: np.ndarray
-) -> np.ndarray:
-    """Gaussian swells in time: vehicles passing, walkers and trains approaching."""
-    if len(centres) == 0:
-        return np.zeros_like(t)
-    z = (t[:, None] - centres[None, :]) / widths[None, :]
-    return (heights[None, :] * np.exp(-0.5 * z * z)).sum(axis=1)
+# Motion
 
 
 @dataclass(frozen=True)
@@ -187,63 +160,6 @@ def _draw_motion(rng: np.random.Generator, seconds: float, top_speed: float) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# Oscillators and short events
-
-
-def _table(amps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A one-period wavetable with harmonic k at amplitude ``amps[k-1]``, unit RMS."""
-    spec = np.zeros(_TABLE // 2 + 1, np.complex128)
-    k = min(len(amps), _TABLE // 2 - 1)
-    spec[1 : k + 1] = amps[:k] * np.exp(2j * np.pi * rng.random(k))
-    table = np.fft.irfft(spec, _TABLE)
-    return (table / max(np.sqrt(np.mean(table**2)), 1e-12)).astype(np.float32)
-
-
-def _phase_index(f0: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
-    phase = rng.random() + np.cumsum(f0, dtype=np.float64) / rate
-    return (phase * _TABLE).astype(np.int64) & (_TABLE - 1)
-
-
-def _tone(freq: np.ndarray | float, n: int, rate: int, rng: np.random.Generator) -> np.ndarray:
-    """A sinusoid following ``freq`` (scalar or per sample); events are short, so sin is fine."""
-    f = np.broadcast_to(np.asarray(freq, np.float64), (n,))
-    return np.sin(2 * np.pi * (rng.random() + np.cumsum(f) / rate)).astype(np.float32)
-
-
-def _burst(
-    rng: np.random.Generator, n: int, rate: int, shape: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Noise of length ``n`` with power spectrum ``shape(freqs)``, unit RMS (one small FFT)."""
-    size = max(n, 16)
-    freqs = np.fft.rfftfreq(size, 1.0 / rate)
-    spec = rng.standard_normal(len(freqs)) + 1j * rng.standard_normal(len(freqs))
-    x = np.fft.irfft(spec * np.sqrt(shape(freqs)), size)[:n]
-    return (x / max(np.sqrt(np.mean(x**2)), 1e-12)).astype(np.float32)
-
-
-def _decay(n: int, rate: int, tau: float, attack: float = 0.002) -> np.ndarray:
-    t = np.arange(n) / rate
-    return (np.minimum(t / attack, 1.0) * np.exp(-t / tau)).astype(np.float32)
-
-
-def _partials(
-    freqs: Iterable[float],
-    amps: Iterable[float],
-    taus: Iterable[float],
-    n: int,
-    rate: int,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Decaying sinusoids: bells, chimes, clinks and rail rings are all sums of these."""
-    n = max(n, 1)
-    out = np.zeros(n, np.float32)
-    for f, a, tau in zip(freqs, amps, taus, strict=False):
-        if f < 0.45 * rate:
-            out += a * _tone(f, n, rate, rng) * _decay(n, rate, tau)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Scene rendering context
 
 
@@ -269,9 +185,7 @@ class _Ctx:
         if rms <= 0:
             return
         start = int(start_s * self.rate) + self.pad
-        lo, hi = max(start, 0), min(start + len(signal), len(self.dry))
-        if hi > lo:
-            self.dry[lo:hi] += signal[lo - start : hi - start] * (10 ** (level_db / 20) / rms)
+        add_at(self.dry, start, signal * (10 ** (level_db / 20) / rms))
 
     def add_full(self, signal: np.ndarray, level_db: float) -> None:
         """Mix in a source that spans the whole padded clip, normalised over the clip."""
@@ -297,36 +211,38 @@ class _Ctx:
 def _bed_air(ctx: _Ctx, level: float) -> None:
     """Distant everything plus air: the broadband hiss that keeps real scenes full-band."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=rng.uniform(300, 1500), hi=rng.uniform(17000, 21000), order=1)
-    shape *= _tilt(f, rng.uniform(-3.0, -1.0), 2000.0)
-    ctx.bed.add(shape, np.exp(0.1 * _wander(rng, ctx.bed.times, 0.5, ctx.seconds)), level)
+    shape = band_power(f, lo=rng.uniform(300, 1500), hi=rng.uniform(17000, 21000), order=1)
+    shape *= tilt_power(f, rng.uniform(-3.0, -1.0), 2000.0)
+    ctx.bed.add(shape, np.exp(0.1 * wander(rng, ctx.bed.times, 0.5, ctx.seconds)), level)
 
 
 def _bed_traffic(ctx: _Ctx, level: float) -> None:
     """Distant traffic: the low rumble that many outdoor and vehicle scenes share."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=25, hi=rng.uniform(120, 450), order=1)
-    shape += _db(rng.uniform(-22, -12)) * _bump(f, rng.uniform(600, 1500), 1.2, 20) / 100
-    env = np.exp(0.35 * _wander(rng, ctx.bed.times, 0.3, ctx.seconds))
+    shape = band_power(f, lo=25, hi=rng.uniform(120, 450), order=1)
+    shape += (
+        db_to_power(rng.uniform(-22, -12)) * bump_power(f, rng.uniform(600, 1500), 1.2, 20) / 100
+    )
+    env = np.exp(0.35 * wander(rng, ctx.bed.times, 0.3, ctx.seconds))
     ctx.bed.add(shape, env, level)
 
 
 def _bed_passby(ctx: _Ctx, level: float) -> None:
     """Individual vehicles passing: tyre noise swelling and fading over a few seconds."""
     f, rng, t = ctx.bed.freqs, ctx.rng, ctx.bed.times
-    shape = _band(f, lo=40, hi=rng.uniform(3000, 8000), order=1)
-    shape *= _bump(f, rng.uniform(500, 1400), 1.3, rng.uniform(6, 12))
+    shape = band_power(f, lo=40, hi=rng.uniform(3000, 8000), order=1)
+    shape *= bump_power(f, rng.uniform(500, 1400), 1.3, rng.uniform(6, 12))
     centres = ctx.times(ctx.location.rates.get("passby", 0.3) * ctx.seconds)
     widths = rng.uniform(0.6, 2.2, len(centres))
-    env = 0.01 + _bumps(t, centres, widths, _db(rng.uniform(-8, 0, len(centres))))
+    env = 0.01 + gaussian_swells(t, centres, widths, db_to_power(rng.uniform(-8, 0, len(centres))))
     ctx.bed.add(shape, env, level)
 
 
 def _bed_wind(ctx: _Ctx, level: float) -> None:
     """Wind on the microphone: strong, gusty, almost all below a few hundred hertz."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=10, hi=rng.uniform(60, 220), order=2) + 1e-3 * _band(f, hi=2000)
-    gust = np.exp(rng.uniform(0.8, 1.6) * _wander(rng, ctx.bed.times, 0.7, ctx.seconds))
+    shape = band_power(f, lo=10, hi=rng.uniform(60, 220), order=2) + 1e-3 * band_power(f, hi=2000)
+    gust = np.exp(rng.uniform(0.8, 1.6) * wander(rng, ctx.bed.times, 0.7, ctx.seconds))
     ctx.cache["gust"] = gust
     ctx.bed.add(shape, gust, level)
 
@@ -334,88 +250,80 @@ def _bed_wind(ctx: _Ctx, level: float) -> None:
 def _bed_rustle(ctx: _Ctx, level: float) -> None:
     """Leaves in the wind: broadband high-frequency noise that follows the gusts."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=rng.uniform(600, 1500), hi=rng.uniform(7000, 12000), order=1)
+    shape = band_power(f, lo=rng.uniform(600, 1500), hi=rng.uniform(7000, 12000), order=1)
     gust = ctx.cache.get("gust")
     if gust is None:
-        gust = np.exp(0.8 * _wander(rng, ctx.bed.times, 0.7, ctx.seconds))
-    flutter = np.exp(0.3 * _wander(rng, ctx.bed.times, 8.0, ctx.seconds))
+        gust = np.exp(0.8 * wander(rng, ctx.bed.times, 0.7, ctx.seconds))
+    flutter = np.exp(0.3 * wander(rng, ctx.bed.times, 8.0, ctx.seconds))
     ctx.bed.add(shape, gust**1.5 * flutter, level)
 
 
 def _bed_hvac(ctx: _Ctx, level: float) -> None:
     """Ventilation: steady pinkish noise with a broad low-mid hump, in every big building."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=40, hi=rng.uniform(4000, 9000), order=1) * _tilt(f, -3.0, 200.0)
-    shape *= _bump(f, rng.uniform(120, 600), 1.0, rng.uniform(4, 10))
-    ctx.bed.add(shape, np.exp(0.05 * _wander(rng, ctx.bed.times, 0.2, ctx.seconds)), level)
+    shape = band_power(f, lo=40, hi=rng.uniform(4000, 9000), order=1) * tilt_power(f, -3.0, 200.0)
+    shape *= bump_power(f, rng.uniform(120, 600), 1.0, rng.uniform(4, 10))
+    ctx.bed.add(shape, np.exp(0.05 * wander(rng, ctx.bed.times, 0.2, ctx.seconds)), level)
 
 
 def _bed_crowd(ctx: _Ctx, level: float) -> None:
     """Many distant talkers: speech-shaped noise whose syllabic flutter fades as crowds grow."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=150, hi=5000, order=2) * _bump(f, rng.uniform(400, 900), 1.2, 8)
-    shape += 0.02 * _band(f, lo=3500, hi=9000, order=1)
+    shape = band_power(f, lo=150, hi=5000, order=2) * bump_power(f, rng.uniform(400, 900), 1.2, 8)
+    shape += 0.02 * band_power(f, lo=3500, hi=9000, order=1)
     depth = rng.uniform(0.1, 0.5)
-    env = np.exp(depth * _wander(rng, ctx.bed.times, 4.0, ctx.seconds))
-    env *= np.exp(0.3 * _wander(rng, ctx.bed.times, 0.2, ctx.seconds))
+    env = np.exp(depth * wander(rng, ctx.bed.times, 4.0, ctx.seconds))
+    env *= np.exp(0.3 * wander(rng, ctx.bed.times, 0.2, ctx.seconds))
     ctx.bed.add(shape, env, level)
 
 
 def _speed_envelope(ctx: _Ctx, power: float, idle: float) -> np.ndarray:
     if ctx.motion is None:
-        return np.exp(0.4 * _wander(ctx.rng, ctx.bed.times, 0.3, ctx.seconds))
+        return np.exp(0.4 * wander(ctx.rng, ctx.bed.times, 0.3, ctx.seconds))
     return (idle + ctx.motion.at(ctx.bed.times)) ** power
 
 
 def _bed_cabin(ctx: _Ctx, level: float) -> None:
     """Inside a vehicle: boomy low noise with cabin modes, louder with speed."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=25, hi=rng.uniform(150, 500), order=2) + 3e-3 * _band(f, hi=6000)
+    shape = band_power(f, lo=25, hi=rng.uniform(150, 500), order=2) + 3e-3 * band_power(f, hi=6000)
     for _ in range(rng.integers(1, 4)):
-        shape *= _bump(f, rng.uniform(40, 260), 0.15, rng.uniform(5, 12))
+        shape *= bump_power(f, rng.uniform(40, 260), 0.15, rng.uniform(5, 12))
     ctx.bed.add(shape, _speed_envelope(ctx, 2.0, 0.25), level)
 
 
 def _bed_roar(ctx: _Ctx, level: float) -> None:
     """Wheel-rail roar: mid-band noise, a train's loudest part, following its speed."""
     f, rng, t = ctx.bed.freqs, ctx.rng, ctx.bed.times
-    shape = _band(f, lo=70, hi=rng.uniform(1800, 4000), order=2)
-    shape *= _bump(f, rng.uniform(250, 900), 0.8, rng.uniform(4, 10))
+    shape = band_power(f, lo=70, hi=rng.uniform(1800, 4000), order=2)
+    shape *= bump_power(f, rng.uniform(250, 900), 0.8, rng.uniform(4, 10))
     if ctx.location.scene == "metro_station":  # a train arrives or leaves during the clip
         centre = rng.uniform(-2.0, ctx.seconds + 2.0, 1)
-        env = 0.03 + _bumps(t, centre, rng.uniform(1.5, 4.0, 1), np.ones(1))
+        env = 0.03 + gaussian_swells(t, centre, rng.uniform(1.5, 4.0, 1), np.ones(1))
     else:
-        env = _speed_envelope(ctx, 2.5, 0.05) * np.exp(0.2 * _wander(rng, t, 3.0, ctx.seconds))
+        env = _speed_envelope(ctx, 2.5, 0.05) * np.exp(0.2 * wander(rng, t, 3.0, ctx.seconds))
     ctx.bed.add(shape, env, level)
 
 
 def _bed_water(ctx: _Ctx, level: float) -> None:
     """A fountain: bright, bubbling broadband noise (parks and squares)."""
     f, rng = ctx.bed.freqs, ctx.rng
-    shape = _band(f, lo=rng.uniform(200, 600), hi=rng.uniform(8000, 14000), order=1)
-    shape *= _bump(f, rng.uniform(1500, 4000), 1.5, 4)
-    ctx.bed.add(shape, np.exp(0.25 * _wander(rng, ctx.bed.times, 15.0, ctx.seconds)), level)
+    shape = band_power(f, lo=rng.uniform(200, 600), hi=rng.uniform(8000, 14000), order=1)
+    shape *= bump_power(f, rng.uniform(1500, 4000), 1.5, 4)
+    ctx.bed.add(shape, np.exp(0.25 * wander(rng, ctx.bed.times, 15.0, ctx.seconds)), level)
 
 
 # ---------------------------------------------------------------------------------------------
 # Voices (near talkers, children, announcements)
 
-_VOWELS = (
-    (730, 1090, 2440),
-    (270, 2290, 3010),
-    (300, 870, 2240),
-    (530, 1840, 2480),
-    (570, 840, 2410),
-    (440, 1020, 2240),
-    (660, 1720, 2410),
-)
+_VOWELS = tuple(VOWEL_FORMANTS[v] for v in ("a", "i", "u", "e", "o", "oo", "ae"))
 
 
 def _vowel_tables(
     f0: float, scale: float, band: tuple[float, float], rate: int, rng: np.random.Generator
 ) -> np.ndarray:
     """One wavetable per vowel: a glottal-like harmonic series through three formants."""
-    k = np.arange(1, int(min(band[1], 0.45 * rate) / f0) + 1)
+    k = np.arange(1, int(min(band[1], band_top(rate, SCENE_TOP)) / f0) + 1)
     fk = k * f0
     tables = []
     for formants in _VOWELS:
@@ -424,7 +332,7 @@ def _vowel_tables(
             for i, fm in enumerate(formants)
         )
         amps = (env + 0.02) / k * (fk >= band[0])
-        tables.append(_table(amps, rng))
+        tables.append(unit_table(amps, rng))
     return np.stack(tables)
 
 
@@ -451,15 +359,17 @@ def _speech(
     u = 1.0 - (edges[syl] - t) / durs[syl]
     voiced = (rng.random(len(durs)) > 0.18) * rng.uniform(0.4, 1.0, len(durs))
     env = np.sqrt(np.sin(np.pi * u)) * voiced[syl]
-    contour = 1.0 + 0.07 * _wander(rng, t, 3.0, seconds) - 0.1 * t / max(seconds, 1e-3)
-    idx = _phase_index(speaker.f0 * contour, rate, rng)
+    contour = 1.0 + 0.07 * wander(rng, t, 3.0, seconds) - 0.1 * t / max(seconds, 1e-3)
+    idx = phase_index(speaker.f0 * contour, rate, rng)
     out = tables[rng.integers(0, len(tables), len(durs))[syl], idx] * env.astype(np.float32)
     for onset in edges[:-1][rng.random(len(edges) - 1) < 0.3]:
         m = int(rng.uniform(0.04, 0.12) * rate)
         start = int(onset * rate)
         if start + m < n:
             lo = min(rng.uniform(2500, 5000), band[1] * 0.6)
-            fric = _burst(rng, m, rate, lambda f, lo=lo: _band(f, lo=lo, hi=band[1], order=2))
+            fric = noise_burst(
+                rng, m, rate, lambda f, lo=lo: band_power(f, lo=lo, hi=band[1], order=2)
+            )
             out[start : start + m] += 0.3 * fric * np.hanning(m).astype(np.float32)
     return out
 
@@ -501,7 +411,7 @@ def _chime_notes(
     out = np.zeros(int((gap * len(steps) + 3 * tau) * ctx.rate), np.float32)
     for i, step in enumerate(steps):
         f = root * 2 ** (step / 12)
-        note = _partials(
+        note = struck_partials(
             (f, 2 * f, 3 * f, 4.2 * f),
             (1, 0.4, 0.2, 0.1),
             (tau,) * 4,
@@ -531,7 +441,7 @@ def _src_music(ctx: _Ctx, level: float) -> None:
     out = np.zeros(n, np.float32)
     beat = 60.0 / rng.uniform(75, 135)
     bar = 4 * beat * rng.choice([1, 2])
-    timbre = _table(rng.uniform(0.2, 1.0, 12) / np.arange(1, 13) ** rng.uniform(0.8, 2.0), rng)
+    timbre = unit_table(rng.uniform(0.2, 1.0, 12) / np.arange(1, 13) ** rng.uniform(0.8, 2.0), rng)
     root = 110.0 * 2 ** (rng.integers(0, 12) / 12)
     progression = [(0, 4, 7), (5, 9, 12), (7, 11, 14), (9, 12, 16), (2, 5, 9)]
     start = -rng.uniform(0, bar)
@@ -543,11 +453,11 @@ def _src_music(ctx: _Ctx, level: float) -> None:
             env = np.minimum(np.arange(m) / (0.02 * rate), 1.0).astype(np.float32)
             for step in (*chord, chord[0] - 12):
                 f = 2 * root * 2 ** (step / 12)
-                out[s0:s1] += timbre[_phase_index(np.full(m, f), rate, rng)] * env * 0.3
+                out[s0:s1] += timbre[phase_index(np.full(m, f), rate, rng)] * env * 0.3
         start += bar
     if rng.random() < 0.6:
-        kick = _tone(np.linspace(110, 45, int(0.12 * rate)), int(0.12 * rate), rate, rng)
-        kick *= _decay(len(kick), rate, 0.05)
+        kick = tone(np.linspace(110, 45, int(0.12 * rate)), int(0.12 * rate), rate, rng)
+        kick *= decay(len(kick), rate, 0.05)
         for b in np.arange(-rng.uniform(0, beat), n / rate, beat):
             s = int(b * rate)
             if 0 <= s < n - len(kick):
@@ -555,8 +465,8 @@ def _src_music(ctx: _Ctx, level: float) -> None:
             h = int((b + beat / 2) * rate)
             m = int(0.04 * rate)
             if 0 <= h < n - m:
-                hat = _burst(rng, m, rate, lambda f: _band(f, lo=7000, hi=12000, order=2))
-                out[h : h + m] += 0.15 * hat * _decay(m, rate, 0.012)
+                hat = noise_burst(rng, m, rate, lambda f: band_power(f, lo=7000, hi=12000, order=2))
+                out[h : h + m] += 0.15 * hat * decay(m, rate, 0.012)
     ctx.add_full(np.tanh(1.5 * out) * ctx.location.music_gain, level)
 
 
@@ -575,7 +485,9 @@ def _src_engine(ctx: _Ctx, level: float) -> None:
     if loc.engine_kind == "motor":  # inverter/motor whine: few, strong partials
         amps = amps * (rng.random(len(k)) < 0.25)
         amps[0] = 1.0
-    table = _table(amps * (k * hi < 0.45 * rate), rng)  # no partial may alias at top speed
+    table = unit_table(
+        amps * (k * hi < band_top(rate, SCENE_TOP)), rng
+    )  # no partial may alias at top speed
     if ctx.motion is not None:
         v = ctx.motion.at(t)
         if loc.engine_kind == "diesel":  # rpm climbs through each gear, then drops
@@ -584,14 +496,14 @@ def _src_engine(ctx: _Ctx, level: float) -> None:
         else:
             f0 = lo + (hi - lo) * v
             amp = v**1.5 + 0.02
-        sig = table[_phase_index(f0, rate, rng)] * amp.astype(np.float32)
+        sig = table[phase_index(f0, rate, rng)] * amp.astype(np.float32)
         ctx.add_full(sig, level)
         return
     for _ in range(rng.integers(1, 4)):
-        f0 = rng.uniform(lo, hi) * np.exp(0.15 * _wander(rng, t, 0.4, ctx.seconds))
+        f0 = rng.uniform(lo, hi) * np.exp(0.15 * wander(rng, t, 0.4, ctx.seconds))
         centre = rng.uniform(-2, ctx.seconds + 2, 1)
-        swell = 0.1 + _bumps(t, centre, rng.uniform(1.0, 4.0, 1), np.ones(1))
-        sig = table[_phase_index(f0, rate, rng)] * swell.astype(np.float32)
+        swell = 0.1 + gaussian_swells(t, centre, rng.uniform(1.0, 4.0, 1), np.ones(1))
+        sig = table[phase_index(f0, rate, rng)] * swell.astype(np.float32)
         ctx.add_full(sig, level + rng.uniform(-6, 0))
 
 
@@ -600,8 +512,12 @@ def _click(ctx: _Ctx, bright: float) -> np.ndarray:
     rng, rate = ctx.rng, ctx.rate
     m = int(rng.uniform(0.03, 0.07) * rate)
     hi = 1500 + 4000 * bright
-    thump = _burst(rng, m, rate, lambda f: _band(f, lo=60, hi=hi, order=1)) * _decay(m, rate, 0.012)
-    ring = _partials(rng.uniform(1200, 5000, 3), (0.3, 0.2, 0.1), (0.03, 0.02, 0.015), m, rate, rng)
+    thump = noise_burst(rng, m, rate, lambda f: band_power(f, lo=60, hi=hi, order=1)) * decay(
+        m, rate, 0.012
+    )
+    ring = struck_partials(
+        rng.uniform(1200, 5000, 3), (0.3, 0.2, 0.1), (0.03, 0.02, 0.015), m, rate, rng
+    )
     return thump + bright * ring
 
 
@@ -645,12 +561,14 @@ def _src_footsteps(ctx: _Ctx, level: float) -> None:
         swell = np.hanning(count + 2)[1:-1]
         for i in range(count):
             m = int(0.06 * rate)
-            thud = _burst(rng, m, rate, lambda f: _band(f, lo=50, hi=700, order=2))
-            step = thud * _decay(m, rate, 0.015)
+            thud = noise_burst(rng, m, rate, lambda f: band_power(f, lo=50, hi=700, order=2))
+            step = thud * decay(m, rate, 0.015)
             if heel > 0.1:
                 c = int(0.008 * rate)
-                click = _burst(rng, c, rate, lambda f: _band(f, lo=1500, hi=12000, order=1))
-                step[:c] += heel * 2.0 * click * _decay(c, rate, 0.002, 0.0002)
+                click = noise_burst(
+                    rng, c, rate, lambda f: band_power(f, lo=1500, hi=12000, order=1)
+                )
+                step[:c] += heel * 2.0 * click * decay(c, rate, 0.002, 0.0002)
             when = start + i * period * rng.uniform(0.97, 1.03)
             ctx.place(when, step, level + 20 * math.log10(swell[i] + 0.1))
 
@@ -664,7 +582,7 @@ def _src_door(ctx: _Ctx, level: float) -> None:
         if loc.door_beeps:
             f = loc.chime_root * 2
             m = int(0.15 * rate)
-            beep = _tone(f, m, rate, rng) + 0.3 * _tone(3 * f, m, rate, rng)
+            beep = tone(f, m, rate, rng) + 0.3 * tone(3 * f, m, rate, rng)
             beep *= np.hanning(m).astype(np.float32) ** 0.2
             for i in range(int(rng.integers(3, 7))):
                 ctx.place(when + i * 0.3, beep, level)
@@ -672,7 +590,7 @@ def _src_door(ctx: _Ctx, level: float) -> None:
             chime = _chime_notes(ctx, loc.chime_root * 1.5, (4, 0), 0.45, 0.6)
             ctx.place(when, chime, level)
         m = int(rng.uniform(0.3, 0.8) * rate)
-        hiss = _burst(rng, m, rate, lambda f: _band(f, lo=1500, hi=10000, order=1))
+        hiss = noise_burst(rng, m, rate, lambda f: band_power(f, lo=1500, hi=10000, order=1))
         hiss *= np.hanning(m).astype(np.float32)
         ctx.place(when + rng.uniform(0.3, 1.5), hiss, level - rng.uniform(4, 10))
 
@@ -690,21 +608,23 @@ def _src_squeal(ctx: _Ctx, level: float) -> None:
         f = f0 * (
             1 + 0.006 * np.sin(2 * np.pi * rng.uniform(4, 10) * t) + rng.uniform(-0.02, 0.02) * t
         )
-        sig = _tone(f, m, rate, rng) + 0.2 * _tone(np.minimum(2 * f, 0.45 * rate), m, rate, rng)
+        sig = tone(f, m, rate, rng) + 0.2 * tone(
+            np.minimum(2 * f, band_top(rate, SCENE_TOP)), m, rate, rng
+        )
         env = np.abs(np.sin(np.pi * t / t[-1])) ** rng.uniform(0.3, 2.0)
-        env *= np.exp(0.4 * _wander(rng, t, 6.0, t[-1]))
+        env *= np.exp(0.4 * wander(rng, t, 6.0, t[-1]))
         ctx.place(start, sig * env.astype(np.float32), level)
 
 
 def _src_horn(ctx: _Ctx, level: float) -> None:
     """Car horns: short, loud, two-tone and harmonic-rich."""
     rng, rate = ctx.rng, ctx.rate
-    table = _table(1.0 / np.arange(1, 25) ** 0.9, rng)
+    table = unit_table(1.0 / np.arange(1, 25) ** 0.9, rng)
     for start in ctx.times(ctx.location.rates.get("horn", 0.06) * ctx.seconds):
         m = int(rng.uniform(0.15, 1.0) * rate)
         f = rng.uniform(330, 480)
-        sig = table[_phase_index(np.full(m, f), rate, rng)]
-        sig = sig + table[_phase_index(np.full(m, f * 1.26), rate, rng)]
+        sig = table[phase_index(np.full(m, f), rate, rng)]
+        sig = sig + table[phase_index(np.full(m, f * 1.26), rate, rng)]
         env = np.minimum(np.arange(m) / (0.01 * rate), 1.0) * np.minimum(
             (m - np.arange(m)) / (0.02 * rate), 1.0
         )
@@ -729,8 +649,8 @@ def _src_birds(ctx: _Ctx, level: float) -> None:
                 f = a * (1 + 0.08 * np.sin(2 * np.pi * rng.uniform(25, 60) * t))
             else:
                 f = a + (b - a) * t / max(t[-1], 1e-3)
-            chirp = _tone(f, m, rate, rng) + 0.15 * _tone(
-                np.minimum(2 * f, 0.45 * rate), m, rate, rng
+            chirp = tone(f, m, rate, rng) + 0.15 * tone(
+                np.minimum(2 * f, band_top(rate, SCENE_TOP)), m, rate, rng
             )
             chirp *= (np.sin(np.pi * t / max(t[-1], 1e-3)) ** 2).astype(np.float32)
             out += [chirp, np.zeros(int(rng.uniform(0.02, 0.15) * rate), np.float32)]
@@ -744,7 +664,7 @@ def _src_clinks(ctx: _Ctx, level: float) -> None:
         for _ in range(int(rng.integers(1, 6))):
             k = int(rng.integers(3, 7))
             freqs = rng.uniform(2000, 14000, k)
-            clink = _partials(
+            clink = struck_partials(
                 freqs,
                 rng.uniform(0.2, 1.0, k),
                 rng.uniform(0.01, 0.15, k),
@@ -762,7 +682,7 @@ def _src_bell(ctx: _Ctx, level: float) -> None:
     f0 = ctx.location.bell_f0
     for start in ctx.times(0.12 * ctx.seconds):
         ratios = np.array([1.0, 2.76, 5.40, 8.93])
-        ring = _partials(
+        ring = struck_partials(
             f0 * ratios, (1.0, 0.5, 0.3, 0.15), (0.8, 0.4, 0.2, 0.1), int(1.5 * rate), rate, rng
         )
         for i in range(int(rng.integers(1, 4))):
@@ -775,7 +695,7 @@ def _src_beeps(ctx: _Ctx, level: float) -> None:
     f = rng.uniform(1500, 4000)
     for start in ctx.times(0.3 * ctx.seconds):
         m = int(rng.uniform(0.06, 0.2) * rate)
-        ctx.place(start, _tone(f, m, rate, rng) * np.hanning(m).astype(np.float32) ** 0.1, level)
+        ctx.place(start, tone(f, m, rate, rng) * np.hanning(m).astype(np.float32) ** 0.1, level)
 
 
 def _src_hum(ctx: _Ctx, level: float) -> None:
@@ -785,10 +705,10 @@ def _src_hum(ctx: _Ctx, level: float) -> None:
     mains = ctx.location.mains
     amps = rng.uniform(0.0, 1.0, 8) * (rng.random(8) < 0.6)
     amps[1] = 1.0
-    hum = _table(amps, rng)[_phase_index(np.full(n, mains), rate, rng)]
-    fan = _table(np.array([1.0, 0.3, 0.1]), rng)
-    fan_f = rng.uniform(90, 400) * (1 + 0.002 * _wander(rng, ctx.full_times(), 0.5, ctx.seconds))
-    hum = hum + rng.uniform(0.2, 1.0) * fan[_phase_index(fan_f, rate, rng)]
+    hum = unit_table(amps, rng)[phase_index(np.full(n, mains), rate, rng)]
+    fan = unit_table(np.array([1.0, 0.3, 0.1]), rng)
+    fan_f = rng.uniform(90, 400) * (1 + 0.002 * wander(rng, ctx.full_times(), 0.5, ctx.seconds))
+    hum = hum + rng.uniform(0.2, 1.0) * fan[phase_index(fan_f, rate, rng)]
     ctx.add_full(hum, level)
 
 
@@ -1189,12 +1109,12 @@ class _DeviceProfile:
 
     def gain(self, f: np.ndarray) -> np.ndarray:
         """Power response at frequencies ``f``."""
-        g = _band(f, lo=self.lowcut, order=1)
+        g = band_power(f, lo=self.lowcut, order=1)
         if self.highcut:
-            g = g * _band(f, hi=self.highcut, order=self.highcut_order)
+            g = g * band_power(f, hi=self.highcut, order=self.highcut_order)
         for centre, width, gain_db in self.peaks:
-            g = g * _bump(f, centre, width, gain_db)
-        return g * _tilt(f, self.tilt)
+            g = g * bump_power(f, centre, width, gain_db)
+        return g * tilt_power(f, self.tilt)
 
 
 def _device_rng(name: str) -> np.random.Generator:
@@ -1306,30 +1226,11 @@ def _nonlinear(x: np.ndarray, drive: float, asym: float) -> np.ndarray:
 # Rendering
 
 
-def _fast_len(n: int) -> int:
-    """Smallest 2^a 3^b 5^c 7^d >= n: FFT sizes pocketfft handles quickly."""
-    best = 1 << (n - 1).bit_length()
-    p7 = 1
-    while p7 < best:
-        p5 = p7
-        while p5 < best:
-            p3 = p5
-            while p3 < best:
-                p2 = p3
-                while p2 < n:
-                    p2 *= 2
-                best = min(best, p2)
-                p3 *= 3
-            p5 *= 5
-        p7 *= 7
-    return best
-
-
 def _room_and_device(ctx: _Ctx, device: str) -> np.ndarray:
     """Reverberate the dry sources and apply the device response in one FFT convolution."""
     loc = ctx.location
     rir = _rir(ctx.rng, loc.rt60, loc.drr, ctx.rate, boxy=loc.vehicle > 0)
-    size = _fast_len(len(ctx.dry) + len(rir))
+    size = fast_fft_size(len(ctx.dry) + len(rir), (3, 5, 7))
     spec = np.fft.rfft(ctx.dry, size)
     if len(rir) > 1:
         spec *= np.fft.rfft(rir, size)
@@ -1366,8 +1267,8 @@ def _render(
             _DRY_SOURCES[name](ctx, level)
     wet = _room_and_device(ctx, device)
     scene_power = ctx.bed.mean_power() + float(np.mean(wet.astype(np.float64) ** 2))
-    floor = _tilt(ctx.bed.freqs, profile.floor_tilt)
-    floor *= _db(profile.floor_db) * scene_power / floor.sum()
+    floor = tilt_power(ctx.bed.freqs, profile.floor_tilt)
+    floor *= db_to_power(profile.floor_db) * scene_power / floor.sum()
     gain = profile.gain(ctx.bed.freqs)
     mix = wet + ctx.bed.render(rng, gain, floor)
     mix *= np.float32(10 ** (rng.uniform(-32, -20) / 20) / max(np.sqrt(np.mean(mix**2)), 1e-12))
