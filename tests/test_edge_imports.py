@@ -8,6 +8,7 @@ def test_edge_and_codecs_do_not_import_torch():
     code = (
         "import sys, edge, proto.scene_classifier_pb2_grpc, asc.codecs, asc.audio, asc.signals;"
         "import edge.cli, edge.client, edge.sources, edge.output;"
+        "import edge.live_sources, edge.multi_stream;"
         "edge.cli.build_parser();"
         "import asc.codecs.cli, asc.codecs.measure;"
         "import numpy as np; from asc.codecs import roundtrip;"
