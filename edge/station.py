@@ -2,9 +2,9 @@
 
 The options (``--source``, ``--mqtt*``, ``--webhook*``) are defined here, and turned into
 :class:`~edge.network_sources.NetworkSource` s and an :class:`Outputs` that fans every clip
-summary out to MQTT and webhooks, so edge/cli.py only wires them in. Lists that may hold
-secrets (a camera URL with its password, a webhook URL whose path is its key) are never shown
-in ``--help``, unlike other options' values from the environment.
+summary out to MQTT and webhooks, so edge/cli.py and edge/stream_command.py only wire them
+in. Lists that may hold secrets (a camera URL with its password, a webhook URL whose path is
+its key) are never shown in ``--help``, unlike other options' values from the environment.
 """
 
 from __future__ import annotations
