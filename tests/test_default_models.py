@@ -10,8 +10,9 @@ from asc.checkpoint import load
 from asc.codecs import roundtrip
 from asc.features import FeatureExtractor
 from asc.models.detector import WINDOW_SECONDS, cut_windows
+from training.corpora import synth_clip
 from training.corpora.lossless_corpus import synth_track
-from training.corpora.scene_corpus import FINE_CLASSES, synth_clip
+from training.corpora.scenes import FINE_CLASSES
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 ENSEMBLE = MODELS / "ensemble.safetensors"

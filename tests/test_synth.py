@@ -14,13 +14,9 @@ import pytest
 import soundfile as sf
 
 from asc.codecs.measure import effective_bandwidth, power_spectrum
-from training.corpora.scene_corpus import (
-    EVAL_DEVICES,
-    FINE_CLASSES,
-    TRAIN_DEVICES,
-    synth_clip,
-    write_scene_corpus,
-)
+from training.corpora import synth_clip, write_scene_corpus
+from training.corpora.devices import EVAL_DEVICES, TRAIN_DEVICES
+from training.corpora.scenes import FINE_CLASSES
 
 RATE = 44100
 SECONDS = 1.0
