@@ -1,8 +1,16 @@
-"""Room responses: the reverberation a scene's place adds to its dry sources."""
+"""Rooms: the reverberation a scene's place adds to its dry sources, and the stereo room the
+lossless tracks are played in.
+
+Two rooms, not one: a scene clip needs a mono impulse response with early reflections (boxy in
+vehicles) to convolve together with its device, a lossless track a decorrelated stereo tail.
+Each draws its own random values, so merging them would change both corpora.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from training.corpora.dsp import coloured_noise, fast_fft_size, lowpass
 
 
 def room_impulse_response(
@@ -33,3 +41,25 @@ def room_impulse_response(
         if d < length:
             rir[d] += rng.uniform(-0.6, 0.6)
     return rir.astype(np.float32)
+
+
+def stereo_reverb(
+    x: np.ndarray, rate: int, rng: np.random.Generator, rt60: float, wet: float
+) -> np.ndarray:
+    """Stereo convolution reverb with a decaying-noise tail.
+
+    Real recordings are made in rooms: the tail smears transients, decorrelates the two sides
+    and fills the gaps, all things a codec's stereo and noise coding treat differently.
+    """
+    n = len(x)
+    length = int(0.75 * rt60 * rate)  # the tail is 52 dB down by then
+    t = np.arange(length, dtype=np.float32) / rate
+    decay = np.exp(-6.9 * t / rt60) * np.minimum(1.0, t / 0.005)
+    damping = rng.uniform(6000, 14000)  # air and walls absorb the treble first
+    ir = coloured_noise(length, rate, rng, lambda f: lowpass(f, damping, 1), channels=2)
+    ir = ir * decay[:, None]
+    ir /= np.sqrt(np.sum(ir**2, axis=0, keepdims=True)) + 1e-12
+    size = fast_fft_size(n + length, (3, 5))
+    send = np.fft.rfft(x.mean(axis=1), size)
+    tail = np.fft.irfft(np.fft.rfft(ir, size, axis=0) * send[:, None], size, axis=0)[:n]
+    return x + wet * tail * (np.sqrt(np.mean(x**2)) / (np.sqrt(np.mean(tail**2)) + 1e-12))
