@@ -234,27 +234,8 @@ class SceneService(pbg.SceneClassifierServicer):
     async def StreamScenes(
         self, request_iterator: AsyncIterator[pb.StreamRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SceneResult]:
-        if self.draining.is_set():
-            await self._reject(context, grpc.StatusCode.UNAVAILABLE, "server is shutting down")
-        try:
-            identity = self.access.authenticate(context)
-        except StreamError as e:
-            await self._reject(context, e.code, e.message)
-        if self.max_streams and self.active >= self.max_streams:
-            await self._reject(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server is at its limit of {self.max_streams} concurrent streams",
-            )
-        account = StreamAccount(self.pool, self.budgets.stream_bytes)
-        try:
-            account.open()
-        except StreamError as e:
-            await self._reject(context, e.code, e.message)
-        self.active += 1
-        self._idle.clear()
-        self.metrics.active_streams.set(self.active)
-        self.metrics.audio_memory.set(self.pool.used)
+        identity, account = await self._admit(context)
+        self._opened()
         # Bounded: when the client stops reading, the reader stops too and HTTP/2 flow control
         # pushes back on the device instead of the server buffering without limit.
         results: asyncio.Queue = asyncio.Queue(maxsize=256)
@@ -291,9 +272,7 @@ class SceneService(pbg.SceneClassifierServicer):
                     continue
                 result, completed_at = value
                 if completed_at is not None:
-                    latency = time.perf_counter() - completed_at
-                    result.server_latency_ms = latency * 1000.0
-                    self.metrics.window_latency.labels(reader.path_label).observe(latency)
+                    self._time(result, completed_at, reader.path_label)
                 yield result
         except (asyncio.CancelledError, GeneratorExit):  # GeneratorExit: closed while writing
             status = "cancelled"
@@ -301,16 +280,57 @@ class SceneService(pbg.SceneClassifierServicer):
         finally:
             if status == "ok" and context.cancelled():
                 status = "cancelled"  # the client hung up before the end it would have read
-            reading.cancel()
-            reader.cancel_all()
-            account.close()
-            self.forget_owner(reader.owner)
-            self.active -= 1
-            self.metrics.active_streams.set(self.active)
-            self.metrics.audio_memory.set(self.pool.used)
-            self.metrics.streams.labels(status).inc()
-            if self.active == 0:
-                self._idle.set()
+            self._closed(reading, reader, account, status)
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> tuple[str | None, StreamAccount]:
+        """The caller's identity and the stream's memory account, or the stream is refused
+        before it starts (``_reject`` aborts, which raises)."""
+        if self.draining.is_set():
+            await self._reject(context, grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        try:
+            identity = self.access.authenticate(context)
+        except StreamError as e:
+            await self._reject(context, e.code, e.message)
+        if self.max_streams and self.active >= self.max_streams:
+            await self._reject(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server is at its limit of {self.max_streams} concurrent streams",
+            )
+        account = StreamAccount(self.pool, self.budgets.stream_bytes)
+        try:
+            account.open()
+        except StreamError as e:
+            await self._reject(context, e.code, e.message)
+        return identity, account
+
+    def _opened(self) -> None:
+        self.active += 1
+        self._idle.clear()
+        self.metrics.active_streams.set(self.active)
+        self.metrics.audio_memory.set(self.pool.used)
+
+    def _time(self, result: pb.SceneResult, completed_at: float, path_label: str) -> None:
+        """Stamp the result with the time since its window's last packet arrived."""
+        latency = time.perf_counter() - completed_at
+        result.server_latency_ms = latency * 1000.0
+        self.metrics.window_latency.labels(path_label).observe(latency)
+
+    def _closed(
+        self, reading: asyncio.Task, reader: StreamReader, account: StreamAccount, status: str
+    ) -> None:
+        """However the stream ended: its reader and windows cancelled, its memory returned,
+        and the server idle again (for a drain) when it was the last."""
+        reading.cancel()
+        reader.cancel_all()
+        account.close()
+        self.forget_owner(reader.owner)
+        self.active -= 1
+        self.metrics.active_streams.set(self.active)
+        self.metrics.audio_memory.set(self.pool.used)
+        self.metrics.streams.labels(status).inc()
+        if self.active == 0:
+            self._idle.set()
 
     @staticmethod
     async def _run_reader(reader: StreamReader) -> None:
