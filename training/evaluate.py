@@ -24,9 +24,9 @@ from training.fit_scene import (
     clip_samples,
     compute_features,
     limit_per_class,
-    pick_device,
     predict,
 )
+from training.loop import pick_device
 from training.quality import ViSQOL, mean_quality, quality_metric, spread_subset
 from training.report import family_of_path, relative_decrease, uncoded_kbps
 

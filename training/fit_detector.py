@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from asc.audio import load
 from asc.checkpoint import Checkpoint, save
@@ -31,7 +30,7 @@ from training.detector_data import (
     split_tracks,
     tracks_fingerprint,
 )
-from training.fit_scene import one_cycle, pick_device, provenance_common
+from training.loop import LoopSettings, one_cycle, pick_device, provenance_common, run_epochs
 
 
 @dataclass
@@ -99,93 +98,133 @@ def file_scores(
     return np.array(lossy), np.stack(family)
 
 
-def fit_detector(cfg: DetectorTrainConfig) -> Checkpoint:
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+@dataclass
+class DetectorData:
+    """DS1 as the detector trains on it: the tracks, their split, each one's codec setting, and
+    where the coded copies lie."""
+
+    codecs: list[str]
+    tracks: list[Path]
+    splits: dict[str, list[Path]]
+    specs: dict[Path, str]  # the DS1 setting of each track
+    mapping: dict[tuple[Path, str], Path]  # (track, setting or "none") -> audio
+
+
+def prepare_detector_data(cfg: DetectorTrainConfig) -> DetectorData:
     codecs = [s for s in parse_spec_list(cfg.codecs) if s != UNCODED]
     if not codecs:
         raise LosslessDataError("give at least one lossy codec to train against")
     tracks = list_tracks(cfg.data)[: cfg.max_tracks]
     splits = split_tracks(tracks, cfg.seed)
     specs = assign_codecs(tracks, codecs, cfg.seed)
-    rate = DETECTOR_SPECTROGRAM.sample_rate
-    cache = CodedCache(cfg.cache_dir, rate=rate, channels=2)
+    cache = CodedCache(cfg.cache_dir, rate=DETECTOR_SPECTROGRAM.sample_rate, channels=2)
     pairs = [(track, s) for track, spec in specs.items() for s in (UNCODED, spec)]
     mapping = cache.ensure_pairs(pairs, workers=cfg.workers, progress=cfg.progress)
+    return DetectorData(codecs, tracks, splits, specs, mapping)
 
+
+@dataclass
+class DetectorTask:
+    """The detector's hooks for ``run_epochs``: batches of random 2-second crops of random
+    examples, and file accuracy on the validation tracks after each epoch."""
+
+    batch_size: int
+    model: LossyDetector
+    extractor: FeatureExtractor
+    train: list[Example]
+    val: list[Example]
+    device: torch.device
+    rng: np.random.Generator
+    window: int  # samples in one crop
+
+    def start_epoch(self, epoch: int) -> None:
+        pass  # every step draws its own examples
+
+    def training_step(self, step: int) -> tuple[torch.Tensor, int]:
+        """The loss of one batch; weighed as one, so an epoch's loss is the mean over steps."""
+        train, window, device = self.train, self.window, self.device
+        picks = self.rng.integers(len(train), size=self.batch_size)
+        crops = []
+        for i in picks:  # a random 2-second crop of each example, as in the paper
+            wave = train[i].wave
+            start = int(self.rng.integers(max(1, len(wave) - window + 1)))
+            crop = wave[start : start + window]
+            crops.append(torch.nn.functional.pad(crop, (0, window - len(crop))))
+        x = self.extractor(torch.stack(crops).to(device))
+        out = self.model(x)
+        lossy = torch.tensor([train[i].lossy for i in picks], device=device)
+        family = torch.tensor([train[i].family for i in picks], device=device)
+        loss = torch.nn.functional.cross_entropy(out["lossy_logits"], lossy)
+        loss = loss + 0.5 * torch.nn.functional.cross_entropy(out["family_logits"], family)
+        return loss, 1
+
+    def validate(self) -> float:
+        waves = [e.wave for e in self.val]
+        scores, _ = file_scores(self.model, self.extractor, waves, self.device, self.window)
+        return float(np.mean((scores >= 0.5) == np.array([e.lossy for e in self.val])))
+
+    def end_epoch(self, epochs_done: int, history: list[dict]) -> None:
+        pass  # a detector trains in minutes: nothing kept to resume from
+
+
+def fit_detector(cfg: DetectorTrainConfig) -> Checkpoint:
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    data = prepare_detector_data(cfg)
+    rate = DETECTOR_SPECTROGRAM.sample_rate
     window = int(WINDOW_SECONDS * rate)
-    train = build_examples(splits["train"], specs, mapping, rate)
-    val = build_examples(splits["val"], specs, mapping, rate)
+    train = build_examples(data.splits["train"], data.specs, data.mapping, rate)
+    val = build_examples(data.splits["val"], data.specs, data.mapping, rate)
     extractor = FeatureExtractor(DETECTOR_SPECTROGRAM).to(device)
     model = LossyDetector(mask_prob=cfg.mask_prob, bins=DETECTOR_SPECTROGRAM.bins).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * cfg.steps_per_epoch)
-    history, started = [], time.time()
-    for epoch in range(cfg.epochs):
-        model.train()
-        total = 0.0
-        bar = tqdm(
-            range(cfg.steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not cfg.progress,
-            leave=False,
-        )
-        for _ in bar:
-            picks = rng.integers(len(train), size=cfg.batch_size)
-            crops = []
-            for i in picks:  # a random 2-second crop of each example, as in the paper
-                wave = train[i].wave
-                start = int(rng.integers(max(1, len(wave) - window + 1)))
-                crop = wave[start : start + window]
-                crops.append(torch.nn.functional.pad(crop, (0, window - len(crop))))
-            x = extractor(torch.stack(crops).to(device))
-            out = model(x)
-            lossy = torch.tensor([train[i].lossy for i in picks], device=device)
-            family = torch.tensor([train[i].family for i in picks], device=device)
-            loss = torch.nn.functional.cross_entropy(out["lossy_logits"], lossy)
-            loss = loss + 0.5 * torch.nn.functional.cross_entropy(out["family_logits"], family)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach())
-        scores, _ = file_scores(model, extractor, [e.wave for e in val], device, window)
-        accuracy = float(np.mean((scores >= 0.5) == np.array([e.lossy for e in val])))
-        history.append(
-            {"epoch": epoch + 1, "loss": total / cfg.steps_per_epoch, "val_accuracy": accuracy}
-        )
-        if cfg.progress:
-            tqdm.write(
-                f"epoch {epoch + 1}: loss {total / cfg.steps_per_epoch:.3f}, "
-                f"validation file accuracy {accuracy:.3f}"
-            )
+    started = time.time()
+    task = DetectorTask(cfg.batch_size, model, extractor, train, val, device, rng, window)
+    settings = LoopSettings(
+        cfg.epochs, cfg.steps_per_epoch, cfg.progress, "val_accuracy", "validation file accuracy"
+    )
+    history = run_epochs(task, model, optimizer, scheduler, settings)
+    checkpoint = detector_checkpoint(cfg, data, task, history, started)
+    save(checkpoint, cfg.out)
+    return checkpoint
 
-    test = build_examples(splits["test"], specs, mapping, rate)
-    scores, families = file_scores(model, extractor, [e.wave for e in test], device, window)
+
+def detector_checkpoint(
+    cfg: DetectorTrainConfig,
+    data: DetectorData,
+    task: DetectorTask,
+    history: list[dict],
+    started: float,
+) -> Checkpoint:
+    """The trained detector with its file accuracy on the test tracks and how it was trained."""
+    rate = DETECTOR_SPECTROGRAM.sample_rate
+    model = task.model
+    test = build_examples(data.splits["test"], data.specs, data.mapping, rate)
+    waves = [e.wave for e in test]
+    scores, families = file_scores(model, task.extractor, waves, task.device, task.window)
     truth = np.array([e.lossy for e in test])
     metrics = {
         "test_accuracy": float(np.mean((scores >= 0.5) == truth)),
         "test_family_accuracy": float(np.mean(families.argmax(1) == [e.family for e in test])),
         "test_files": len(test),
-        "train_tracks": len(splits["train"]),
+        "train_tracks": len(data.splits["train"]),
         "parameters": count_parameters(model),
         "history": history,
         "train_seconds": round(time.time() - started, 1),
     }
-    checkpoint = Checkpoint(
+    return Checkpoint(
         kind="lossy_detector",
         config=model.config,
         features=DETECTOR_SPECTROGRAM,
         model=model.cpu().eval(),
-        codec_conditions=codecs,
-        data_fingerprint=tracks_fingerprint(tracks),
+        codec_conditions=data.codecs,
+        data_fingerprint=tracks_fingerprint(data.tracks),
         metrics=metrics,
         extra={
             **provenance_common(cfg.out, cfg.seed),
             "mask_prob": cfg.mask_prob,
-            "splits": {k: len(v) for k, v in splits.items()},
+            "splits": {k: len(v) for k, v in data.splits.items()},
         },
     )
-    save(checkpoint, cfg.out)
-    return checkpoint

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,15 @@ from asc.models.scene import ARCHITECTURES, SceneEnsemble, count_parameters
 from asc.torchaudio_pair import load_torchaudio
 from training.augment import UNCODED, CodedCache, parse_spec_list
 from training.datasets import Clip, SceneDataset, load_dataset
+from training.loop import (
+    LoopSettings,
+    one_cycle,
+    pick_device,
+    provenance_common,
+    read_train_state,
+    run_epochs,
+    write_train_state,
+)
 
 torchaudio = load_torchaudio()
 
@@ -61,12 +68,6 @@ class SceneTrainConfig:
     # random (clip, condition) draws cost less per epoch and see every copy over the run.
     epoch_size: int | None = None
     fold: int = 1  # TAU's fold files / ESC-50's test fold
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def clip_samples(dataset: SceneDataset, rate: int) -> int:
@@ -201,35 +202,6 @@ def predict(
     return torch.cat(scores)
 
 
-def one_cycle(
-    optimizer: torch.optim.Optimizer, lr: float, total_steps: int
-) -> torch.optim.lr_scheduler.OneCycleLR:
-    """One-cycle schedule, warming up over 10 % of the steps (at least two and a half: with
-    fewer, as in a run of a handful of steps, the scheduler would divide by zero)."""
-    return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=total_steps, pct_start=max(0.1, 2.5 / total_steps)
-    )
-
-
-def write_train_state(path: Path, state: dict) -> None:
-    """Atomically, so a crash mid-write leaves the previous epoch's state intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def read_train_state(path: Path) -> dict | None:
-    """The last epoch's state (loaded without arbitrary unpickling), or None to start afresh."""
-    if not path.exists():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (EOFError, RuntimeError, ValueError, OSError) as e:
-        tqdm.write(f"ignoring unreadable training state {path}: {e}")
-        return None
-
-
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -237,28 +209,45 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL) -> Checkpoint:
-    rank, world = _distributed()
-    device = pick_device(cfg.device)
+def _process_device(name: str, world: int) -> torch.device:
+    """Under torchrun each process takes the GPU of its local rank."""
+    device = pick_device(name)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    progress = cfg.progress and rank == 0
+    return device
 
+
+@dataclass
+class SceneData:
+    """Everything training draws batches from and scores on, computed before the first step."""
+
+    dataset: SceneDataset
+    train: list[Clip]
+    test: list[Clip]
+    conditions: list[str]  # the uncoded audio first, then each augmentation codec
+    x_train: torch.Tensor  # float16 features of every clip under every condition
+    fine_idx: torch.Tensor  # the fine class of each row of x_train
+    coarse_map: torch.Tensor  # fine class -> coarse class
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def prepare_scene_data(
+    cfg: SceneTrainConfig,
+    features_config: FeatureConfig,
+    device: torch.device,
+    rank: int,
+    world: int,
+    progress: bool,
+) -> SceneData:
+    """The split, the coded copies of the training clips, and every clip's features."""
     dataset = load_dataset(cfg.data, fold=cfg.fold)
     train = limit_per_class(dataset.split("train"), cfg.max_clips_per_class)
     test = limit_per_class(dataset.split("test"), cfg.max_clips_per_class)
     conditions = [UNCODED, *[s for s in parse_spec_list(cfg.augment_codecs) if s != UNCODED]]
     rate = features_config.sample_rate
-    cache = CodedCache(cfg.cache_dir, rate=rate, channels=1)
-    sources = [c.path for c in train]
-    if rank == 0:  # one process codes; the others then find every copy in the cache
-        cache.ensure(sources, conditions, workers=cfg.workers, progress=progress)
-    if world > 1:
-        dist.barrier()
-    mapping = cache.ensure(sources, conditions, workers=cfg.workers, progress=False)
+    mapping = _coded_copies(cfg, [c.path for c in train], conditions, rate, rank, world, progress)
 
     samples = clip_samples(dataset, rate)
     extractor = FeatureExtractor(features_config).to(device)
@@ -270,9 +259,33 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
         [c.path for c in test], extractor, samples, device, progress, "test features"
     )
     y_test = torch.tensor([dataset.label_index(c.label) for c in test])
+    return SceneData(
+        dataset, train, test, conditions, x_train, fine_idx, coarse_map, x_test, y_test
+    )
 
+
+def _coded_copies(
+    cfg: SceneTrainConfig,
+    sources: list[Path],
+    conditions: list[str],
+    rate: int,
+    rank: int,
+    world: int,
+    progress: bool,
+) -> dict[tuple[Path, str], Path]:
+    cache = CodedCache(cfg.cache_dir, rate=rate, channels=1)
+    if rank == 0:  # one process codes; the others then find every copy in the cache
+        cache.ensure(sources, conditions, workers=cfg.workers, progress=progress)
+    if world > 1:
+        dist.barrier()
+    return cache.ensure(sources, conditions, workers=cfg.workers, progress=False)
+
+
+def build_ensemble(
+    cfg: SceneTrainConfig, dataset: SceneDataset, features_config: FeatureConfig
+) -> SceneEnsemble:
     use_coarse = cfg.coarse and len(dataset.coarse_classes) > 1
-    model = SceneEnsemble(
+    return SceneEnsemble(
         dataset.fine_classes,
         dataset.coarse_classes,
         dataset.coarse_of,
@@ -281,6 +294,96 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
         cfg.architectures,
         use_coarse,
     )
+
+
+@dataclass
+class SceneTask:
+    """The scene ensemble's hooks for ``run_epochs``: mixup batches drawn from a shuffled
+    order (each process its own share under torchrun), clean test accuracy after each epoch,
+    and the state an interrupted run resumes from."""
+
+    cfg: SceneTrainConfig
+    data: SceneData
+    model: SceneEnsemble
+    trainable: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    augment: SpecAugment
+    device: torch.device
+    rng: np.random.Generator
+    rank: int
+    world: int
+    steps_per_epoch: int
+    state_path: Path
+    order: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+
+    def start_epoch(self, epoch: int) -> None:
+        order = torch.from_numpy(self.rng.permutation(len(self.data.x_train)))
+        self.order = order[self.rank :: self.world][: self.steps_per_epoch * self.cfg.batch_size]
+
+    def training_step(self, step: int) -> tuple[torch.Tensor, int]:
+        size, device = self.cfg.batch_size, self.device
+        idx = self.order[step * size : (step + 1) * size]
+        x = self.augment(self.data.x_train[idx].to(device).float())
+        fine = self.data.fine_idx[idx].to(device)
+        coarse = self.data.coarse_map.to(device)[fine]
+        perm, lam = None, 1.0
+        if self.cfg.mixup_alpha > 0:
+            lam = float(self.rng.beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha))
+            perm = torch.randperm(len(idx), device=device)
+            x = lam * x + (1 - lam) * x[perm]
+        return ensemble_loss(self.trainable(x), fine, coarse, perm, lam), len(idx)
+
+    def validate(self) -> float:
+        scores = predict(self.model, self.data.x_test, self.device)
+        return float((scores.argmax(1) == self.data.y_test).float().mean())
+
+    def end_epoch(self, epochs_done: int, history: list[dict]) -> None:
+        if self.rank != 0:
+            return
+        write_train_state(
+            self.state_path,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "epoch": epochs_done,
+                "history": json.dumps(history),
+                "torch_rng": torch.get_rng_state(),
+                "fingerprint": self.data.dataset.fingerprint(),
+                "conditions": self.data.conditions,
+            },
+        )
+
+    def resume(self, progress: bool) -> tuple[int, list[dict]]:
+        """The epoch to start from and the history so far, from an interrupted run's state
+        when it trained on the same data under the same conditions."""
+        state = read_train_state(self.state_path) if self.cfg.resume else None
+        if not (
+            state
+            and state["fingerprint"] == self.data.dataset.fingerprint()
+            and state["conditions"] == self.data.conditions
+        ):
+            return 0, []
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], json.loads(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        self.rng = np.random.default_rng(self.cfg.seed + start_epoch)
+        if progress:
+            tqdm.write(f"resuming from epoch {start_epoch} ({self.state_path})")
+        return start_epoch, history
+
+
+def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL) -> Checkpoint:
+    rank, world = _distributed()
+    device = _process_device(cfg.device, world)
+    torch.manual_seed(cfg.seed)
+    progress = cfg.progress and rank == 0
+    data = prepare_scene_data(cfg, features_config, device, rank, world, progress)
+
+    model = build_ensemble(cfg, data.dataset, features_config)
     model.to(device)
     trainable: torch.nn.Module = model
     if world > 1:
@@ -288,112 +391,23 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    epoch_size = min(cfg.epoch_size or len(x_train), len(x_train))
+    epoch_size = min(cfg.epoch_size or len(data.x_train), len(data.x_train))
     steps_per_epoch = max(1, epoch_size // (cfg.batch_size * world))
     scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch)
     augment = SpecAugment(cfg.crop_frames, cfg.spec_masks, cfg.band_limit)
     state_path = cfg.out.with_suffix(".train-state.pt")
-    start_epoch, history = 0, []
-    state = read_train_state(state_path) if cfg.resume else None
-    if (
-        state
-        and state["fingerprint"] == dataset.fingerprint()
-        and state["conditions"] == conditions
-    ):
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], json.loads(state["history"])
-        torch.set_rng_state(state["torch_rng"])
-        rng = np.random.default_rng(cfg.seed + start_epoch)
-        if progress:
-            tqdm.write(f"resuming from epoch {start_epoch} ({state_path})")
+    task = SceneTask(
+        cfg, data, model, trainable, optimizer, scheduler, augment, device,
+        np.random.default_rng(cfg.seed), rank, world, steps_per_epoch, state_path,
+    )  # fmt: skip
+    start_epoch, history = task.resume(progress)
 
     started = time.time()
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        order = torch.from_numpy(rng.permutation(len(x_train)))
-        order = order[rank::world][: steps_per_epoch * cfg.batch_size]
-        total, seen = 0.0, 0
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="step",
-            disable=not progress,
-            leave=False,
-        )
-        for step in bar:
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            x = augment(x_train[idx].to(device).float())
-            fine = fine_idx[idx].to(device)
-            coarse = coarse_map.to(device)[fine]
-            perm, lam = None, 1.0
-            if cfg.mixup_alpha > 0:
-                lam = float(rng.beta(cfg.mixup_alpha, cfg.mixup_alpha))
-                perm = torch.randperm(len(idx), device=device)
-                x = lam * x + (1 - lam) * x[perm]
-            loss = ensemble_loss(trainable(x), fine, coarse, perm, lam)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{total / seen:.3f}")
-        accuracy = float((predict(model, x_test, device).argmax(1) == y_test).float().mean())
-        history.append(
-            {"epoch": epoch + 1, "loss": total / max(seen, 1), "test_accuracy": accuracy}
-        )
-        if rank == 0:
-            if progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}: loss {total / max(seen, 1):.3f}, "
-                    f"clean test accuracy {accuracy:.3f}"
-                )
-            write_train_state(
-                state_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch + 1,
-                    "history": json.dumps(history),
-                    "torch_rng": torch.get_rng_state(),
-                    "fingerprint": dataset.fingerprint(),
-                    "conditions": conditions,
-                },
-            )
-
-    model.eval()
-    scores = predict(model, x_test, device)
-    metrics = {
-        "test_accuracy": float((scores.argmax(1) == y_test).float().mean()),
-        "test_clips": len(test),
-        "train_clips": len(train),
-        "epochs": cfg.epochs,
-        "parameters": count_parameters(model),
-        "history": history,
-        "train_seconds": round(time.time() - started, 1),
-    }
-    checkpoint = Checkpoint(
-        kind="scene_ensemble",
-        config=model.config,
-        features=features_config,
-        model=model.cpu(),
-        codec_conditions=conditions,
-        data_fingerprint=dataset.fingerprint(),
-        metrics=metrics,
-        extra={
-            **provenance_common(cfg.out, cfg.seed),
-            "dataset": dataset.summary(),
-            "augmentations": {
-                "mixup_alpha": cfg.mixup_alpha,
-                "crop_frames": cfg.crop_frames,
-                "spec_masks": cfg.spec_masks,
-                "band_limit": cfg.band_limit,
-            },
-        },
+    settings = LoopSettings(
+        cfg.epochs, steps_per_epoch, progress, "test_accuracy", "clean test accuracy", "step", True
     )
+    history = run_epochs(task, model, optimizer, scheduler, settings, start_epoch, history)
+    checkpoint = ensemble_checkpoint(cfg, data, model, features_config, device, history, started)
     if rank == 0:
         save(checkpoint, cfg.out)
         state_path.unlink(missing_ok=True)
@@ -402,16 +416,43 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
     return checkpoint
 
 
-def provenance_common(out: Path, seed: int) -> dict:
-    """Where a checkpoint came from: its id, when, the command line and library versions."""
-    return {
-        "model_id": out.stem,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "seed": seed,
-        "versions": {
-            "torch": torch.__version__,
-            "torchaudio": torchaudio.__version__,
-            "python": platform.python_version(),
-        },
+def ensemble_checkpoint(
+    cfg: SceneTrainConfig,
+    data: SceneData,
+    model: SceneEnsemble,
+    features_config: FeatureConfig,
+    device: torch.device,
+    history: list[dict],
+    started: float,
+) -> Checkpoint:
+    """The trained ensemble with its final clean test accuracy and how it was trained."""
+    model.eval()
+    scores = predict(model, data.x_test, device)
+    metrics = {
+        "test_accuracy": float((scores.argmax(1) == data.y_test).float().mean()),
+        "test_clips": len(data.test),
+        "train_clips": len(data.train),
+        "epochs": cfg.epochs,
+        "parameters": count_parameters(model),
+        "history": history,
+        "train_seconds": round(time.time() - started, 1),
     }
+    return Checkpoint(
+        kind="scene_ensemble",
+        config=model.config,
+        features=features_config,
+        model=model.cpu(),
+        codec_conditions=data.conditions,
+        data_fingerprint=data.dataset.fingerprint(),
+        metrics=metrics,
+        extra={
+            **provenance_common(cfg.out, cfg.seed),
+            "dataset": data.dataset.summary(),
+            "augmentations": {
+                "mixup_alpha": cfg.mixup_alpha,
+                "crop_frames": cfg.crop_frames,
+                "spec_masks": cfg.spec_masks,
+                "band_limit": cfg.band_limit,
+            },
+        },
+    )

@@ -21,7 +21,7 @@ from asc.checkpoint import load
 from training.augment import UNCODED
 from training.datasets import load_dataset
 from training.evaluate import coded_test_set, score_paths, test_clip_names
-from training.fit_scene import pick_device
+from training.loop import pick_device
 from training.report import (
     family_of_path,
     markdown_table,

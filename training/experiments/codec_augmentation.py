@@ -27,7 +27,8 @@ from asc.features import LOGMEL
 from training.augment import UNCODED
 from training.datasets import load_dataset
 from training.evaluate import coded_test_set, score_paths, test_clip_names
-from training.fit_scene import SceneTrainConfig, fit_ensemble, pick_device
+from training.fit_scene import SceneTrainConfig, fit_ensemble
+from training.loop import pick_device
 from training.quality import quality_metric
 from training.report import (
     markdown_table,

@@ -37,7 +37,7 @@ from training.detector_data import (
     with_cutoff,
 )
 from training.fit_detector import DetectorTrainConfig, file_scores, fit_detector, load_mono
-from training.fit_scene import pick_device
+from training.loop import pick_device
 from training.report import (
     family_of_path,
     markdown_table,
