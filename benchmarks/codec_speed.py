@@ -15,7 +15,7 @@ import platform
 import time
 from dataclasses import dataclass
 
-from asc.codecs import StreamDecoder, StreamEncoder, parse_spec
+from asc.codecs import StreamDecoder, StreamEncoder, codec_delay, parse_spec
 from asc.codecs.registry import REFERENCE_SPECS
 from asc.signals import full_band_clip
 
@@ -67,14 +67,14 @@ def measure(spec: str, seconds: float, repeats: int, decode: bool = True) -> Cod
         encoded["payload"] = encoder.payload_bytes
 
     def run_decode():
-        decoder = StreamDecoder(spec, RATE, channels)
+        decoder = StreamDecoder(spec, RATE, channels, encoded["delay"])
         decoder.feed(encoded["data"])
         decoder.finish()
 
     t_encode = best_of(repeats, run_encode)
     t_decode = None
     if decode:
-        StreamDecoder(spec, RATE, channels)  # measure the codec delay outside the timing
+        encoded["delay"] = codec_delay(spec, RATE, channels)  # measured outside the timing
         t_decode = best_of(repeats, run_decode)
     return CodecTiming(
         spec,
