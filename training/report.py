@@ -387,6 +387,29 @@ def write_evaluation_report(out: Path, results: dict, command: str) -> list[Path
             f"Accuracy against {quality_name}",
         )  # fmt: skip
         written.append(png)
+    lines = _evaluation_summary_lines(results, command, quality_name)
+    if metric:
+        lines += _quality_lines(results, metric, r2)
+    lines += [
+        "## Accuracy per class",
+        "",
+        per_class_table(paths, classes),
+        "",
+        "## Confusion matrices",
+        "",
+        "Rows: true class; columns: predicted class, numbered as the rows; · is zero.",
+        "",
+        confusion_sections(paths, classes),
+        "",
+    ]
+    readme = out / "README.md"
+    readme.write_text("\n".join(lines))
+    return [*written, readme]
+
+
+def _evaluation_summary_lines(results: dict, command: str, quality_name: str | None) -> list[str]:
+    """The evaluation report's opening: what was scored on what, and accuracy per path."""
+    paths = results["paths"]
     lines = [
         "# Accuracy per codec path",
         "",
@@ -411,34 +434,20 @@ def write_evaluation_report(out: Path, results: dict, command: str) -> list[Path
             f"Lowest share of the uncoded accuracy kept: {percent(worst[1])} on `{worst[0]}`.",
             "",
         ]
-    lines += ["![accuracy against achieved kbps](accuracy_vs_kbps.png)", ""]
-    if metric:
-        fit = (
-            f"; R² of a straight-line fit over the coded paths: {r2:.2f}" if r2 is not None else ""
-        )
-        lines += [
-            f"## Accuracy against perceptual quality ({quality_name})",
-            "",
-            f"Quality: {metric['name']} from `{metric['package']}` {metric['version']}, mean over "
-            f"{results['quality_clips']} clips per path spread over the test split; scale "
-            f"{metric['scale']}. This stands in for the ASC paper's PEAQ ODG (no maintained PEAQ "
-            f"package installs here); it is not an ODG{fit}.",
-            "",
-            "![accuracy against perceptual quality](accuracy_vs_quality.png)",
-            "",
-        ]
-    lines += [
-        "## Accuracy per class",
+    return [*lines, "![accuracy against achieved kbps](accuracy_vs_kbps.png)", ""]
+
+
+def _quality_lines(results: dict, metric: dict, r2: float | None) -> list[str]:
+    quality_name = metric["short"]
+    fit = f"; R² of a straight-line fit over the coded paths: {r2:.2f}" if r2 is not None else ""
+    return [
+        f"## Accuracy against perceptual quality ({quality_name})",
         "",
-        per_class_table(paths, classes),
+        f"Quality: {metric['name']} from `{metric['package']}` {metric['version']}, mean over "
+        f"{results['quality_clips']} clips per path spread over the test split; scale "
+        f"{metric['scale']}. This stands in for the ASC paper's PEAQ ODG (no maintained PEAQ "
+        f"package installs here); it is not an ODG{fit}.",
         "",
-        "## Confusion matrices",
-        "",
-        "Rows: true class; columns: predicted class, numbered as the rows; · is zero.",
-        "",
-        confusion_sections(paths, classes),
+        "![accuracy against perceptual quality](accuracy_vs_quality.png)",
         "",
     ]
-    readme = out / "README.md"
-    readme.write_text("\n".join(lines))
-    return [*written, readme]
