@@ -20,13 +20,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from asc.codecs import parse_spec
 from asc.features import LOGMEL
 from training.augment import UNCODED
-from training.datasets import load_dataset
-from training.evaluate import coded_test_set, score_paths, test_clip_names
+from training.datasets import SceneDataset, load_dataset
+from training.evaluate import CodedTestSet, coded_test_set, score_paths, test_clip_names
 from training.fit_scene import SceneTrainConfig, fit_ensemble
 from training.loop import pick_device
 from training.quality import quality_metric
@@ -137,54 +138,74 @@ def run_codec_augmentation(cfg: CodecAugmentationConfig) -> dict:
     chosen = [c for c in CONDITIONS if c.index in cfg.conditions]
     for condition in tqdm(chosen, desc="conditions", unit="model", disable=not cfg.progress):
         tqdm.write(f"condition {condition.index}: {condition.name}")
-        train_cfg = SceneTrainConfig(
-            data=cfg.data,
-            out=cfg.checkpoints / f"condition-{condition.index}.safetensors",
-            preset=cfg.preset,
-            augment_codecs=list(condition.codecs),
-            architectures=("fcnn",),
-            coarse=False,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=cfg.seed,
-            device=cfg.device,
-            mixup_alpha=cfg.mixup if condition.baseline else 0.0,
-            crop_frames=cfg.crop_frames if condition.baseline else 0,
-            spec_masks=condition.baseline,
-            cache_dir=cfg.cache_dir,
-            workers=cfg.workers,
-            resume=cfg.resume,
-            progress=cfg.progress,
-            max_clips_per_class=cfg.max_clips_per_class,
-            epoch_size=cfg.epoch_size,
-            fold=cfg.fold,
-        )
-        checkpoint = fit_ensemble(train_cfg)
-        paths = score_paths(checkpoint.model, test_set, device)
-        records.append(
-            {
-                "condition": condition.index,
-                "name": condition.name,
-                "training_codecs": list(condition.codecs),
-                "baseline_augmentations": condition.baseline,
-                "train_examples": checkpoint.metrics["train_clips"] * (1 + len(condition.codecs)),
-                "train_seconds": checkpoint.metrics["train_seconds"],
-                "checkpoint": str(train_cfg.out),
-                "paths": [asdict(p) for p in paths],
-            }
-        )
+        records.append(train_condition(cfg, condition, test_set, device))
+    return _results(cfg, dataset, test_set, device, records)
+
+
+def train_condition(
+    cfg: CodecAugmentationConfig, condition: Condition, test_set: CodedTestSet, device: torch.device
+) -> dict:
+    """One condition's FCNN, trained by ``fit_ensemble`` and scored on every path."""
+    train_cfg = SceneTrainConfig(
+        data=cfg.data,
+        out=cfg.checkpoints / f"condition-{condition.index}.safetensors",
+        preset=cfg.preset,
+        augment_codecs=list(condition.codecs),
+        architectures=("fcnn",),
+        coarse=False,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        device=cfg.device,
+        mixup_alpha=cfg.mixup if condition.baseline else 0.0,
+        crop_frames=cfg.crop_frames if condition.baseline else 0,
+        spec_masks=condition.baseline,
+        cache_dir=cfg.cache_dir,
+        workers=cfg.workers,
+        resume=cfg.resume,
+        progress=cfg.progress,
+        max_clips_per_class=cfg.max_clips_per_class,
+        epoch_size=cfg.epoch_size,
+        fold=cfg.fold,
+    )
+    checkpoint = fit_ensemble(train_cfg)
+    paths = score_paths(checkpoint.model, test_set, device)
+    return {
+        "condition": condition.index,
+        "name": condition.name,
+        "training_codecs": list(condition.codecs),
+        "baseline_augmentations": condition.baseline,
+        "train_examples": checkpoint.metrics["train_clips"] * (1 + len(condition.codecs)),
+        "train_seconds": checkpoint.metrics["train_seconds"],
+        "checkpoint": str(train_cfg.out),
+        "paths": [asdict(p) for p in paths],
+    }
+
+
+def relative_change_7_over_2(records: list[dict]) -> dict[str, float | None] | None:
+    """Per path, how much condition 7 gains over condition 2, when both were trained."""
+    by_index = {r["condition"]: r for r in records}
+    if not (2 in by_index and 7 in by_index):
+        return None
+    return {
+        p7["path"]: (p7["accuracy"] - p2["accuracy"]) / p2["accuracy"]
+        if p2["accuracy"] > 0
+        else None
+        for p2, p7 in zip(by_index[2]["paths"], by_index[7]["paths"], strict=True)
+    }
+
+
+def _results(
+    cfg: CodecAugmentationConfig,
+    dataset: SceneDataset,
+    test_set: CodedTestSet,
+    device: torch.device,
+    records: list[dict],
+) -> dict:
+    """What results.json holds."""
     reference = CONDITIONS[-1].codecs  # the paper groups paths by condition 7's training codecs
     headline = next((r for r in records if r["condition"] == 7), records[-1])
-    by_index = {r["condition"]: r for r in records}
-    change = None
-    if 2 in by_index and 7 in by_index:
-        change = {
-            p7["path"]: (p7["accuracy"] - p2["accuracy"]) / p2["accuracy"]
-            if p2["accuracy"] > 0
-            else None
-            for p2, p7 in zip(by_index[2]["paths"], by_index[7]["paths"], strict=True)
-        }
     return {
         "report": "codec-augmentation",
         "data": str(cfg.data),
@@ -211,7 +232,7 @@ def run_codec_augmentation(cfg: CodecAugmentationConfig) -> dict:
         "conditions": records,
         "paths_condition": headline["condition"],
         "paths": headline["paths"],
-        "relative_change_7_over_2": change,
+        "relative_change_7_over_2": relative_change_7_over_2(records),
         "command": cfg.command,
     }
 
@@ -303,10 +324,18 @@ def write_codec_augmentation_report(out: Path, results: dict) -> list[Path]:
             f"Condition {results['paths_condition']}: accuracy against achieved bitrate",
         ),
     ]
+    lines = _summary_lines(results) + goal_lines(results) + _headline_path_lines(results)
+    readme = out / "README.md"
+    readme.write_text("\n".join(lines))
+    return [*written, readme]
+
+
+def _summary_lines(results: dict) -> list[str]:
+    """The report's opening: data, model, training, the paths' groups and Table 3's matrix."""
     groups = results["groups"]
     named = {g: [f"`{s}`" for s in results["evaluation_codecs"] if groups[s] == g] for g in GROUPS}
     training = results["training"]
-    lines = [
+    return [
         "# Codec-augmented training of the 10-class FCNN (the ASC paper's Table 3)",
         "",
         f"Data: the test split of `{results['data']}` ({results['clips']} clips), each clip "
@@ -339,8 +368,12 @@ def write_codec_augmentation_report(out: Path, results: dict) -> list[Path]:
         "![accuracy matrix](accuracy_matrix.png)",
         "",
     ]
-    lines += goal_lines(results)
-    lines += [
+
+
+def _headline_path_lines(results: dict) -> list[str]:
+    """The headline condition's accuracy per path, as the schema's ``paths``."""
+    groups = results["groups"]
+    return [
         f"## Condition {results['paths_condition']} per path",
         "",
         "The `paths` of results.json (achieved kbps measured on the coded test clips):",
@@ -365,9 +398,6 @@ def write_codec_augmentation_report(out: Path, results: dict) -> list[Path]:
         "Per-class accuracy and confusion matrices of every condition are in results.json.",
         "",
     ]
-    readme = out / "README.md"
-    readme.write_text("\n".join(lines))
-    return [*written, readme]
 
 
 def goal_lines(results: dict) -> list[str]:
