@@ -15,7 +15,7 @@ import sys
 import grpc
 
 from asc.credentials import CredentialFileError, read_credential, read_pem
-from edge.sources import SourceError
+from edge.errors import SourceError
 
 
 class CredentialsError(SourceError):
