@@ -23,7 +23,6 @@ import grpc
 import numpy as np
 import soxr
 
-from asc.codecs.alignment import codec_delay
 from asc.codecs.errors import DecodeError
 from asc.codecs.pyav_backend import PyAVDecoder, frame_to_array
 from asc.codecs.spec import CodecSpec
@@ -75,14 +74,9 @@ class IncrementalDecoder(StreamDecoder):
     """``StreamDecoder`` split in two: ``add`` frames bytes, ``next_audio`` decodes one packet.
 
     The output, packet by packet, is exactly ``StreamDecoder.feed``'s (tests compare them).
-    ``delay`` as for ``StreamDecoder``; when it is not given (``ClipState`` does not pass it
-    yet) it is looked up with ``codec_delay``, which the stream reader has already run for
-    this stream's codec path on the decode pool, so the lookup here is a cache hit.
     """
 
-    def __init__(self, spec: str | CodecSpec, rate: int, channels: int, delay: int | None = None):
-        if delay is None:
-            delay = codec_delay(spec, rate, channels)
+    def __init__(self, spec: str | CodecSpec, rate: int, channels: int, delay: int):
         super().__init__(spec, rate, channels, delay)
         self._packets: deque[bytes | int] = deque()  # codec packets; an int: the end's total
 

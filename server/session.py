@@ -129,6 +129,7 @@ class ClipState:
     settings: StreamSettings
     model_rate: int
     limits: Budgets
+    delay: int  # samples its decoder drops (asc.codecs.codec_delay), measured off the event loop
     label: str = ""
     memory: int = 0  # bytes borrowed from the pool for this clip (0: the stream's own)
     decoder: IncrementalDecoder = field(init=False)
@@ -143,7 +144,7 @@ class ClipState:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.decoder = IncrementalDecoder(s.codec, s.rate, s.channels)
+        self.decoder = IncrementalDecoder(s.codec, s.rate, s.channels, self.delay)
         self.windower = Windower(
             window=round(s.window_seconds * s.rate),
             hop=round(s.hop_seconds * s.rate),

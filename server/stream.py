@@ -109,7 +109,7 @@ class StreamReader:
         self.path_label = ""
         self.stopped: StreamError | None = None  # ended from outside (its memory taken back)
         self.device: str = ""
-        self.delay_measured = False  # the codec path's delay, before the first clip's decoder
+        self.delay: int | None = None  # the codec path's, measured before its first decoder
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -264,16 +264,15 @@ class StreamReader:
         await self._decode(clip, [packet.payload], packet.end_of_clip)
 
     async def _measure_delay(self) -> None:
-        """Measure the codec path's delay on the decode pool, once per stream, so that building
-        a clip's decoder on the event loop finds it cached (the first measurement of a path
-        codes a calibration signal)."""
+        """Measure the codec path's delay on the decode pool, once per stream, for the clips'
+        decoders (the first measurement of a path codes a calibration signal)."""
         settings = self.settings
         assert settings is not None
-        if self.delay_measured:
+        if self.delay is not None:
             return
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(
+            self.delay = await loop.run_in_executor(
                 self.service.decode_pool,
                 codec_delay,
                 settings.codec,
@@ -284,7 +283,6 @@ class StreamReader:
             raise StreamError(
                 INVALID, f"cannot decode {settings.codec} for this stream: {e}"
             ) from e
-        self.delay_measured = True
 
     def _open(self, clip_id: str) -> ClipState | ReplayCheck:
         settings, budgets = self.settings, self.service.budgets
@@ -302,7 +300,7 @@ class StreamReader:
 
     def _new_clip(self, clip_id: str) -> ClipState:
         settings = self.settings
-        assert settings is not None
+        assert settings is not None and self.delay is not None  # _packet measured it
         # The stream's reservation holds one open clip; a further one borrows its buffer.
         borrowed = any(isinstance(c, ClipState) for c in self.clips.values())
         memory = self.account.borrow_clip(clip_id) if borrowed else 0
@@ -312,6 +310,7 @@ class StreamReader:
                 settings,
                 self.service.models.scene.rate,
                 self.service.budgets,
+                self.delay,
                 memory=memory,
             )
         except CodecError as e:  # e.g. a codec that cannot decode at this rate here
