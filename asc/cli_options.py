@@ -5,8 +5,9 @@ default, and, where the tool reads one, its environment variable: ``TEXT (defaul
 Containers and service units configure ``asc-server`` (``ASC_*``) and ``asc-edge``
 (``ASC_EDGE_*``) without a command line; ``asc-train`` and ``asc-codec`` are run by hand and
 read no variables, but say their defaults the same way. The command line always wins over a
-variable. A yes/no variable that is neither yes nor no is collected in ``problems`` instead of
-being silently read as "off", so the command can refuse to start and name it.
+variable. A variable the option cannot take (a yes/no that is neither, a port that is not a
+number) is collected in ``problems`` instead of being silently read as "off" or failing with the
+flag's name, so the command can refuse to start and name the variable.
 
 Kept free of torch and grpc: the edge imports it.
 """
@@ -53,15 +54,28 @@ class EnvOptions:
         elif action == "append":  # the command reads the variable itself
             default = value.replace("%", "%%") if value else absent
         else:
-            if value is not None:
-                kwargs["default"] = value  # argparse applies ``type`` to a string default
             default = "%(default)s" if kwargs.get("default") not in (None, "") else absent
+            if value is not None:
+                kwargs["default"] = self._convert(env, value, kwargs.get("type"))
+                default = value.replace("%", "%%") or absent  # as the user wrote it: 4, not 4.0
         default = default or "%(default)s"
         where = f" [{self.prefix}{env}]" if env else ""
         kwargs["help"] = f"{kwargs.get('help', '')} (default: {default}){where}"
         if env:
             self.names.append((self.prefix + env, flags[-1]))
         return self.parser.add_argument(*flags, **kwargs)
+
+    def _convert(self, env: str, value: str, kind: Callable[[str], Any] | None) -> Any:
+        """The variable's value as the option's type, converted now so that a bad one is
+        reported naming the variable (argparse would name only the flag, which the user never
+        typed); the command refuses to start while ``problems`` holds it."""
+        if kind is None:
+            return value
+        try:
+            return kind(value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            self.problems.append(f"{self.prefix}{env}={value!r}: {e}")
+            return None
 
     def epilog(self) -> str:
         """The variables this parser reads, for the end of its --help."""
