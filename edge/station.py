@@ -15,13 +15,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from asc.cli_options import EnvOptions, positive
+from edge.cli_common import ENV_PREFIX
 from edge.network_sources import SourceSpec, parse_sources
 
 if TYPE_CHECKING:
     from edge.mqtt_out import MqttPublisher
     from edge.webhook_out import WebhookSender
 
-PREFIX = "ASC_EDGE_"
 EventCallback = Callable[[str, str], None]  # (who, message), as ConsoleReport.event takes
 
 
@@ -34,9 +34,9 @@ def _secret_list(
         flag,
         action="append",
         metavar=metavar,
-        help=f"{text} (default: {absent}) [{PREFIX}{env}, separated by spaces]",
+        help=f"{text} (default: {absent}) [{opts.prefix}{env}, separated by spaces]",
     )
-    opts.names.append((PREFIX + env, f"{flag}, separated by spaces"))
+    opts.names.append((opts.prefix + env, f"{flag}, separated by spaces"))
 
 
 def add_station_options(opts: EnvOptions) -> None:
@@ -193,7 +193,7 @@ def env_list(values: Sequence[str] | None, env: str) -> list[str]:
     """The command line's values, else the variable's space-separated ones."""
     if values:
         return list(values)
-    return os.environ.get(PREFIX + env, "").split()
+    return os.environ.get(ENV_PREFIX + env, "").split()
 
 
 def source_specs(args: argparse.Namespace) -> list[SourceSpec]:
