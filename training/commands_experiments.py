@@ -54,9 +54,8 @@ def cmd_codec_augmentation(args: argparse.Namespace) -> int:
 
 
 def cmd_lossy_detection(args: argparse.Namespace) -> int:
-    from training.experiments.lossy_detection import (
-        LossyDetectionConfig,
-        run_lossy_detection,
+    from training.experiments.lossy_detection import LossyDetectionConfig, run_lossy_detection
+    from training.experiments.lossy_detection_report import (
         table2_markdown,
         write_lossy_detection_report,
     )
