@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from asc.cli_options import EnvOptions
 from asc.codecs.errors import CodecError
 from asc.codecs.registry import CODECS, unavailable_reason
 from asc.codecs.spec import format_quantity
@@ -86,18 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="decoded WAV to write, aligned with the input (required)",
     )
-    rt.add_argument(
+    opts = EnvOptions(rt)  # asc-codec reads no variables; its help follows the one convention
+    opts.add(
         "--rate",
         type=int,
-        help="resample the input to this rate (Hz) first, e.g. one the codec supports "
-        "(default: none, the file's own rate)",
+        help="resample the input to this rate (Hz) first, e.g. one the codec supports",
+        absent="none, the file's own rate",
     )
-    rt.add_argument(
+    opts.add(
         "--channels",
         type=int,
         choices=(1, 2),
-        help="mix the input to mono (1) or stereo (2) first, e.g. for a stereo-only codec "
-        "(default: none, the file's own layout)",
+        help="mix the input to mono (1) or stereo (2) first, e.g. for a stereo-only codec",
+        absent="none, the file's own layout",
     )
     rt.set_defaults(run=cmd_roundtrip)
     return parser

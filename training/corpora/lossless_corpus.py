@@ -127,12 +127,10 @@ def _run(jobs: list[_Job], workers: int, progress: bool) -> None:
 
 def _readme(jobs: list[_Job], seed: int, seconds: float) -> str:
     counts = ", ".join(f"{sum(j.kind == k for j in jobs)} {k}" for k in KINDS)
-    # "training.lossless" is the name corpora have always recorded (the writer is
-    # training.corpora.write_lossless_corpus now); kept so the README stays byte-identical.
     return (
         "Generated lossless corpus (no recordings: every track is synthesised).\n\n"
         f"{len(jobs)} tracks ({counts}), {seconds:g} s each, stereo, {RATE} Hz, 16-bit PCM WAV,\n"
-        f"corpus seed {seed}. Made by training.lossless.write_lossless_corpus for the\n"
+        f"corpus seed {seed}. Made by training.corpora.write_lossless_corpus for the\n"
         "lossy-compression detector: full-band material (energy up to 20+ kHz, transients,\n"
         "tonal and noisy parts, stereo) for codecs to leave their artefacts on.\n\n"
         "  music   - additive-synthesis instruments on a random scale and tempo, drums\n"
