@@ -94,3 +94,24 @@ def test_missing_or_mismatched_folds_are_named(tmp_path: Path) -> None:
     report.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="tested different clips"):
         summarize(tmp_path)
+
+
+def test_a_remedy_is_summarized_on_its_own_folds_against_the_recipe(tmp_path: Path) -> None:
+    write_folds(tmp_path)
+    recipe = json.loads((tmp_path / "ensemble-recipe" / "fold1" / "results.json").read_text())
+    truth = np.array(recipe["truth"])
+    remedy = {
+        **recipe,
+        "paths": paths(truth, np.random.default_rng(1), {"none": 80, "sbc:64k": 80}),
+    }
+    (tmp_path / "ensemble-broad" / "fold1").mkdir(parents=True)
+    (tmp_path / "ensemble-broad" / "fold1" / "results.json").write_text(json.dumps(remedy))
+    results = summarize(tmp_path)
+    broad = results["remedies"]["ensemble-broad"]
+    assert broad["fold_numbers"] == [1]
+    assert {r["path"]: r["relative"] for r in broad["paths"] if "relative" in r} == {
+        "sbc:64k": pytest.approx(1.0)
+    }
+    assert broad["minus_recipe"]["sbc:64k"]["difference"] == pytest.approx(0.01)
+    write_summary(tmp_path, results, "asc-train summarize-folds x")
+    assert "## ensemble-broad" in (tmp_path / "README.md").read_text()

@@ -32,6 +32,10 @@ MODELS = {
     "ensemble": "compact ensemble, baseline augmentations, no coded copies",
     "ensemble-recipe": "compact ensemble, baseline augmentations + the paper's four codecs",
 }
+# Tried against the recipe's misses, on the folds they have run (a folder per remedy, optional).
+REMEDIES = {
+    "ensemble-broad": "the recipe + `mp3:32k` copies (a low MP3 rate; SBC stays unseen)",
+}
 
 
 @dataclass
@@ -183,7 +187,30 @@ def summarize(folder: Path, seed: int = 0) -> dict:
         {k: row[k] for k in ("path", "kbps", "accuracy")}
         for row in results["models"]["ensemble-recipe"]
     ]
+    results["remedies"] = remedies(folder, rng)
     return results
+
+
+def remedies(folder: Path, rng: np.random.Generator) -> dict[str, dict]:
+    """Each remedy on the folds it has, paired clip by clip with the recipe on those folds: a
+    remedy costs a training run per fold, so it is often tried on fewer folds than the rest."""
+    out = {}
+    for name in REMEDIES:
+        folds = sorted(fold_numbers(folder / name) & fold_numbers(folder / "ensemble-recipe"))
+        if not folds:
+            continue
+        remedy, recipe = (
+            read_folds(folder / name, folds),
+            read_folds(folder / "ensemble-recipe", folds),
+        )
+        _check_same_clips(remedy, recipe)
+        table, base = outcomes(remedy), outcomes(recipe)
+        out[name] = {
+            "fold_numbers": folds,
+            "paths": path_rows(table, rng),
+            "minus_recipe": {p: paired(table[p], base[p], rng) for p in table if p in base},
+        }
+    return out
 
 
 def _check_same_clips(*reports: list[dict]) -> None:
@@ -335,6 +362,7 @@ def write_summary(folder: Path, results: dict, command: str) -> list[Path]:
     for name, description in MODELS.items():
         lines += [f"## {name}: {description}", "", model_table(results["models"][name]), ""]
     lines += ["![share kept per path](kept_per_path.png)", ""]
+    lines += _remedy_lines(results.get("remedies", {}))
     lines += [
         "## Experiment B: the seven training conditions (20-class FCNN)",
         "",
@@ -380,4 +408,22 @@ def _goal_lines(results: dict) -> list[str]:
             f"- {label}: {100 * c['difference']:+.1f} points, interval "
             f"{_ci([100 * x for x in c['ci']], 1)}: {verdict}."
         )
+    return lines
+
+
+def _remedy_lines(found: dict[str, dict]) -> list[str]:
+    lines = []
+    for name, r in found.items():
+        folds = ", ".join(str(k) for k in r["fold_numbers"])
+        lines += [f"## {name}: {REMEDIES[name]} (fold {folds})", "", model_table(r["paths"]), ""]
+        rows = [
+            [f"`{p}`", f"{100 * c['difference']:+.1f}", _ci([100 * x for x in c["ci"]], 1)]
+            for p, c in r["minus_recipe"].items()
+        ]
+        lines += [
+            f"Accuracy minus the recipe ensemble's on the same clips (fold {folds}), in points:",
+            "",
+            markdown_table(["path", "difference", "95 % interval"], rows),
+            "",
+        ]
     return lines
