@@ -111,6 +111,16 @@ def lossless_data(opts: EnvOptions) -> None:
     required(opts, "--data", "a folder of lossless .wav/.flac tracks")
 
 
+def lossless_roots(opts: EnvOptions) -> None:
+    required(
+        opts,
+        "--data",
+        "one or more folders of lossless tracks: a generated corpus or any folder of .wav/.flac "
+        "(split by track), Kitchen20 (its lossless originals only, split by recording)",
+        nargs="+",
+    )
+
+
 def fold(opts: EnvOptions, purpose: str) -> None:
     opts.add(
         "--fold",

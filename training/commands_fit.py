@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asc.cli_options import EnvOptions
 from training import cli_flags
-from training.detector_data import DS1_CODECS
+from training.detector_data import DEVICE_CODECS, DS1_CODECS
 
 
 def cmd_fit_ensemble(args: argparse.Namespace) -> int:
@@ -52,9 +52,10 @@ def cmd_fit_detector(args: argparse.Namespace) -> int:
     from training.fit_detector import DetectorTrainConfig, fit_detector
 
     cfg = DetectorTrainConfig(
-        data=Path(args.data),
+        data=[Path(d) for d in args.data],
         out=Path(args.out),
         codecs=args.codecs,
+        copies_per_track=args.copies_per_track,
         mask_prob=args.mask_prob,
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
@@ -135,7 +136,7 @@ def add_fit_commands(sub: argparse._SubParsersAction) -> None:
     opts.parser.set_defaults(run=cmd_fit_ensemble)
 
     opts = EnvOptions(sub.add_parser("fit-detector", help="train the lossy-compression detector"))
-    cli_flags.lossless_data(opts)
+    cli_flags.lossless_roots(opts)
     cli_flags.required(opts, "--out", "checkpoint to write (.safetensors)")
     cli_flags.named_default(
         opts,
@@ -143,7 +144,16 @@ def add_fit_commands(sub: argparse._SubParsersAction) -> None:
         ",".join(DS1_CODECS),
         "the paper's DS1",
         help="comma-separated codec paths the detector learns to recognise; each track is "
-        "coded with one of them",
+        f"coded with --copies-per-track of them. 'ds1' names the paper's list, 'device' every "
+        f"family of the engine at a device's settings ({len(DEVICE_CODECS)} paths, "
+        "training/detector_data.py)",
+    )
+    opts.add(
+        "--copies-per-track",
+        type=int,
+        default=1,
+        help="coded copies of each track, distinct settings drawn with every codec family "
+        "equally likely; 1 is the paper's one copy",
     )
     opts.add(
         "--mask-prob",

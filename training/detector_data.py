@@ -1,8 +1,13 @@
-"""The detection paper's data: which lossless tracks, their split, and each one's codec setting.
+"""The detector's data: which lossless tracks, their split, and each one's codec settings.
 
 DS1 gives every track one codec setting drawn at random; DS2 gives the same tracks and settings
 a codec cutoff drawn at random as well. Both the detector's trainer and the experiment that
 reproduces the paper's tables draw them here with the same seeds, so they agree on every track.
+
+Beyond the paper, DEVICE_CODECS is what the system carries: every codec family of the engine at
+the settings a device would use (``DEVICE_COMMON``, the settings the detector's goals are judged
+at), lower rates a constrained link would fall back to, and two chains. A track can get several
+coded copies, drawn so that every family is equally likely (``assign_codec_sets``).
 Kept free of torch: ``asc-train`` shows DS1 in its ``--help``.
 """
 
@@ -23,6 +28,29 @@ DS1_CODECS = tuple(f"{c}:{b}k" for c in ("mp3", "fdk-aac", "vorbis") for b in (1
 # Its DS2: the same tracks and settings, each with one of these codec cutoff frequencies.
 DS2_CUTOFFS_HZ = (14000, 16000, 18000, 20000)
 AUDIO_SUFFIXES = {".wav", ".flac"}
+
+# Every family of the engine at the settings a device commonly sends: the detector's goals
+# (at least 98 % called lossy, the family named for 90 %) are judged per family over these.
+DEVICE_COMMON: dict[str, tuple[str, ...]] = {
+    "mp3": ("mp3:64k", "mp3:128k", "mp3:192k", "mp3:320k"),
+    "aac": ("aac:64k", "aac:128k", "aac:256k", "fdk-aac:64k", "fdk-aac:128k", "fdk-aac:256k"),
+    "he-aac": ("he-aac:24k", "he-aac:32k", "he-aac:48k", "he-aac:64k"),
+    "opus": ("opus:24k", "opus:48k", "opus:96k", "opus:128k"),
+    "vorbis": ("vorbis:96k", "vorbis:160k", "vorbis:256k", "vorbis:320k"),
+    "sbc": ("sbc:bitpool=35", "sbc:bitpool=45", "sbc:bitpool=53"),
+    "aptx": ("aptx",),
+}
+# Lower rates a device falls back to on a poor link, and two chains (Bluetooth then cellular,
+# a voice call re-encoded for storage); a chain's family is its last codec's.
+DEVICE_LOW = ("mp3:32k", "aac:32k", "he-aac:16k", "opus:16k", "vorbis:64k", "sbc:bitpool=19")
+DEVICE_CHAINS = ("sbc:bitpool=53>aac:64k", "opus:24k>mp3:64k")
+DEVICE_CODECS = (
+    *(s for group in DEVICE_COMMON.values() for s in group),
+    *DEVICE_LOW,
+    *DEVICE_CHAINS,
+)
+# Names ``--codecs`` accepts for these lists.
+CODEC_SETS = {"ds1": DS1_CODECS, "device": DEVICE_CODECS}
 
 
 class LosslessDataError(ValueError):
@@ -68,6 +96,38 @@ def assign_codecs(tracks: list[Path], codecs: list[str], seed: int) -> dict[Path
     """DS1: one codec setting per track, drawn at random."""
     rng = np.random.default_rng(seed + 1)
     return {t: codecs[int(rng.integers(len(codecs)))] for t in tracks}
+
+
+def family_weights(codecs: list[str]) -> np.ndarray:
+    """A drawing weight per setting that gives every codec family the same total weight."""
+    families = [family_of(c) for c in codecs]
+    weights = np.array([1.0 / families.count(f) for f in families])
+    return weights / weights.sum()
+
+
+def assign_codec_sets(
+    tracks: list[Path], codecs: list[str], copies: int, seed: int
+) -> dict[Path, tuple[str, ...]]:
+    """``copies`` distinct settings per track, every family equally likely.
+
+    With one copy and as many settings in every family (DS1), it is ``assign_codecs``'s draw, so
+    the paper's reproduction keeps its tracks and settings.
+    """
+    if not 1 <= copies <= len(codecs):
+        raise ValueError(f"copies per track must lie in 1..{len(codecs)}, got {copies}")
+    weights = family_weights(codecs)
+    if copies == 1 and np.allclose(weights, weights[0]):
+        return {t: (spec,) for t, spec in assign_codecs(tracks, codecs, seed).items()}
+    rng = np.random.default_rng(seed + 1)
+    return {
+        t: tuple(codecs[i] for i in rng.choice(len(codecs), copies, replace=False, p=weights))
+        for t in tracks
+    }
+
+
+def expand_codec_sets(items: list[str]) -> list[str]:
+    """``ds1`` and ``device`` in a list of codec paths become the settings they name."""
+    return [s for item in items for s in CODEC_SETS.get(item.strip().lower(), (item,))]
 
 
 def assign_cutoffs(tracks: list[Path], cutoffs_hz: list[int], seed: int) -> dict[Path, int]:

@@ -1,9 +1,12 @@
-"""Training the lossy-compression detector on a lossless corpus (the detection paper's DS1).
+"""Training the lossy-compression detector on lossless tracks (the detection paper's DS1 and more).
 
 Each track is coded with one codec drawn from the list (libfdk-aac, libvorbis, LAME at 128, 256,
-320 kbps in the paper); the model sees random 2-second crops of the lossless original (label 0)
-and of the coded copy (label 1, plus its codec family), with the random cutoff mask applied
-with probability ``mask_prob``. Tracks are split 70/10/20 into train/validation/test.
+320 kbps in the paper), or with ``copies_per_track`` distinct ones, every family equally likely;
+the model sees random 2-second crops of the lossless original (label 0) and of the coded copies
+(label 1, plus the codec family), half of each batch lossless on average, with the random cutoff
+mask applied with probability ``mask_prob``. The tracks come from one or more folders: a
+generated corpus split 70/10/20 by track, Kitchen20's lossless originals split by recording
+(``detector_sources``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from asc.audio import load
 from asc.checkpoint import Checkpoint, save
+from asc.codecs.spec import split_spec_list
 from asc.features import DETECTOR_SPECTROGRAM, FeatureExtractor
 from asc.models.detector import CODEC_FAMILIES, WINDOW_SECONDS, LossyDetector, cut_windows
 from asc.models.scene import count_parameters
@@ -24,20 +28,22 @@ from training.augment import UNCODED, CodedCache, parse_spec_list
 from training.detector_data import (
     DS1_CODECS,
     LosslessDataError,
-    assign_codecs,
+    assign_codec_sets,
+    expand_codec_sets,
     family_of,
-    list_tracks,
-    split_tracks,
     tracks_fingerprint,
 )
+from training.detector_sources import LosslessSet, lossless_set
+from training.kitchen20_lossless import exclusion_counts
 from training.loop import LoopSettings, one_cycle, pick_device, provenance_common, run_epochs
 
 
 @dataclass
 class DetectorTrainConfig:
-    data: Path
+    data: Path | list[Path]  # one folder of lossless tracks, or several (e.g. corpus + Kitchen20)
     out: Path
     codecs: list[str] = field(default_factory=lambda: list(DS1_CODECS))
+    copies_per_track: int = 1  # coded copies of each track, distinct settings
     mask_prob: float = 1.0
     epochs: int = 20
     steps_per_epoch: int = 100
@@ -48,7 +54,11 @@ class DetectorTrainConfig:
     cache_dir: Path = Path(".cache/coded")
     workers: int | None = None
     progress: bool = True
-    max_tracks: int | None = None
+    max_tracks: int | None = None  # from each folder
+
+    @property
+    def roots(self) -> list[Path]:
+        return [Path(d) for d in self.data] if isinstance(self.data, list | tuple) else [self.data]
 
 
 def load_mono(path: Path, rate: int) -> torch.Tensor:
@@ -64,10 +74,12 @@ class Example:
     track: Path
 
 
-def build_examples(tracks: list[Path], specs: dict[Path, str], mapping, rate: int) -> list[Example]:
+def build_examples(
+    tracks: list[Path], specs: dict[Path, tuple[str, ...]], mapping, rate: int
+) -> list[Example]:
     out = []
     for track in tracks:
-        for spec in (UNCODED, specs[track]):
+        for spec in (UNCODED, *specs[track]):
             out.append(
                 Example(
                     load_mono(mapping[(track, spec)], rate),
@@ -100,27 +112,34 @@ def file_scores(
 
 @dataclass
 class DetectorData:
-    """DS1 as the detector trains on it: the tracks, their split, each one's codec setting, and
-    where the coded copies lie."""
+    """The data as the detector trains on it: the tracks, their split, each one's codec
+    settings, and where the coded copies lie."""
 
     codecs: list[str]
     tracks: list[Path]
     splits: dict[str, list[Path]]
-    specs: dict[Path, str]  # the DS1 setting of each track
+    specs: dict[Path, tuple[str, ...]]  # the settings of each track (DS1: one)
     mapping: dict[tuple[Path, str], Path]  # (track, setting or "none") -> audio
+    lossless: LosslessSet  # where each track came from; Kitchen20's exclusions
+
+
+def training_codecs(codecs: list[str] | str) -> list[str]:
+    """The lossy settings of ``--codecs``, canonical; ``ds1`` and ``device`` expanded."""
+    items = split_spec_list(codecs) if isinstance(codecs, str) else list(codecs)
+    chosen = [s for s in parse_spec_list(expand_codec_sets(items)) if s != UNCODED]
+    if not chosen:
+        raise LosslessDataError("give at least one lossy codec to train against")
+    return list(dict.fromkeys(chosen))
 
 
 def prepare_detector_data(cfg: DetectorTrainConfig) -> DetectorData:
-    codecs = [s for s in parse_spec_list(cfg.codecs) if s != UNCODED]
-    if not codecs:
-        raise LosslessDataError("give at least one lossy codec to train against")
-    tracks = list_tracks(cfg.data)[: cfg.max_tracks]
-    splits = split_tracks(tracks, cfg.seed)
-    specs = assign_codecs(tracks, codecs, cfg.seed)
+    codecs = training_codecs(cfg.codecs)
+    found = lossless_set(cfg.roots, cfg.seed, cfg.max_tracks)
+    specs = assign_codec_sets(found.tracks, codecs, cfg.copies_per_track, cfg.seed)
     cache = CodedCache(cfg.cache_dir, rate=DETECTOR_SPECTROGRAM.sample_rate, channels=2)
-    pairs = [(track, s) for track, spec in specs.items() for s in (UNCODED, spec)]
+    pairs = [(track, s) for track, chosen in specs.items() for s in (UNCODED, *chosen)]
     mapping = cache.ensure_pairs(pairs, workers=cfg.workers, progress=cfg.progress)
-    return DetectorData(codecs, tracks, splits, specs, mapping)
+    return DetectorData(codecs, found.tracks, found.splits, specs, mapping, found)
 
 
 @dataclass
@@ -137,13 +156,26 @@ class DetectorTask:
     rng: np.random.Generator
     window: int  # samples in one crop
 
+    def __post_init__(self) -> None:
+        """Lossless and coded examples drawn half and half when there are more coded ones."""
+        lossy = np.array([e.lossy for e in self.train], dtype=bool)
+        self.weights = None
+        if 0 < lossy.sum() != (~lossy).sum():
+            w = np.where(lossy, 0.5 / lossy.sum(), 0.5 / max(1, (~lossy).sum()))
+            self.weights = w / w.sum()
+
+    def pick(self) -> np.ndarray:
+        if self.weights is None:  # as many of each: the paper's uniform draw
+            return self.rng.integers(len(self.train), size=self.batch_size)
+        return self.rng.choice(len(self.train), size=self.batch_size, p=self.weights)
+
     def start_epoch(self, epoch: int) -> None:
         pass  # every step draws its own examples
 
     def training_step(self, step: int) -> tuple[torch.Tensor, int]:
         """The loss of one batch; weighed as one, so an epoch's loss is the mean over steps."""
         train, window, device = self.train, self.window, self.device
-        picks = self.rng.integers(len(train), size=self.batch_size)
+        picks = self.pick()
         crops = []
         for i in picks:  # a random 2-second crop of each example, as in the paper
             wave = train[i].wave
@@ -226,5 +258,22 @@ def detector_checkpoint(
             **provenance_common(cfg.out, cfg.seed),
             "mask_prob": cfg.mask_prob,
             "splits": {k: len(v) for k, v in data.splits.items()},
+            **training_sources(cfg, data),
         },
     )
+
+
+def training_sources(cfg: DetectorTrainConfig, data: DetectorData) -> dict:
+    """What a multi-folder or multi-copy run records beyond the paper's single corpus."""
+    if len(cfg.roots) == 1 and cfg.copies_per_track == 1 and not data.lossless.exclusions:
+        return {}  # the paper's setting: its checkpoints keep their metadata as it was
+    source = data.lossless.source
+    return {
+        "data": [str(r) for r in cfg.roots],
+        "copies_per_track": cfg.copies_per_track,
+        "tracks_per_source": {
+            n: sum(v == n for v in source.values()) for n in set(source.values())
+        },
+        "excluded": exclusion_counts(data.lossless.exclusions),
+        "max_tracks": cfg.max_tracks,
+    }
