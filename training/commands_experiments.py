@@ -87,6 +87,37 @@ def cmd_lossy_detection(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detector_families(args: argparse.Namespace) -> int:
+    from training.experiments.detector_families import (
+        DetectorFamiliesConfig,
+        run_detector_families,
+    )
+    from training.experiments.detector_families_report import write_detector_families_report
+
+    cfg = DetectorFamiliesConfig(
+        checkpoint=Path(args.checkpoint),
+        data=[Path(d) for d in args.data],
+        out=Path(args.out),
+        codecs=split_spec_list(args.codecs),
+        seed=args.seed,
+        max_tracks=args.max_tracks,
+        threshold=args.threshold,
+        device=args.device,
+        cache_dir=Path(args.cache_dir),
+        workers=args.workers,
+        command=args.command_line,
+    )
+    run = run_detector_families(cfg)
+    for name, source in run.results["sources"].items():
+        missed = [r for r in source["goals"] if not r["met"]]
+        print(f"{name}: {len(source['goals']) - len(missed)} of {len(source['goals'])} goals met")
+        for r in missed:
+            print(f"  {r['family']} {r['goal']}: {r['measured']:.3f}, short by {r['short_by']:.3f}")
+    written = write_detector_families_report(cfg.out, run)
+    print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
 def condition_list(text: str) -> tuple[int, ...]:
     try:
         chosen = tuple(sorted({int(c) for c in text.split(",")}))
@@ -102,6 +133,7 @@ def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
     experiments = p.add_subparsers(dest="experiment", required=True)
     _add_codec_augmentation(experiments)
     _add_lossy_detection(experiments)
+    _add_detector_families(experiments)
 
 
 def _add_codec_augmentation(experiments: argparse._SubParsersAction) -> None:
@@ -214,3 +246,42 @@ def _add_lossy_detection(experiments: argparse._SubParsersAction) -> None:
     )
     cli_flags.workers(opts, "coding the tracks")
     opts.parser.set_defaults(run=cmd_lossy_detection)
+
+
+def _add_detector_families(experiments: argparse._SubParsersAction) -> None:
+    opts = EnvOptions(
+        experiments.add_parser(
+            "detector-families",
+            help="a trained lossy detector on real and generated test tracks through every codec "
+            "family: goals per family, confusion, F1, calibration, saliency",
+        )
+    )
+    cli_flags.required(opts, "--checkpoint", "the lossy detector to score (.safetensors)")
+    cli_flags.lossless_roots(opts)
+    cli_flags.required(opts, "--out", "report folder")
+    cli_flags.named_default(
+        opts,
+        "--codecs",
+        "device",
+        "every family at a device's settings",
+        help="comma-separated codec paths each test track is coded through; 'device' and 'ds1' "
+        "name the lists of training/detector_data.py",
+    )
+    opts.add(
+        "--max-tracks",
+        type=int,
+        help="use only the first N tracks of each folder, as fit-detector's --max-tracks; give "
+        "the detector's own value so the test split is the one it never trained on",
+        absent="none, every track",
+    )
+    opts.add(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="mean lossy probability at or above which a file is called lossy",
+    )
+    cli_flags.seed(opts, "the split; give the detector's training seed to test held-out tracks")
+    cli_flags.device(opts)
+    cli_flags.cache_dir(opts)
+    cli_flags.workers(opts, "coding the test tracks")
+    opts.parser.set_defaults(run=cmd_detector_families)

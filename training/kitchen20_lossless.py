@@ -22,6 +22,7 @@ from pathlib import Path
 
 from asc.audio import load
 from asc.codecs.measure import effective_bandwidth
+from training.detector_data import LosslessDataError
 
 META = "meta.csv"
 LOSSY_UPLOADS = frozenset({".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".wma"})
@@ -29,7 +30,7 @@ MIN_BANDWIDTH_HZ = 16500.0
 BANDWIDTH_FLOOR_DB = 60.0
 
 
-class Kitchen20Error(ValueError):
+class Kitchen20Error(LosslessDataError):
     """A folder that is not Kitchen20's Freesound part as ``meta.csv`` describes it."""
 
 
