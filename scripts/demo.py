@@ -2,8 +2,9 @@
 
 Starts ``asc-server serve`` with the shipped checkpoints, streams the sample clips in
 ``samples/`` through six codec paths at once with the edge client (this process never imports
-torch), prints one table of what came back, then the server's own per-path accuracy read from
-its Prometheus endpoint, and stops the server with SIGTERM.
+torch), prints one table of what came back (per path also the detector's mean lossy
+probability and its codec family guess), then the server's own per-path accuracy read from its
+Prometheus endpoint, and stops the server with SIGTERM.
 """
 
 from __future__ import annotations
@@ -51,6 +52,16 @@ def scrape_accuracy(metrics_port: int) -> dict[str, tuple[float, float, float]]:
         path: (v["correct_clips_total"], v["labelled_clips_total"], v["accuracy"])
         for path, v in series.items()
     }
+
+
+def family_guess(summaries: dict, path: str) -> str:
+    """The detector's codec family most clips of a path got (``codec_family`` of each clip's
+    summary), and the share of clips that got it."""
+    guesses = [r.codec_family for (_, q), r in summaries.items() if q == path and r.codec_family]
+    if not guesses:
+        return "-"
+    top = max(set(guesses), key=guesses.count)
+    return f"{top} {guesses.count(top) / len(guesses):.0%}"
 
 
 def main() -> int:
@@ -104,6 +115,9 @@ def main() -> int:
         "lossy probability",
         "mean over clips",
         *(f"{sum(v) / len(v):.2f}" if v else "-" for v in lossy.values()),
+    )
+    table.add_row(
+        "family guess", "most clips' (share)", *(family_guess(summaries, p) for p in PATHS)
     )
     table.add_row(
         "accuracy (edge)",

@@ -20,3 +20,4 @@ def test_demo_streams_every_sample_through_every_path():
     for path in ("pcm16", "opus:32k", "mp3:64k", "aac:32k", "he-aac:16k", "sbc:64k"):
         assert path in out
     assert "asc_accuracy" in out and "kbps on the wire" in out
+    assert "lossy probability" in out and "family guess" in out
