@@ -1,0 +1,266 @@
+"""The detector on every codec family: its training data (DEVICE_CODECS, Kitchen20's lossless
+originals and why the others are left out), fit-detector over two folders, and
+``asc-train experiment detector-families`` end to end on tiny data with real codecs.
+
+Real recordings (Kitchen20) are read where they are; the tests that need them skip without them.
+A Kitchen20-shaped folder made from generated tracks (one listed as an .mp3 upload) stands in
+for it where only the layout matters.
+"""
+
+import csv
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from asc.checkpoint import load
+from asc.codecs import parse_spec
+from asc.codecs.measure import measure_roundtrip
+from asc.codecs.registry import CODEC_FAMILIES
+from tests.real_data import kitchen20_root
+from tests.test_reports import asc_train, assert_png
+from training.augment import canonical
+from training.corpora import write_lossless_corpus
+from training.detector_data import (
+    DEVICE_CHAINS,
+    DEVICE_CODECS,
+    DEVICE_COMMON,
+    DS1_CODECS,
+    assign_codec_sets,
+    assign_codecs,
+    family_of,
+)
+from training.detector_sources import lossless_set
+from training.experiments.detector_families_scores import (
+    expected_calibration_error,
+    f1_curve,
+    reliability,
+)
+from training.kitchen20_lossless import MIN_BANDWIDTH_HZ, exclusion_reason, kitchen20_lossless
+from training.report import RESULTS_SCHEMA
+
+TINY_CODECS = "sbc:bitpool=35,aptx,mp3:128k,sbc:bitpool=53>aac:64k"
+
+# --- Kitchen20's lossless originals ------------------------------------------------------------
+
+
+def test_exclusion_reasons_name_the_extension_or_the_bandwidth():
+    assert exclusion_reason("1__a__b.mp3", 22050, MIN_BANDWIDTH_HZ) == "lossy upload (.mp3)"
+    assert exclusion_reason("1__a__b.M4A", 16200, MIN_BANDWIDTH_HZ) == "lossy upload (.m4a)"
+    assert exclusion_reason("1__a__b.ogg", 22050, MIN_BANDWIDTH_HZ) == "lossy upload (.ogg)"
+    assert exclusion_reason("1__a__b.wav", 15200, MIN_BANDWIDTH_HZ) == (
+        "band-limited (15.2 kHz < 16.5 kHz)"
+    )
+    assert exclusion_reason("1__a__b.wav", 16500, MIN_BANDWIDTH_HZ) is None
+    assert exclusion_reason("1__a__b.aiff", 22050, MIN_BANDWIDTH_HZ) is None
+
+
+def test_kitchen20_lossless_originals_and_exclusions():
+    root = kitchen20_root()
+    kept, excluded = kitchen20_lossless(root)
+    with open(root / "meta.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(kept) + len(excluded) == len(rows)
+    lossy = [e for e in excluded if e.reason.startswith("lossy upload")]
+    assert Counter(Path(e.upload).suffix for e in lossy) == {".mp3": 21, ".m4a": 5, ".ogg": 5}
+    for e in lossy:
+        if e.upload.endswith(".m4a"):  # AAC's lowpass, left in the FLAC
+            assert 15800 < e.bandwidth_hz < 16500, e
+    limited = [e for e in excluded if e.reason.startswith("band-limited")]
+    assert all(e.bandwidth_hz < MIN_BANDWIDTH_HZ for e in limited)
+    assert all(c.bandwidth_hz >= MIN_BANDWIDTH_HZ for c in kept)
+    assert not any(Path(c.upload).suffix in (".mp3", ".m4a", ".ogg") for c in kept)
+    wav = [r for r in rows if r["freesound_file"].endswith(".wav")]
+    limited_wav = [e for e in limited if e.upload.endswith(".wav")]
+    assert 0.15 < len(limited_wav) / len(wav) < 0.21  # about 18 % of the .wav uploads
+
+
+def test_kitchen20_splits_by_recording_about_70_10_20():
+    root = kitchen20_root()
+    found = lossless_set([root], seed=0)
+    recordings = {
+        split: {found.recording[t] for t in tracks} for split, tracks in found.splits.items()
+    }
+    assert not recordings["train"] & recordings["test"]
+    assert not recordings["train"] & recordings["val"]
+    assert not recordings["val"] & recordings["test"]
+    shares = {k: len(v) / len(found.tracks) for k, v in found.splits.items()}
+    assert 0.6 < shares["train"] < 0.8 and 0.05 < shares["val"] < 0.15, shares
+    assert 0.15 < shares["test"] < 0.25, shares
+    other = lossless_set([root], seed=1)
+    assert other.splits["test"] != found.splits["test"]  # the seed draws another split
+
+
+# --- the codec set ----------------------------------------------------------------------------
+
+
+def test_device_codecs_cover_every_family_and_encode_here():
+    assert {family_of(s) for s in DEVICE_CODECS} == set(CODEC_FAMILIES) - {"lossless"}
+    assert set(DEVICE_COMMON) == set(CODEC_FAMILIES) - {"lossless"}
+    assert len(set(DEVICE_CODECS)) == len(DEVICE_CODECS)
+    assert {parse_spec(c).stages[0].name for c in DEVICE_CODECS} >= {"aac", "fdk-aac"}
+    assert [family_of(c) for c in DEVICE_CHAINS] == ["aac", "mp3"]
+    rng = np.random.default_rng(0)
+    pcm = (0.1 * rng.standard_normal((22050, 2))).astype(np.float32)
+    for spec in DEVICE_CODECS:
+        assert canonical(spec) == spec, spec  # the spelling the cache and reports key on
+        report = measure_roundtrip(pcm, 44100, spec)  # the real engine, as training codes
+        assert len(report.decoded) == len(pcm), spec
+        assert report.payload_bytes > 0 and np.isfinite(report.snr_db), spec
+        assert not np.array_equal(report.decoded, pcm), spec
+
+
+def test_codec_sets_keep_ds1_and_balance_families():
+    tracks = [Path(f"t{i}.wav") for i in range(3000)]
+    ds1 = assign_codec_sets(tracks, list(DS1_CODECS), 1, seed=3)
+    assert ds1 == {t: (s,) for t, s in assign_codecs(tracks, list(DS1_CODECS), 3).items()}
+    sets = assign_codec_sets(tracks, list(DEVICE_CODECS), 3, seed=3)
+    assert all(len(set(s)) == 3 for s in sets.values())
+    families = Counter(family_of(s) for chosen in sets.values() for s in chosen)
+    expected = 3 * len(tracks) / len(DEVICE_COMMON)
+    for family, n in families.items():
+        assert abs(n - expected) < 0.2 * expected, (family, n, expected)
+
+
+# --- the report's arithmetic ------------------------------------------------------------------
+
+
+def test_expected_calibration_error_by_hand():
+    scores = np.array([0.05, 0.15, 0.95, 0.85, 0.55])
+    lossy = np.array([0, 0, 1, 1, 0])
+    # one file per bin: |0 - 0.05|, |0 - 0.15|, |1 - 0.95|, |1 - 0.85|, |0 - 0.55|, each a fifth
+    assert expected_calibration_error(scores, lossy) == pytest.approx(0.19)
+    # two files in one bin: mean probability 0.65, half truly lossy
+    assert expected_calibration_error(np.array([0.61, 0.69]), np.array([1, 0])) == (
+        pytest.approx(0.15)
+    )
+    # calibrated: ten files at 0.3, three of them lossy
+    assert expected_calibration_error(np.full(10, 0.3), np.array([1] * 3 + [0] * 7)) == (
+        pytest.approx(0.0)
+    )
+    bins = reliability(np.array([1.0, 0.0]), np.array([1, 0]))
+    assert bins[-1]["files"] == 1 and bins[0]["files"] == 1  # 1.0 falls in the last bin
+
+
+def test_f1_curve_by_hand():
+    curve = f1_curve(np.array([0.9, 0.6, 0.2]), np.array([0.1, 0.7]))
+    # at 0.5: tp 2, fn 1, fp 1 -> 4 / 6
+    assert curve[49] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1), abs=1e-4)
+
+
+# --- fit-detector on two folders, then the report ---------------------------------------------
+
+
+def kitchen20_shaped(corpus: Path, out: Path) -> Path:
+    """Generated tracks laid out as Kitchen20's meta.csv: two clips per recording, two classes,
+    the last recording listed as an .mp3 upload."""
+    with open(corpus / "meta.csv", newline="") as f:
+        names = [r["filename"] for r in csv.DictReader(f)]
+    rows = []
+    for i, name in enumerate(names):
+        label = ("blender", "kettle")[i % 2]
+        target = out / "audio" / label / f"{i}.wav"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus / name, target)
+        recording = str(100 + i // 2)
+        upload = f"{recording}__someone__clip.{'mp3' if i >= len(names) - 2 else 'wav'}"
+        rows.append([f"audio/{label}/{i}.wav", label, recording, upload])
+    with open(out / "meta.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["filename", "label", "source_id", "freesound_file"])
+        writer.writerows(rows)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("families")
+    corpus = write_lossless_corpus(root / "lossless", 10, seed=7, seconds=2.5, workers=1)
+    real = kitchen20_shaped(
+        write_lossless_corpus(root / "other", 16, seed=8, seconds=2.5, workers=1), root / "k20"
+    )
+    checkpoint = root / "detector.safetensors"
+    common = ("--cache-dir", str(root / "cache"), "--workers", "2", "--device", "cpu")
+    asc_train(
+        "fit-detector",
+        *("--data", str(corpus), str(real), "--codecs", TINY_CODECS, "--copies-per-track", "2"),
+        *("--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "--out", str(checkpoint)),
+        *common,
+    )
+    out = root / "report"
+    printed = asc_train(
+        "experiment",
+        "detector-families",
+        *("--checkpoint", str(checkpoint), "--data", str(corpus), str(real), "--out", str(out)),
+        *("--codecs", TINY_CODECS),
+        *common,
+    ).stdout
+    return {"checkpoint": checkpoint, "out": out, "printed": printed, "real": real}
+
+
+def test_fit_detector_takes_two_folders(tiny):
+    checkpoint = load(tiny["checkpoint"], expect_kind="lossy_detector")
+    extra = checkpoint.extra
+    assert extra["tracks_per_source"] == {"generated": 10, "kitchen20": 14}
+    assert extra["excluded"] == {"lossy upload .mp3": 2}
+    assert extra["copies_per_track"] == 2 and len(extra["data"]) == 2
+    assert sum(extra["splits"].values()) == 24
+    assert checkpoint.codec_conditions == TINY_CODECS.split(",")
+
+
+def test_report_tables_follow_from_the_file_scores(tiny):
+    results = json.loads((tiny["out"] / "results.json").read_text())
+    jsonschema.validate(results, RESULTS_SCHEMA)
+    assert results["same_tracks_as_training"] is True
+    assert set(results["sources"]) == {"generated", "kitchen20"}
+    assert results["excluded"] == {"lossy upload .mp3": 2}
+    with open(tiny["out"] / "files.csv", newline="") as f:
+        files = list(csv.DictReader(f))
+    for name, source in results["sources"].items():
+        rows = [r for r in files if r["source"] == name]
+        assert len(rows) == source["files"] == 5 * source["tracks"]
+        for setting in source["settings"]:
+            group = [r for r in rows if r["path"] == setting["path"]]
+            lossy = np.mean([float(r["score"]) >= 0.5 for r in group])
+            assert setting["called_lossy"] == pytest.approx(lossy)
+            named = np.mean([r["family_guess"] == r["family"] for r in group])
+            assert setting["family_named"] == pytest.approx(named)
+        assert np.sum(source["confusion"]) == len(rows)
+        assert source["false_alarm"] == pytest.approx(
+            np.mean([float(r["score"]) >= 0.5 for r in rows if r["path"] == "none"])
+        )
+        assert set(source["families"]) == {"sbc", "aptx", "mp3", "aac"}
+        assert source["families"]["aac"]["settings"] == "all"  # its only path is a chain
+        goals = {(g["family"], g["goal"]) for g in source["goals"]}
+        assert ("lossless", "false_alarm") in goals and ("sbc", "called_lossy") in goals
+        for g in source["goals"]:
+            assert g["met"] == (g["short_by"] is None)
+        assert 0.0 <= source["calibration"]["ece"] <= 1.0
+        assert sum(b["files"] for b in source["calibration"]["bins"]) == len(rows)
+    assert results["paths"] == results["sources"]["kitchen20"]["settings"]
+
+
+def test_report_writes_every_table_and_plot(tiny):
+    out = tiny["out"]
+    readme = (out / "README.md").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert "asc-train experiment detector-families --checkpoint" in readme
+    for heading in ("## generated", "## kitchen20", "## F1 against threshold", "## Calibration"):
+        assert heading in readme
+    assert "## Saliency" in readme and "## Kitchen20 clips kept off the lossless side" in readme
+    assert "lossy upload (.mp3)" in readme
+    for p in results["paths"]:
+        assert f"`{p['path']}`" in readme and f"{p['accuracy']:.3f}" in readme
+    for name in ("reliability", "f1_vs_threshold", "saliency-sbc", "saliency-aptx"):
+        assert_png(out / f"{name}.png")
+        assert f"({name}.png)" in readme
+    for source in ("generated", "kitchen20"):
+        assert_png(out / f"confusion-{source}.png")
+        assert_png(out / f"families-{source}.png")
+    with open(out / "exclusions.csv", newline="") as f:
+        assert [r["reason"] for r in csv.DictReader(f)] == ["lossy upload (.mp3)"] * 2
+    assert "goals met" in tiny["printed"]
