@@ -98,7 +98,7 @@ def detector_training(opts: EnvOptions, epochs_help: str) -> None:
     opts.add(
         "--max-tracks",
         type=int,
-        help="use only the first N tracks, for a quick run",
+        help="use only the first N tracks of each --data folder, for a quick run",
         absent="none, every track",
     )
 
