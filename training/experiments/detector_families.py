@@ -31,6 +31,7 @@ from training.experiments.detector_families_scores import (
     GOALS,
     THRESHOLDS,
     ScoredFile,
+    called_lossy,
     confusion,
     expected_calibration_error,
     f1_curves,
@@ -150,7 +151,7 @@ def source_results(files: list[ScoredFile], cache: CodedCache, cfg: DetectorFami
         tracks = [f.track for f in files if f.path == spec]
         kbps[spec] = cache.achieved_kbps(tracks, spec, workers=cfg.workers, progress=False)
     families = family_rows(files, cfg.threshold)
-    false_alarm = share_called(lossless, cfg.threshold)
+    false_alarm = called_lossy(lossless, cfg.threshold)
     scores = np.array([f.score for f in files])
     truth = np.array([f.lossy for f in files])
     return {
@@ -172,7 +173,3 @@ def source_results(files: list[ScoredFile], cache: CodedCache, cfg: DetectorFami
             "bins": reliability(scores, truth),
         },
     }
-
-
-def share_called(files: list[ScoredFile], threshold: float) -> float | None:
-    return float(np.mean([f.score >= threshold for f in files])) if files else None
