@@ -101,8 +101,14 @@ def build(args: argparse.Namespace) -> Built:
     for runner in (models.scene, models.detector):
         if runner is not None:
             metrics.model_info.labels(runner.checkpoint.kind).info(
-                {"model_id": runner.model_id, "version": runner.version, "path": str(runner.path)}
+                {
+                    "model_id": runner.model_id,
+                    "version": runner.version,
+                    "path": str(runner.path),
+                    "runtime": runner.runtime.name,
+                }
             )
+            log.info("%s runs on %s", runner.checkpoint.kind, runner.runtime.note)
     return Built(limit, budgets, metrics, credentials, access, models)
 
 
@@ -179,6 +185,7 @@ async def announce(
         "port": port,
         "metrics_port": httpd.server_port,
         "device": str(models.scene.device),
+        "runtime": models.scene.runtime.name,
         "ensemble": models.scene.model_id,
         "detector": models.detector.model_id if models.detector else None,
         "tls": built.credentials is not None,

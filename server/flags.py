@@ -145,6 +145,14 @@ def _model_flags(opts: EnvOptions) -> None:
         help="torch device: auto (the first GPU if there is one, else the CPU), cpu, cuda or "
         "cuda:N",
     )
+    opts.add(
+        "--runtime",
+        env="RUNTIME",
+        choices=("auto", "eager", "onnxruntime"),
+        default="auto",
+        help="where the models' forward passes run: auto (ONNX Runtime on a CPU, checked "
+        "against PyTorch at start; eager PyTorch on a GPU), eager or onnxruntime",
+    )
 
 
 def _stream_flags(opts: EnvOptions) -> None:

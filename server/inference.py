@@ -20,6 +20,7 @@ from asc.checkpoint import Checkpoint, load, read_metadata
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.features import FeatureExtractor
 from asc.models.detector import WINDOW_SECONDS, window_starts
+from asc.runtimes import Runtime, choose
 
 
 def pick_device(name: str) -> torch.device:
@@ -68,7 +69,10 @@ class NonFiniteOutput(ValueError):
 class LoadedModel:
     """A checkpoint on a device with its feature extractor and identity."""
 
-    def __init__(self, path: str | Path, kind: str, device: torch.device):
+    outputs: tuple[str, ...] = ()  # what the runners read from a forward pass
+    example_seconds = 10.0  # the input length the runtime is exported and checked at
+
+    def __init__(self, path: str | Path, kind: str, device: torch.device, runtime: str = "eager"):
         self.path = Path(path)
         self.checkpoint: Checkpoint = load(self.path, expect_kind=kind, device=str(device))
         self.metadata = read_metadata(self.path)
@@ -82,26 +86,45 @@ class LoadedModel:
         self.max_pass: int | None = CPU_PASS if cpu else None  # read by the batcher
         self.max_pass_samples: int | None = int(CPU_PASS_SECONDS * self.rate) if cpu else None
         self.warmed = False  # one pass of the largest size has run (server.service.warm_up)
+        self.runtime: Runtime = self._runtime(runtime)
+
+    def _runtime(self, name: str) -> Runtime:
+        example = torch.from_numpy(
+            0.1
+            * np.random.default_rng(0).standard_normal((2, int(self.example_seconds * self.rate)))
+        ).float()
+        with torch.no_grad():  # not inference mode: the exporter traces through these
+            features = self.extractor(example.to(self.device))
+        key = f"{self.checkpoint.kind}-{self.version}"
+        return choose(name, self.model, features, self.output_names(), self.device, None, key)
+
+    def output_names(self) -> tuple[str, ...]:
+        return self.outputs
 
     def metadata_json(self) -> str:
         return json.dumps(self.metadata, sort_keys=True)
 
-    def forward(self, waves: list[np.ndarray]):
-        """(indices, model output) per forward pass; equal lengths batched, CPU passes capped."""
+    def forward(self, waves: list[np.ndarray], eager: bool = False):
+        """(indices, model output) per forward pass; equal lengths batched, CPU passes capped.
+        ``eager`` runs the PyTorch model itself, whatever the runtime."""
         max_pass = CPU_PASS if self.device.type == "cpu" else None
+        network = self.model if eager else self.runtime.network
         for indices in _passes(waves, max_pass):
             batch = torch.from_numpy(np.stack([waves[i] for i in indices])).to(self.device)
-            yield indices, self.model(self.extractor(batch))
+            yield indices, network(self.extractor(batch))
 
 
 class SceneRunner(LoadedModel):
-    def __init__(self, path: str | Path, device: torch.device):
-        super().__init__(path, "scene_ensemble", device)
+    def __init__(self, path: str | Path, device: torch.device, runtime: str = "eager"):
+        super().__init__(path, "scene_ensemble", device, runtime)
         self.fine_classes: list[str] = list(self.model.fine_classes)
         self.coarse_classes: list[str] = (
             list(self.model.coarse_classes) if self.model.use_coarse else []
         )
         self._shortest: int | None = None
+
+    def output_names(self) -> tuple[str, ...]:
+        return ("scores", "coarse_probs") if self.model.use_coarse else ("scores",)
 
     def shortest_input(self, most_seconds: float = 2.0) -> int:
         """The fewest samples the ensemble takes, measured by bisection at start-up.
@@ -114,9 +137,9 @@ class SceneRunner(LoadedModel):
             return self._shortest
         rng = np.random.default_rng(0)
 
-        def takes(n: int) -> bool:
+        def takes(n: int) -> bool:  # the PyTorch model's own limit, whatever the runtime
             try:
-                self([(0.1 * rng.standard_normal(n)).astype(np.float32)])
+                self([(0.1 * rng.standard_normal(n)).astype(np.float32)], eager=True)
             except Exception:
                 return False
             return True
@@ -134,9 +157,9 @@ class SceneRunner(LoadedModel):
         return lo
 
     @torch.inference_mode()
-    def __call__(self, waves: list[np.ndarray]) -> list[SceneOutput]:
+    def __call__(self, waves: list[np.ndarray], eager: bool = False) -> list[SceneOutput]:
         out: list[SceneOutput | None] = [None] * len(waves)
-        for indices, result in self.forward(waves):
+        for indices, result in self.forward(waves, eager):
             scores = result["scores"]
             scores = (scores / scores.sum(dim=1, keepdim=True).clamp_min(1e-12)).float().cpu()
             coarse = result.get("coarse_probs")
@@ -153,8 +176,11 @@ class SceneRunner(LoadedModel):
 class DetectorRunner(LoadedModel):
     """The lossy detector on 2-second pieces; a window's score is the mean over its pieces."""
 
-    def __init__(self, path: str | Path, device: torch.device):
-        super().__init__(path, "lossy_detector", device)
+    outputs = ("lossy_prob", "family_probs")
+    example_seconds = WINDOW_SECONDS
+
+    def __init__(self, path: str | Path, device: torch.device, runtime: str = "eager"):
+        super().__init__(path, "lossy_detector", device, runtime)
         self.families: list[str] = list(CODEC_FAMILIES)
         self.piece = int(WINDOW_SECONDS * self.rate)
 

@@ -122,6 +122,7 @@ def build_budgets(args: argparse.Namespace, max_message_bytes: int) -> Budgets:
 def load_models(args: argparse.Namespace) -> Models:
     """The ensemble (and detector) on the device the flags name; the slow part of starting."""
     from asc.checkpoint import CheckpointError
+    from asc.runtimes import RuntimeChoiceError
     from server.inference import DetectorRunner, SceneRunner, pick_device
     from server.service import Models
 
@@ -129,11 +130,14 @@ def load_models(args: argparse.Namespace) -> Models:
         device = pick_device(args.device)
     except (ValueError, RuntimeError) as e:
         raise StartupError(f"--device {args.device}: {e}") from e
+    runtime = getattr(args, "runtime", "auto")
     try:
-        scene = SceneRunner(args.ensemble, device)
+        scene = SceneRunner(args.ensemble, device, runtime)
         detector = None
         if str(args.detector).lower() not in ("", "none", "off"):
-            detector = DetectorRunner(args.detector, device)
+            detector = DetectorRunner(args.detector, device, runtime)
     except CheckpointError as e:
         raise StartupError(str(e)) from e
+    except RuntimeChoiceError as e:
+        raise StartupError(f"--runtime {runtime}: {e}") from e
     return Models(scene, detector)

@@ -24,7 +24,14 @@ def white_noise() -> np.ndarray:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """A torch/torchaudio pair that cannot load stops the run at once with the fix, instead of
-    surfacing as collection errors in every module that imports the feature code."""
+    surfacing as collection errors in every module that imports the feature code.
+
+    The servers the tests start keep their exported ONNX graphs in one folder of this run (the
+    first start exports, the rest load and check), never in the user's own cache."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("ASC_ONNX_CACHE", tempfile.mkdtemp(prefix="asc-onnx-"))
     from asc.torchaudio_pair import TorchaudioPairError, load_torchaudio
 
     try:

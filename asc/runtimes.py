@@ -1,0 +1,227 @@
+"""Where a model's forward pass runs on a CPU: eager PyTorch, or ONNX Runtime.
+
+The checkpoint stays the one format (safetensors + metadata); an ONNX graph is derived from the
+loaded model in memory when a server or an evaluation starts, so there is nothing second to
+ship or to drift. ONNX Runtime is the CPU default because it runs the compact ensemble and the
+detector several times faster than eager PyTorch on the same threads, and because its threads
+sleep rather than spin when the cores are busy with decoding (eager PyTorch's OpenMP threads
+stall each other when the server oversubscribes its cores). ``benchmarks/runtime_speed.py``
+measures both side by side; ``--runtime eager`` is always there to fall back to.
+
+Every derived graph is checked against the eager model on a random batch before it is used: a
+runtime that disagrees is refused, naming the largest difference, instead of serving different
+answers. Exporting takes seconds, so a graph is kept in a cache folder (``ASC_ONNX_CACHE``,
+default ``~/.cache/asc-stream/onnx``) under a key of the checkpoint's bytes and the exporter's
+versions; a cached graph is checked like a fresh one, and exported again if it fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RUNTIMES = ("auto", "eager", "onnxruntime")
+# Largest absolute difference in any output probability allowed between runtimes (float32
+# kernels sum in a different order; anything near a label flip is far above this).
+TOLERANCE = 1e-4
+OPSET = 17
+Network = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+class RuntimeChoiceError(RuntimeError):
+    """A runtime that cannot run here or disagrees with the eager model."""
+
+
+@dataclass
+class Runtime:
+    """The forward pass a loaded model runs through, and how it was chosen."""
+
+    name: str
+    network: Network
+    note: str  # one line for the server's log: why this runtime, how long the export took
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401  (the exporter writes through it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose(
+    name: str,
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    outputs: tuple[str, ...],
+    device: torch.device,
+    threads: int | None = None,
+    cache_key: str | None = None,
+) -> Runtime:
+    """The runtime ``name`` asks for; ``auto`` is ONNX Runtime on a CPU where it is installed
+    and agrees with the eager model, else eager PyTorch (always on a GPU)."""
+    if name not in RUNTIMES:
+        raise RuntimeChoiceError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
+    eager = Runtime("eager", model, "eager PyTorch")
+    if name == "eager":
+        return eager
+    if device.type != "cpu":
+        if name == "onnxruntime":
+            raise RuntimeChoiceError(f"--runtime onnxruntime runs on the CPU only, not on {device}")
+        return Runtime("eager", model, f"eager PyTorch (on {device})")
+    if not onnxruntime_available():
+        if name == "onnxruntime":
+            raise RuntimeChoiceError(
+                "--runtime onnxruntime: onnx and onnxruntime are not installed"
+            )
+        return Runtime("eager", model, "eager PyTorch (ONNX Runtime is not installed)")
+    try:
+        return onnx_runtime(model, example, outputs, threads, cache_key)
+    except RuntimeChoiceError as e:
+        if name == "onnxruntime":
+            raise
+        return Runtime("eager", model, f"eager PyTorch ({e})")
+
+
+def onnx_runtime(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    outputs: tuple[str, ...],
+    threads: int | None = None,
+    cache_key: str | None = None,
+) -> Runtime:
+    """``model`` (batch and time axes free) in ONNX Runtime, once checked against it."""
+    start = time.perf_counter()
+    threads = threads or torch.get_num_threads()
+    cached = graph_path(cache_key, example, outputs) if cache_key else None
+    if cached is not None and cached.is_file():
+        try:
+            network = OnnxNetwork(cached.read_bytes(), outputs, threads)
+            worst = disagreement(model, network, example, outputs)
+            if worst <= TOLERANCE:
+                return Runtime("onnxruntime", network, _note("cached graph", start, worst))
+        except Exception:  # a damaged or foreign file: export afresh below
+            pass
+    graph = export(model, example, outputs)
+    network = OnnxNetwork(graph, outputs, threads)
+    worst = disagreement(model, network, example, outputs)
+    if worst > TOLERANCE:
+        raise RuntimeChoiceError(
+            f"ONNX Runtime disagrees with the eager model by {worst:.2e} (allowed {TOLERANCE:g})"
+        )
+    if cached is not None:
+        _store(cached, graph)
+    return Runtime("onnxruntime", network, _note("exported", start, worst))
+
+
+def _note(how: str, start: float, worst: float) -> str:
+    seconds = time.perf_counter() - start
+    return f"ONNX Runtime ({how} and checked in {seconds:.1f} s; largest difference {worst:.1e})"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ASC_ONNX_CACHE") or Path.home() / ".cache/asc-stream/onnx")
+
+
+def graph_path(cache_key: str, example: torch.Tensor, outputs: tuple[str, ...]) -> Path:
+    """Where the graph of these weights, this input layout and these outputs is kept; the
+    exporter's and the runtime's versions are in the key, so an upgrade exports afresh."""
+    import onnxruntime
+
+    parts = [cache_key, str(tuple(example.shape[1:-1])), ",".join(outputs)]
+    parts += [torch.__version__, onnxruntime.__version__, str(OPSET)]
+    return cache_root() / (hashlib.sha256("|".join(parts).encode()).hexdigest()[:24] + ".onnx")
+
+
+def _store(path: Path, graph: bytes) -> None:
+    """Atomically, or not at all: a read-only home only costs the next start an export."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as f:
+            f.write(graph)
+        Path(f.name).replace(path)
+    except OSError:
+        pass
+
+
+class _Outputs(torch.nn.Module):
+    """The named outputs as a tuple: what an ONNX graph can return."""
+
+    def __init__(self, model: torch.nn.Module, outputs: tuple[str, ...]):
+        super().__init__()
+        self.model, self.outputs = model, outputs
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        result = self.model(features)
+        return tuple(result[k] for k in self.outputs)
+
+
+def export(model: torch.nn.Module, example: torch.Tensor, outputs: tuple[str, ...]) -> bytes:
+    """The model as an ONNX graph whose batch (0) and time (last) axes take any size."""
+    import warnings
+
+    buffer = io.BytesIO()
+    axes = {"features": {0: "batch", example.dim() - 1: "frames"}}
+    axes |= {k: {0: "batch"} for k in outputs}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript-based exporter is the one that needs no extra packages; torch warns
+        # that a newer exporter exists.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Outputs(model, outputs).eval(),
+            (example,),
+            buffer,
+            input_names=["features"],
+            output_names=list(outputs),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session that answers like the model: a dict of named tensors."""
+
+    def __init__(self, graph: bytes, outputs: tuple[str, ...], threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        # Sleep between passes instead of spinning: the decode threads need those cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self.outputs = outputs
+
+    def __call__(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        array = np.ascontiguousarray(features.detach().cpu().numpy(), dtype=np.float32)
+        values = self.session.run(list(self.outputs), {"features": array})
+        return {k: torch.from_numpy(v) for k, v in zip(self.outputs, values, strict=True)}
+
+
+def disagreement(
+    model: torch.nn.Module, network: Network, example: torch.Tensor, outputs: tuple[str, ...]
+) -> float:
+    """Largest absolute difference between the eager model and ``network`` on ``example`` and
+    on a batch of another size and length (so the free axes are exercised too)."""
+    other = torch.cat([example, example.flip(0)])[..., : max(1, example.shape[-1] * 3 // 4)]
+    worst = 0.0
+    with torch.inference_mode():
+        for batch in (example, other):
+            want, got = model(batch), network(batch)
+            for key in outputs:
+                diff = (want[key].float() - got[key].float()).abs().max()
+                worst = max(worst, float(diff))
+    return worst
