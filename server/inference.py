@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +89,8 @@ class LoadedModel:
         self.max_pass_samples: int | None = int(CPU_PASS_SECONDS * self.rate) if cpu else None
         self.warmed = False  # one pass of the largest size has run (server.service.warm_up)
         self.runtime: Runtime = self._runtime(runtime)
+        # Told the CPU time of each pass's front end and network (the service counts them).
+        self.on_stage: Callable[[str, float], None] | None = None
 
     def _runtime(self, name: str) -> Runtime:
         example = torch.from_numpy(
@@ -110,8 +114,15 @@ class LoadedModel:
         max_pass = CPU_PASS if self.device.type == "cpu" else None
         network = self.model if eager else self.runtime.network
         for indices in _passes(waves, max_pass):
+            started = time.thread_time()
             batch = torch.from_numpy(np.stack([waves[i] for i in indices])).to(self.device)
-            yield indices, network(self.extractor(batch))
+            features = self.extractor(batch)
+            featured = time.thread_time()
+            result = network(features)
+            if self.on_stage is not None:
+                self.on_stage("features", featured - started)
+                self.on_stage("model", time.thread_time() - featured)
+            yield indices, result
 
 
 class SceneRunner(LoadedModel):

@@ -103,6 +103,14 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.stage_cpu = Counter(
+            "asc_stage_cpu_seconds",
+            "CPU time of the threads doing each stage: decode (with resampling and windowing), "
+            "<model>_features, <model>_model; the process's CPU time less these is gRPC, "
+            "protobuf and the event loop (benchmarks.server_profile)",
+            ["stage"],
+            registry=r,
+        )
         self.detector_positives = Counter(
             "asc_detector_positives",
             "Windows the lossy detector judged lossy (probability >= 0.5)",

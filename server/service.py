@@ -69,6 +69,17 @@ def shortest_clip_seconds(runner: SceneRunner) -> float:
     return math.ceil((runner.shortest_input() + MIN_CLIP_MARGIN) / runner.rate * 100) / 100
 
 
+def count_stage_cpu(models: Models, metrics: ServerMetrics) -> None:
+    """Each model's front-end and network CPU time into ``asc_stage_cpu_seconds``."""
+    for name, runner in (("ensemble", models.scene), ("detector", models.detector)):
+        if runner is not None:
+            series = {
+                stage: metrics.stage_cpu.labels(f"{name}_{stage}")
+                for stage in ("features", "model")
+            }
+            runner.on_stage = lambda stage, seconds, series=series: series[stage].inc(seconds)
+
+
 def warm_up(models: Models) -> None:
     """One pass of the largest size each batcher runs, before the first client: its working
     memory is then part of the server's idle footprint (the budget stated from it holds), and
@@ -104,6 +115,7 @@ class SceneService(pbg.SceneClassifierServicer):
     ):
         self.models, self.metrics = models, metrics
         self.max_streams = max_streams
+        count_stage_cpu(models, metrics)
         budgets = limits or Budgets()
         warm_up(models)
         if not budgets.min_clip_seconds:

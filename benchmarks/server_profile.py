@@ -1,0 +1,154 @@
+"""Where the server's CPU goes, stage by stage, next to the model alone, in one run.
+
+Run: .venv/bin/python -m benchmarks.server_profile [--streams 32] [--clips 2]
+     [--runtimes eager,onnxruntime] [--detector]
+
+A real ``asc-server serve`` process per runtime, on loopback; this process is only its clients
+(``--streams`` streams, each sending ``--clips`` ten-second pcm16 clips as fast as the server
+takes them), so no client work is counted as server work. The server's CPU time comes from
+/proc (all its threads); the stages from its own ``asc_stage_cpu_seconds`` counters (thread CPU
+time of decoding, each model's front end and network); what remains is gRPC, protobuf, result
+messages and the event loop. The models run with ``--threads`` intra-op threads (1 by default:
+a runtime's worker threads would otherwise count as "rest"). "model alone" is the same runtime's
+CPU per clip at a batch of 8 in this process, before the server starts: the floor the server's
+CPU per clip can approach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from urllib.request import urlopen
+
+import numpy as np
+import torch
+
+from benchmarks.loopback import StreamStats, encoded_clip, run_stream
+from server.inference import SceneRunner
+
+ENSEMBLE = "models/ensemble.safetensors"
+TICKS = os.sysconf("SC_CLK_TCK")
+STAGES = ("decode", "ensemble_features", "ensemble_model", "detector_features", "detector_model")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of every thread of ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def stage_seconds(metrics_url: str) -> dict[str, float]:
+    with urlopen(metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    found = re.findall(r'^asc_stage_cpu_seconds_total\{stage="([a-z_]+)"\} (\S+)$', text, re.M)
+    return {stage: float(value) for stage, value in found}
+
+
+def model_alone(runtime: str, threads: int, passes: int = 3) -> float:
+    """CPU seconds per 10 s clip of the ensemble (front end included) at a batch of 8."""
+    runner = SceneRunner(ENSEMBLE, torch.device("cpu"), runtime)
+    rng = np.random.default_rng(0)
+    waves = [(0.1 * rng.standard_normal(441000)).astype(np.float32) for _ in range(8)]
+    runner(waves)  # warm-up
+    started = time.process_time()
+    for _ in range(passes):
+        runner(waves)
+    return (time.process_time() - started) / (passes * len(waves))
+
+
+def start_server(runtime: str, detector: bool, threads: int) -> tuple[subprocess.Popen, dict]:
+    cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", "0"]
+    cmd += ["--metrics-port", "0", "--device", "cpu", "--runtime", runtime]
+    cmd += [] if detector else ["--detector", "none"]
+    env = {**os.environ, "ASC_LOG_LEVEL": "WARNING", "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    for line in proc.stdout:
+        if line.startswith("{"):
+            return proc, json.loads(line)
+    raise RuntimeError(f"the server exited {proc.wait()} before listening")
+
+
+async def load(target: str, streams: int, clips: int, payloads: list[bytes]) -> float:
+    stats = [StreamStats() for _ in range(streams)]
+    started = time.perf_counter()
+    await asyncio.gather(*(run_stream(target, "pcm16", payloads, clips, None, s) for s in stats))
+    elapsed = time.perf_counter() - started
+    if sum(s.clips for s in stats) != streams * clips:
+        raise RuntimeError("not every clip came back")
+    return elapsed
+
+
+def profile(runtime: str, args: argparse.Namespace, payloads: list[bytes]) -> dict:
+    alone = model_alone(runtime, args.threads)
+    proc, ready = start_server(runtime, args.detector, args.threads)
+    try:
+        target = f"127.0.0.1:{ready['port']}"
+        url = f"http://127.0.0.1:{ready['metrics_port']}/metrics"
+        asyncio.run(load(target, 2, 1, payloads))  # warm the server's first passes
+        cpu0, stages0 = process_cpu_seconds(proc.pid), stage_seconds(url)
+        elapsed = asyncio.run(load(target, args.streams, args.clips, payloads))
+        cpu1, stages1 = process_cpu_seconds(proc.pid), stage_seconds(url)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    clips = args.streams * args.clips
+    stages = {s: (stages1.get(s, 0.0) - stages0.get(s, 0.0)) / clips for s in STAGES}
+    total = (cpu1 - cpu0) / clips
+    return {
+        "runtime": ready.get("runtime", runtime),
+        "clips_per_second": clips / elapsed,
+        "cpu_per_clip": total,
+        "stages": stages,
+        "other": total - sum(stages.values()),
+        "model_alone": alone,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=32, help="concurrent streams (default: 32)")
+    parser.add_argument("--clips", type=int, default=2, help="clips per stream (default: 2)")
+    parser.add_argument(
+        "--runtimes", default="eager,onnxruntime", help="server runtimes to profile, in order "
+        "(default: eager,onnxruntime)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--detector", action="store_true", help="serve the detector too (default: off)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="intra-op threads of the models, here and in the server; at 1 every stage's CPU "
+        "lands on the thread that runs it, so the split is exact (default: 1)",
+    )  # fmt: skip
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    payloads = encoded_clip("pcm16", 10.0)
+    rows = [profile(r, args, payloads) for r in args.runtimes.split(",")]
+    detector = "on" if args.detector else "off"
+    print(f"# {args.streams} streams x {args.clips} clips of 10 s pcm16, detector {detector}; "
+          f"{os.cpu_count()} cores, {platform.machine()}")  # fmt: skip
+    print("CPU milliseconds per clip, by stage (server process only):")
+    head = ["runtime", "clips/s", "server CPU", *STAGES, "gRPC+loop+rest", "model alone",
+            "server / model alone"]  # fmt: skip
+    print("| " + " | ".join(head) + " |")
+    print("|---" * len(head) + "|")
+    for r in rows:
+        cells = [r["runtime"], f"{r['clips_per_second']:.1f}", f"{1000 * r['cpu_per_clip']:.0f}"]
+        cells += [f"{1000 * r['stages'][s]:.0f}" for s in STAGES]
+        cells += [f"{1000 * r['other']:.0f}", f"{1000 * r['model_alone']:.0f}"]
+        cells += [f"{r['cpu_per_clip'] / r['model_alone']:.2f}"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
