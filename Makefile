@@ -41,6 +41,8 @@ lint: setup
 bench: setup
 	$(PY) -m benchmarks.codec_speed
 	$(PY) -m benchmarks.ensemble_speed
+	$(PY) -m benchmarks.runtime_speed
+	$(PY) -m benchmarks.server_profile --streams 32 --clips 1
 	$(PY) -m benchmarks.server_throughput --streams 1,8,32 --clips 1
 	$(PY) -m benchmarks.stream_latency --streams 1,8 --clips 2
 	$(PY) -m benchmarks.edge_cost

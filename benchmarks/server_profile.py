@@ -130,7 +130,10 @@ def main() -> None:
         help="intra-op threads of the models, here and in the server; at 1 every stage's CPU "
         "lands on the thread that runs it, so the split is exact (default: 1)",
     )  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="2 streams of 1 clip each")
     args = parser.parse_args()
+    if args.quick:
+        args.streams, args.clips = 2, 1
     torch.set_num_threads(args.threads)
     payloads = encoded_clip("pcm16", 10.0)
     rows = [profile(r, args, payloads) for r in args.runtimes.split(",")]

@@ -142,3 +142,24 @@ def test_stream_capacity_searches_and_reports():
             assert back == sent and number(r["p99 (ms)"]) <= 1000
     last = out.strip().splitlines()[-1]
     assert last.startswith(("sustains ", "at least ")), last
+
+
+def test_runtime_speed_table():
+    (rows,) = tables(run_benchmark("runtime_speed"))
+    assert [r["model"] for r in rows] == ["ensemble", "detector"]
+    for r in rows:
+        for column in ("eager /s", "ONNX Runtime /s", "ratio"):
+            positive(r[column])
+        assert number(r["largest difference"]) < 1e-4  # the runtimes agree
+        assert r["same"] == "100.0 %"
+
+
+def test_server_profile_splits_the_servers_cpu():
+    (rows,) = tables(run_benchmark("server_profile", timeout=400))
+    assert [r["runtime"] for r in rows] == ["eager", "onnxruntime"]
+    for r in rows:
+        total = positive(r["server CPU"])
+        stages = [number(r[s]) for s in ("decode", "ensemble_features", "ensemble_model")]
+        assert all(s > 0 for s in stages) and sum(stages) <= total + 1  # ms, rounded
+        assert number(r["detector_model"]) == 0  # served without the detector
+        positive(r["model alone"])
