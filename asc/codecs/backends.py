@@ -25,7 +25,12 @@ def open_encoder(r: Resolved):
 
 
 def open_decoder(r: Resolved, header: bytes):
-    """The packet decoder for one resolved stage: FFmpeg's, whoever encoded it."""
+    """The packet decoder for one resolved stage: FFmpeg's, whoever encoded it; raw PCM is
+    read by numpy (the same samples, without a call into FFmpeg per packet)."""
+    if r.name == "pcm16":
+        from asc.codecs.pcm import Pcm16Decoder
+
+        return Pcm16Decoder(str(r.stage), r.channels)
     from asc.codecs.pyav_backend import PyAVDecoder
 
     return PyAVDecoder(r, header)
