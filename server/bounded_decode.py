@@ -23,8 +23,9 @@ import grpc
 import numpy as np
 import soxr
 
+from asc.codecs.backends import open_decoder
 from asc.codecs.errors import DecodeError
-from asc.codecs.pyav_backend import PyAVDecoder, frame_to_array
+from asc.codecs.pyav_backend import frame_to_array
 from asc.codecs.spec import CodecSpec
 from asc.codecs.stream import END, HEADER, PACKET, StreamDecoder, _read_varint, unpack
 from server.errors import StreamError
@@ -88,7 +89,7 @@ class IncrementalDecoder(StreamDecoder):
             if self._decoder is None:
                 if kind != HEADER:
                     raise DecodeError("corrupt stream: it does not start with a header frame")
-                self._decoder = PyAVDecoder(self.resolved, payload)
+                self._decoder = open_decoder(self.resolved, payload)
             elif kind == HEADER:
                 raise DecodeError("corrupt stream: a second header frame")
             elif kind == PACKET:
