@@ -49,3 +49,30 @@ def test_comparisons_pair_families_within_a_model_and_models_within_a_family():
     assert all(r["difference"] == pytest.approx(-0.05) for r in codecs)
     assert {r["within"] for r in models} == {"aac", "mp3"}
     assert all(r["difference"] == pytest.approx(0.2) for r in models)
+
+
+def test_intervals_come_from_clip_resamples_and_separate_a_real_gap():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 200)
+
+    def predicted(right: int) -> list[int]:
+        hit = np.zeros(200, bool)
+        hit[rng.choice(200, right, replace=False)] = True
+        return np.where(hit, truth, (truth + 1) % 4).tolist()
+
+    def paths(rights: dict[str, int]) -> list[dict]:
+        return [
+            {"path": p, "kbps": float(p.split(":")[1][:-1]), "accuracy": r / 200,
+             "predicted": predicted(r)}
+            for p, r in rights.items()
+        ]  # fmt: skip
+
+    model = paths({"mp3:32k": 100, "mp3:64k": 120, "opus:32k": 170, "opus:64k": 180})
+    (row,) = comparisons({"m": model}, truth.tolist())
+    assert (row["a"], row["b"]) == ("mp3", "opus")
+    assert row["difference"] == pytest.approx(0.325)
+    low, high = row["ci"]
+    assert 0 < low < 0.325 < high  # a 30-point gap on 200 clips: beyond the noise
+    close = paths({"mp3:32k": 100, "mp3:64k": 120, "opus:32k": 102, "opus:64k": 121})
+    (row,) = comparisons({"m": close}, truth.tolist())
+    assert row["ci"][0] < 0 < row["ci"][1]  # a 1.5-point gap is not

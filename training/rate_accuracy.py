@@ -39,6 +39,7 @@ LADDERS = {
     "sbc": ("sbc:bitpool=12", "sbc:bitpool=20", "sbc:bitpool=35", "sbc:bitpool=53"),
 }
 GRID = 256  # points of the log-rate grid the two curves are compared on
+BOOTSTRAP = 1000  # clip resamples behind each summary's 95 % interval
 
 
 def bd_accuracy(
@@ -71,21 +72,61 @@ def curves(paths: list[dict]) -> dict[str, list[tuple[float, float]]]:
     return by_family
 
 
-def comparisons(models: dict[str, list[dict]]) -> list[dict]:
-    """Every pair of families within each model, and each family between every pair of models."""
+def comparisons(
+    models: dict[str, list[dict]], truth: list[int] | None = None, seed: int = 0
+) -> list[dict]:
+    """Every pair of families within each model, and each family between every pair of models;
+    with ``truth`` (and each path's per-clip ``predicted``), each with a 95 % interval over
+    clip resamples shared by both curves, so a difference is claimed only beyond the noise."""
     rows = []
-    per_model = {name: curves(paths) for name, paths in models.items()}
+    pairs = _pairs({name: curves(paths) for name, paths in models.items()})
+    draws = _resampled_curves(models, truth, seed) if truth is not None else None
+    for kind, within, a, b, curve_a, curve_b in pairs:
+        bd = bd_accuracy(curve_a(models), curve_b(models))
+        if bd:
+            row = _row(kind, within, a, b, bd)
+            if draws is not None:
+                values = [bd_accuracy(curve_a(d), curve_b(d)) for d in draws]
+                low, high = np.percentile([v[0] for v in values if v], [2.5, 97.5])
+                row["ci"] = (float(low), float(high))
+            rows.append(row)
+    return rows
+
+
+def _pairs(per_model: dict[str, dict]) -> list[tuple]:
+    """(kind, within, A, B, curve of A, curve of B), each curve read from a models dict."""
+
+    def curve(model: str, family: str):
+        return lambda models: curves(models[model])[family]
+
+    out = []
     for name, fams in per_model.items():
         for fa, fb in combinations(sorted(fams), 2):
-            bd = bd_accuracy(fams[fa], fams[fb])
-            if bd:
-                rows.append(_row("codecs", name, fa, fb, bd))
+            out.append(("codecs", name, fa, fb, curve(name, fa), curve(name, fb)))
     for ma, mb in combinations(list(per_model), 2):
         for family in sorted(set(per_model[ma]) & set(per_model[mb])):
-            bd = bd_accuracy(per_model[ma][family], per_model[mb][family])
-            if bd:
-                rows.append(_row("models", family, ma, mb, bd))
-    return rows
+            out.append(("models", family, ma, mb, curve(ma, family), curve(mb, family)))
+    return out
+
+
+def _resampled_curves(models: dict[str, list[dict]], truth: list[int], seed: int) -> list[dict]:
+    """The models' per-path results with accuracies recomputed on clip resamples (the same
+    clips for every model and path, so paired comparisons stay paired)."""
+    rng = np.random.default_rng(seed)
+    right = {
+        name: {p["path"]: np.array(p["predicted"]) == np.array(truth) for p in paths}
+        for name, paths in models.items()
+    }
+    draws = []
+    for _ in range(BOOTSTRAP):
+        pick = rng.integers(0, len(truth), len(truth))
+        draws.append(
+            {
+                name: [{**p, "accuracy": float(right[name][p["path"]][pick].mean())} for p in paths]
+                for name, paths in models.items()
+            }
+        )
+    return draws
 
 
 def _row(kind: str, within: str, a: str, b: str, bd: tuple[float, float, float]) -> dict:
@@ -134,7 +175,9 @@ def rate_accuracy(
         "checkpoints": {label: str(c) for label, c in zip(loaded, checkpoints, strict=True)},
         "families": {f: list(LADDERS[f]) for f in families},
         "models": models,
-        "comparisons": comparisons(models),
+        "comparisons": comparisons(models, test_set.truth.tolist()),
+        "truth": test_set.truth.tolist(),
+        "bootstrap": {"resamples": BOOTSTRAP, "seed": 0, "interval": 0.95},
         "paths": models[next(iter(models))],
         "test_clips": test_clip_names(test_set),
     }
@@ -179,10 +222,12 @@ def write_rate_accuracy_report(out: Path, results: dict, command: str) -> list[P
         "## Bjøntegaard-style summary",
         "",
         "Mean accuracy of B minus A over the bitrates both curves cover (log-rate axis, "
-        "piecewise-linear). Positive: B is more accurate at equal bitrate.",
+        "piecewise-linear). Positive: B is more accurate at equal bitrate. Intervals: 95 % over "
+        f"{BOOTSTRAP} resamples of the test clips, the same clips for both curves; a difference "
+        "is beyond the noise only where its interval excludes zero.",
         "",
         markdown_table(
-            ["compares", "within", "A", "B", "B - A (points)", "common kbps"],
+            ["compares", "within", "A", "B", "B - A (points)", "95 % interval", "common kbps"],
             [_comparison_cells(r) for r in results["comparisons"]],
         ),
         "",
@@ -199,5 +244,6 @@ def _comparison_cells(r: dict) -> list[str]:
         f"`{r['a']}`",
         f"`{r['b']}`",
         f"{100 * r['difference']:+.1f}",
+        "[{:+.1f}, {:+.1f}]".format(*(100 * x for x in r["ci"])) if "ci" in r else "n/a",
         f"{r['kbps_from']:.0f}-{r['kbps_to']:.0f}",
     ]
