@@ -130,7 +130,12 @@ def _note(how: str, start: float, worst: float) -> str:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("ASC_ONNX_CACHE") or Path.home() / ".cache/asc-stream/onnx")
+    if os.environ.get("ASC_ONNX_CACHE"):
+        return Path(os.environ["ASC_ONNX_CACHE"])
+    try:
+        return Path.home() / ".cache/asc-stream/onnx"
+    except RuntimeError:  # a container user without a home: a shared temporary folder
+        return Path(tempfile.gettempdir()) / "asc-stream-onnx"
 
 
 def graph_path(cache_key: str, example: torch.Tensor, outputs: tuple[str, ...]) -> Path:
