@@ -16,7 +16,7 @@ export UV_NO_CONFIG=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# The build backend is locked too, in every file: `pip install --no-build-isolation .` then
+# The build backend is locked too, in every file: `pip install --no-deps --no-build-isolation .` then
 # builds the project without fetching a floating setuptools.
 "$PYTHON" - "$tmp/build.in" <<'PY'
 import sys, tomllib

@@ -156,3 +156,20 @@ def test_pylock_holds_the_same_pins_in_the_standard_format() -> None:
     for name, package in packages.items():
         files = [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]
         assert files and all(f["hashes"]["sha256"] for f in files), f"{name}: no hashed file"
+
+
+def test_every_install_instruction_goes_through_the_lock():
+    """A `pip install` that neither installs a hashed lock nor the project without its
+    dependencies would float with whatever the registry publishes next."""
+    import re
+
+    places = [ROOT / "README.md", ROOT / "Makefile", *ROOT.glob("docs/*.md")]
+    places += [*ROOT.glob("scripts/*.sh"), *ROOT.glob("*/Dockerfile")]
+    places += [p for p in ROOT.glob("*/*.py") if p.parent.name != "tests"]
+    floating = []
+    for path in places:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for cmd in re.findall(r"pip install[^`&;\n]*", line):
+                if not re.search(r"--require-hashes|--no-deps|uv==", cmd):
+                    floating.append(f"{path.relative_to(ROOT)}:{n}: {cmd.strip()}")
+    assert not floating, floating

@@ -56,7 +56,8 @@ class ViSQOL:
             from visqol import VisqolApi
         except ImportError as e:  # pragma: no cover - the train extra installs it
             raise QualityUnavailable(
-                f"perceptual quality needs the {PACKAGE} package (pip install -e '.[train]'): {e}"
+                f"perceptual quality needs the {PACKAGE} package, pinned in requirements/lock.txt "
+                f"(make setup): {e}"
             ) from e
         self.api = VisqolApi()
         self.api.create(mode="audio")
