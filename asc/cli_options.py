@@ -105,3 +105,31 @@ def non_negative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def add_client_credentials(opts: EnvOptions, who: str) -> None:
+    """The TLS and token options of every gRPC client here (the edge's commands, the server's
+    health and info), written once so their names, variables and meaning cannot drift; ``who``
+    names the caller in the help ("this device's", "this client's")."""
+    opts.add(
+        "--tls-ca",
+        env="TLS_CA",
+        metavar="PEM",
+        help="connect with TLS, trusting this CA; needed when the server has --tls-cert",
+        absent="none, plaintext",
+    )
+    opts.add(
+        "--tls-cert",
+        env="TLS_CERT",
+        metavar="PEM",
+        help=f"{who} certificate, for a server with --tls-client-ca (mutual TLS)",
+        absent="none",
+    )
+    opts.add("--tls-key", env="TLS_KEY", metavar="PEM", help="its private key", absent="none")
+    opts.add(
+        "--token-file",
+        env="TOKEN_FILE",
+        metavar="FILE",
+        help=f"file holding {who} bearer token, for a server with --tokens (needs TLS)",
+        absent="none, no token sent",
+    )

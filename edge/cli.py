@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 
-from asc.cli_options import EnvOptions, non_negative, positive
+from asc.cli_options import EnvOptions, add_client_credentials, non_negative, positive
 from asc.codecs.errors import CodecError
 from edge.cli_common import ENV_PREFIX, EXIT_INTERRUPTED, credentials_from, error
 from edge.errors import EdgeError, SourceError
@@ -75,32 +75,7 @@ def _common_audio(opts: EnvOptions) -> None:
         action="store_true",
         help="also run the lossy detector on the audio the server receives",
     )
-    _credential_options(opts)
-
-
-def _credential_options(opts: EnvOptions) -> None:
-    opts.add(
-        "--tls-ca",
-        env="TLS_CA",
-        metavar="PEM",
-        help="connect with TLS, trusting this CA; needed when the server has --tls-cert",
-        absent="none, plaintext",
-    )
-    opts.add(
-        "--tls-cert",
-        env="TLS_CERT",
-        metavar="PEM",
-        help="this device's certificate, for a server with --tls-client-ca (mutual TLS)",
-        absent="none",
-    )
-    opts.add("--tls-key", env="TLS_KEY", metavar="PEM", help="its private key", absent="none")
-    opts.add(
-        "--token-file",
-        env="TOKEN_FILE",
-        metavar="FILE",
-        help="file holding this device's bearer token, for a server with --tokens (needs TLS)",
-        absent="none, no token sent",
-    )
+    add_client_credentials(opts, "this device's")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, EnvOptions]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asc.cli_options import EnvOptions
+from asc.cli_options import EnvOptions, add_client_credentials
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ENSEMBLE = REPO / "models" / "ensemble.safetensors"
@@ -382,7 +382,9 @@ def _health_command(sub: argparse._SubParsersAction) -> EnvOptions:
         default=3.0,
         help="seconds to wait for the answer before exiting 1",
     )
-    _client_flags(opts)
+    # Read from serve's own ASC_TLS_CERT and ASC_TLS_KEY (plus ASC_TLS_CA), so a container's
+    # healthcheck needs no flags of its own.
+    add_client_credentials(opts, "this client's")
     return opts
 
 
@@ -400,7 +402,7 @@ def _info_command(sub: argparse._SubParsersAction) -> EnvOptions:
         default=10.0,
         help="seconds to wait for the answer before failing",
     )
-    _client_flags(opts)
+    add_client_credentials(opts, "this client's")
     return opts
 
 
@@ -410,33 +412,6 @@ def _server_flag(opts: EnvOptions) -> None:
         env="SERVER",
         default="localhost:50051",
         help="the server to ask, HOST:PORT",
-    )
-
-
-def _client_flags(opts: EnvOptions) -> None:
-    """TLS and token flags of health and info; with ``serve``'s environment (ASC_TLS_CERT and
-    ASC_TLS_KEY) plus ASC_TLS_CA, a container's healthcheck needs no flags of its own."""
-    opts.add(
-        "--tls-ca",
-        env="TLS_CA",
-        metavar="PEM",
-        help="connect with TLS, trusting this CA; needed when the server has --tls-cert",
-        absent="none, plaintext",
-    )
-    opts.add(
-        "--tls-cert",
-        env="TLS_CERT",
-        metavar="PEM",
-        help="client certificate, for a server with --tls-client-ca (mutual TLS)",
-        absent="none",
-    )
-    opts.add("--tls-key", env="TLS_KEY", metavar="PEM", help="its private key", absent="none")
-    opts.add(
-        "--token-file",
-        env="TOKEN_FILE",
-        metavar="FILE",
-        help="send the bearer token in this file, for a server with --tokens (needs TLS)",
-        absent="none, no token sent",
     )
 
 
