@@ -11,30 +11,16 @@ import sys
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from server.startup import StartupError, credential_bytes, pem_bytes
+from asc.credentials import CredentialFileError, channel_credentials
+from server.startup import StartupError
 
 
 def client_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
     """TLS (and a token) for health and info; None for plaintext."""
-    if not (args.tls_ca or args.tls_cert or args.tls_key):
-        if args.token_file:
-            raise StartupError(
-                "--token-file needs TLS (--tls-ca): a token must not travel in plaintext"
-            )
-        return None
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise StartupError("give --tls-cert and --tls-key together")
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=pem_bytes("--tls-ca", args.tls_ca) if args.tls_ca else None,
-        private_key=pem_bytes("--tls-key", args.tls_key) if args.tls_key else None,
-        certificate_chain=pem_bytes("--tls-cert", args.tls_cert) if args.tls_cert else None,
-    )
-    if args.token_file:
-        token = credential_bytes("--token-file", args.token_file).decode().strip()
-        credentials = grpc.composite_channel_credentials(
-            credentials, grpc.access_token_call_credentials(token)
-        )
-    return credentials
+    try:
+        return channel_credentials(args.tls_ca, args.tls_cert, args.tls_key, args.token_file)
+    except CredentialFileError as e:
+        raise StartupError(str(e)) from None
 
 
 def _channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:

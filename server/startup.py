@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from asc.credentials import CredentialFileError, read_credential, read_pem
+from asc.credentials import CredentialFileError, read_pem
 from server.access import AccessControl, DeviceAccess, RateLimiter, TokenFile
 from server.budgets import MB, Budgets
 
@@ -27,14 +27,6 @@ log = logging.getLogger("asc.server")
 
 class StartupError(Exception):
     """Flags, device or checkpoints that keep the server from starting."""
-
-
-def credential_bytes(flag: str, path: str) -> bytes:
-    """A credential file's bytes, refused with the flag and file named."""
-    try:
-        return read_credential(flag, path)
-    except CredentialFileError as e:
-        raise StartupError(str(e)) from e
 
 
 def pem_bytes(flag: str, path: str) -> bytes:
