@@ -78,15 +78,17 @@ def comparisons(
     """Every pair of families within each model, and each family between every pair of models;
     with ``truth`` (and each path's per-clip ``predicted``), each with a 95 % interval over
     clip resamples shared by both curves, so a difference is claimed only beyond the noise."""
+    per_model = {name: curves(paths) for name, paths in models.items()}
+    draws = _resampled_curves(models, truth, seed) if truth is not None else []
     rows = []
-    pairs = _pairs({name: curves(paths) for name, paths in models.items()})
-    draws = _resampled_curves(models, truth, seed) if truth is not None else None
-    for kind, within, a, b, curve_a, curve_b in pairs:
-        bd = bd_accuracy(curve_a(models), curve_b(models))
+    for kind, within, (ma, fa), (mb, fb) in _pairs(per_model):
+        bd = bd_accuracy(per_model[ma][fa], per_model[mb][fb])
         if bd:
-            row = _row(kind, within, a, b, bd)
-            if draws is not None:
-                values = [bd_accuracy(curve_a(d), curve_b(d)) for d in draws]
+            row = _row(
+                kind, within, fa if kind == "codecs" else ma, fb if kind == "codecs" else mb, bd
+            )
+            if draws:
+                values = [bd_accuracy(d[ma][fa], d[mb][fb]) for d in draws]
                 low, high = np.percentile([v[0] for v in values if v], [2.5, 97.5])
                 row["ci"] = (float(low), float(high))
             rows.append(row)
@@ -94,38 +96,38 @@ def comparisons(
 
 
 def _pairs(per_model: dict[str, dict]) -> list[tuple]:
-    """(kind, within, A, B, curve of A, curve of B), each curve read from a models dict."""
-
-    def curve(model: str, family: str):
-        return lambda models: curves(models[model])[family]
-
+    """(kind, within, (model, family) of A, (model, family) of B) for every comparison."""
     out = []
     for name, fams in per_model.items():
         for fa, fb in combinations(sorted(fams), 2):
-            out.append(("codecs", name, fa, fb, curve(name, fa), curve(name, fb)))
+            out.append(("codecs", name, (name, fa), (name, fb)))
     for ma, mb in combinations(list(per_model), 2):
         for family in sorted(set(per_model[ma]) & set(per_model[mb])):
-            out.append(("models", family, ma, mb, curve(ma, family), curve(mb, family)))
+            out.append(("models", family, (ma, family), (mb, family)))
     return out
 
 
-def _resampled_curves(models: dict[str, list[dict]], truth: list[int], seed: int) -> list[dict]:
-    """The models' per-path results with accuracies recomputed on clip resamples (the same
-    clips for every model and path, so paired comparisons stay paired)."""
+def _resampled_curves(
+    models: dict[str, list[dict]], truth: list[int], seed: int
+) -> list[dict[str, dict[str, list[tuple[float, float]]]]]:
+    """Per clip resample, every model's (kbps, accuracy) curve per family, the accuracies
+    recomputed on the same clips for every model and path, so paired comparisons stay paired."""
     rng = np.random.default_rng(seed)
+    coded = {name: [p for p in paths if p["path"] != UNCODED] for name, paths in models.items()}
     right = {
-        name: {p["path"]: np.array(p["predicted"]) == np.array(truth) for p in paths}
-        for name, paths in models.items()
-    }
+        name: [(family_of_path(p["path"]), p["kbps"], np.array(p["predicted"]) == truth)
+               for p in paths]
+        for name, paths in coded.items()
+    }  # fmt: skip
     draws = []
     for _ in range(BOOTSTRAP):
         pick = rng.integers(0, len(truth), len(truth))
-        draws.append(
-            {
-                name: [{**p, "accuracy": float(right[name][p["path"]][pick].mean())} for p in paths]
-                for name, paths in models.items()
-            }
-        )
+        draw: dict[str, dict[str, list[tuple[float, float]]]] = {}
+        for name, rows in right.items():
+            fams = draw.setdefault(name, {})
+            for family, kbps, hits in rows:
+                fams.setdefault(family, []).append((kbps, float(hits[pick].mean())))
+        draws.append(draw)
     return draws
 
 
