@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lock demo test test-fast lint bench bench-gpu models reports proto certs images-check clean
+.PHONY: setup lock demo test test-fast lint bench bench-gpu bench-peer models reports proto certs images-check clean
 
 # The Debian check runs every time (it is a few dpkg queries); the venv only when the lock
 # changes. Everything Python comes from requirements/lock.txt (exact pins and hashes, made by
@@ -61,6 +61,13 @@ bench-gpu: setup
 	$(PY) -m benchmarks.stream_capacity --device cuda
 	$(PY) -m benchmarks.stream_capacity --device cuda --preset paper
 	$(PY) -m benchmarks.features_speed --device cuda
+
+# This server beside BentoML serving the same ensemble (benchmarks/peer_bentoml.py). BentoML is
+# benchmark-only: its own hashed lock, requirements/bench-peer.txt (lock.txt's pins for every
+# shared package), goes into .venv here and nowhere else; the server and edge never get it.
+bench-peer: setup
+	$(PY) -m pip install -q --require-hashes -r requirements/bench-peer.txt
+	$(PY) -m benchmarks.peer_bentoml
 
 # Regenerates the gRPC code from proto/scene_classifier.proto (a test checks it is current).
 proto: setup

@@ -2,7 +2,9 @@
 
 A floating pin once let a registry release (torchaudio 2.11.1) break both README commands on a
 fresh machine. These tests fail, with the command that fixes it, as soon as pyproject.toml, the
-three lock files or the installed environment drift apart.
+lock files or the installed environment drift apart. The benchmark-only peer (BentoML, the
+`bench-peer` extra) has a lock of its own that keeps the installed lock's pins and never enters
+what `make setup`, the images or devices install.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from scripts.lock_digest import pyproject_digest  # noqa: E402
+from scripts.lock_digest import BENCHMARK_EXTRAS, pyproject_digest  # noqa: E402
 
 LOCKS = {
     "lock": ("edge", "server", "train", "dev"),
     "server": ("edge", "server"),
     "edge": ("edge",),
+    "bench-peer": ("edge", "server", "bench-peer"),  # `make bench-peer` only
 }
+INSTALLED = ("lock", "server", "edge")  # what `make setup`, the images and devices install
 # The platform the x86-64 locks are resolved for (scripts/lock.sh), as marker variables.
 LINUX_311 = {"sys_platform": "linux", "platform_machine": "x86_64", "python_version": "3.11"}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^ ;\\]+)(?:\s*;\s*([^\\]+?))?\s*\\?$")
@@ -63,7 +67,8 @@ def test_lock_was_made_from_this_pyproject(name: str) -> None:
     _, _, text = read_lock(name)
     header = re.search(r"^# pyproject-digest: (\w+)$", text, re.M)
     assert header, f"requirements/{name}.txt has no pyproject-digest line: run `make lock`"
-    assert header.group(1) == pyproject_digest(ROOT / "pyproject.toml"), (
+    with_benchmarks = bool(set(BENCHMARK_EXTRAS) & set(LOCKS[name]))
+    assert header.group(1) == pyproject_digest(ROOT / "pyproject.toml", with_benchmarks), (
         f"pyproject.toml's dependencies changed since requirements/{name}.txt was made: "
         "run `make lock` and commit requirements/"
     )
@@ -97,7 +102,7 @@ def test_every_pin_is_exact_and_hashed(name: str) -> None:
 
 def test_subsets_share_the_locks_pins() -> None:
     full, _, _ = read_lock("lock")
-    for name in ("server", "edge"):
+    for name in ("server", "edge", "bench-peer"):
         pins, _, _ = read_lock(name)
         for key, pinned in pins.items():
             if key in full:
@@ -113,11 +118,34 @@ def test_edge_lock_has_no_torch() -> None:
 
 
 def test_torch_and_torchaudio_are_pinned_as_one_pair() -> None:
-    for name in ("lock", "server"):
+    for name in ("lock", "server", "bench-peer"):
         pins, _, _ = read_lock(name)
         assert pins["torch"] == pins["torchaudio"] == "2.11.0", (name, pins["torch"])
     server = [r for r in direct_requirements(("server",)) if r.name in ("torch", "torchaudio")]
     assert {str(r.specifier) for r in server} == {"==2.11.0"}, "pin the pair exactly"
+
+
+def test_the_benchmark_peer_stays_out_of_every_install() -> None:
+    """BentoML is installed only by `make bench-peer`: no installed lock or image holds it, no
+    other extra pulls it in, and no other make target installs its lock."""
+    for name in INSTALLED:
+        pins, _, _ = read_lock(name)
+        assert "bentoml" not in pins, f"requirements/{name}.txt holds the benchmark peer"
+    assert "bentoml" not in (ROOT / "pylock.toml").read_text()
+    peer_lock = "requirements/bench-peer.txt"
+    for dockerfile in ROOT.glob("*/Dockerfile"):
+        assert peer_lock not in dockerfile.read_text(), dockerfile
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for extra in LOCKS["lock"]:
+        assert not any("bench-peer" in r or "bentoml" in r for r in extras[extra]), extra
+    installing, target = [], None
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if re.match(r"^[\w$().-]+:", line):
+            target = line.split(":")[0]
+        elif line.startswith("\t") and peer_lock in line:
+            installing.append(target)
+    assert installing == ["bench-peer"], f"only `make bench-peer` installs it: {installing}"
 
 
 def test_installed_environment_matches_the_lock() -> None:
