@@ -64,3 +64,14 @@ def test_corpus_stats_command_compares_two_corpora(tmp_path: Path):
         result.stdout
     )
     assert (out / "ltas.png").stat().st_size > 1000 and (out / "corpus_stats.json").is_file()
+    readme = (out / "README.md").read_text()
+    assert "asc-train corpus-stats --data" in readme and "| clips band-limited below" in readme
+
+
+def test_effective_bandwidth_tells_band_limited_clips_from_full_band_ones():
+    from training.corpora.devices import band_limit
+
+    noise = np.random.default_rng(2).standard_normal(RATE * SECONDS).astype(np.float32) * 0.1
+    assert clip_stats(noise).bandwidth_hz > 21000
+    limited = clip_stats(band_limit(noise, RATE, 12000.0))
+    assert 11000 < limited.bandwidth_hz < 16500

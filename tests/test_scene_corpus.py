@@ -128,10 +128,18 @@ def test_different_seeds_give_different_audio(tmp_path: Path):
     assert len(audio[0]) == 20 and not audio[0] & audio[1]
 
 
-@pytest.mark.parametrize("scene", FINE_CLASSES)
-def test_reference_device_clips_are_full_band(scene: str):
-    clip = synth_clip(scene, "a", np.random.default_rng(11), seconds=2.0)
-    assert effective_bandwidth(clip, RATE) > 15000
+def test_recording_chains_are_band_limited_as_often_as_real_recordings():
+    """About a fifth of real recordings arrive band-limited below 16.5 kHz (Kitchen20: 18.8 %,
+    `asc-train corpus-stats`), the rest reach 19-22 kHz; the reference device's clips too."""
+    rng = np.random.default_rng(11)
+    widths = np.array(
+        [
+            effective_bandwidth(synth_clip(FINE_CLASSES[k % 10], "a", rng, seconds=1.0), RATE)
+            for k in range(60)
+        ]
+    )
+    assert 0.05 <= np.mean(widths < 16500) <= 0.4
+    assert np.mean(widths > 19000) >= 0.4
 
 
 def test_clip_contract_and_determinism():

@@ -42,7 +42,7 @@ def cmd_synth_lossless(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus_stats(args: argparse.Namespace) -> int:
-    from training.corpus_stats import compare, corpus_stats, plot_ltas
+    from training.corpus_stats import compare, corpus_stats, corpus_stats_readme, plot_ltas
     from training.datasets import load_dataset
     from training.report import write_json
 
@@ -58,8 +58,8 @@ def cmd_corpus_stats(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "corpus_stats.json", {"corpora": corpora, "command": args.command_line})
         plot_ltas(corpora, out / "ltas.png")
-        (out / "corpus_stats.md").write_text(table + "\n")
-        print(f"wrote {out / 'corpus_stats.json'}, {out / 'corpus_stats.md'}, {out / 'ltas.png'}")
+        (out / "README.md").write_text(corpus_stats_readme(table, args.command_line))
+        print(f"wrote {out / 'corpus_stats.json'}, {out / 'README.md'}, {out / 'ltas.png'}")
     return 0
 
 
@@ -123,7 +123,7 @@ def add_corpus_stats_command(sub: argparse._SubParsersAction) -> None:
     )
     opts.add(
         "--out",
-        help="folder for corpus_stats.json, corpus_stats.md and ltas.png",
+        help="folder for corpus_stats.json, README.md (the table) and ltas.png",
         absent="none, print the table only",
     )
     opts.parser.set_defaults(run=cmd_corpus_stats)

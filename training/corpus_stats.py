@@ -22,10 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from asc.audio import load
+from asc.codecs.measure import effective_bandwidth
 
 RATE = 44100
 N_FFT = 4096
 CUTOFFS_HZ = (8000, 12000, 16000)
+# A clip is band-limited below this: lower than any full-band converter's anti-alias edge, and
+# where the 32-64 kbps codecs cut (Kitchen20's exclusions use the same edge and floor).
+BAND_LIMITED_HZ = 16500.0
+BANDWIDTH_FLOOR_DB = 60.0
 # Third-octave band centres from 50 Hz to 20 kHz (IEC 61260 nominal series).
 BAND_CENTRES = 1000.0 * 2.0 ** (np.arange(-13, 14) / 3.0)
 
@@ -36,6 +41,7 @@ class ClipStats:
     crest_db: float
     above: dict[int, float]  # cutoff (Hz) -> share of energy above it
     bands_db: np.ndarray  # energy per third-octave band, dB
+    bandwidth_hz: float  # highest frequency within 60 dB of the spectrum's peak
 
 
 def power_spectrum(audio: np.ndarray) -> np.ndarray:
@@ -68,6 +74,7 @@ def clip_stats(audio: np.ndarray) -> ClipStats:
         crest_db=20 * np.log10(peak / rms),
         above=above,
         bands_db=10 * np.log10(bands / total + 1e-12),
+        bandwidth_hz=effective_bandwidth(mono, RATE, BANDWIDTH_FLOOR_DB),
     )
 
 
@@ -100,6 +107,8 @@ def corpus_stats(files: Sequence[Path], labels: Sequence[str]) -> dict:
         "level_dbfs": spread([c.level_dbfs for c in clips]),
         "crest_db": spread([c.crest_db for c in clips]),
         "energy_above": {str(k): spread([c.above[k] for c in clips]) for k in CUTOFFS_HZ},
+        "bandwidth_hz": spread([c.bandwidth_hz for c in clips]),
+        "band_limited_share": float(np.mean([c.bandwidth_hz < BAND_LIMITED_HZ for c in clips])),
         "class_cues_above": {str(k): v for k, v in cue_share_above(bands, labels).items()},
         "band_centres_hz": BAND_CENTRES.round(1).tolist(),
         "ltas_db": bands.mean(axis=0).round(2).tolist(),
@@ -123,6 +132,14 @@ def compare(corpora: dict[str, dict]) -> str:
             *(cell(corpora[n]["level_dbfs"]) for n in names),
         ],
         ["crest factor, dB", *(cell(corpora[n]["crest_db"]) for n in names)],
+        [
+            "effective bandwidth, kHz (within 60 dB of the peak)",
+            *(cell(corpora[n]["bandwidth_hz"], 1, 1e-3) for n in names),
+        ],
+        [
+            f"clips band-limited below {BAND_LIMITED_HZ / 1000:.1f} kHz, %",
+            *(f"{100 * corpora[n]['band_limited_share']:.1f}" for n in names),
+        ],
     ]
     for k in CUTOFFS_HZ:
         rows.append(
@@ -159,3 +176,27 @@ def plot_ltas(corpora: dict[str, dict], path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def corpus_stats_readme(table: str, command: str) -> str:
+    """The report's front page: what was measured, the command, the table and the spectrum."""
+    return "\n".join(
+        [
+            "# Corpora side by side: what a codec meets in each",
+            "",
+            "Per clip: RMS level, crest factor, effective bandwidth (highest frequency within 60 "
+            "dB of the spectrum's peak) and the share of energy above 8, 12 and 16 kHz (median, "
+            "10th to 90th percentile); per corpus, the share of the between-class differences of "
+            "third-octave band levels that lies above each cutoff (where a lowpass removes what "
+            "tells the classes apart). Made by:",
+            "",
+            "```sh",
+            command,
+            "```",
+            "",
+            table,
+            "",
+            "![long-term average spectrum](ltas.png)",
+            "",
+        ]
+    )

@@ -37,7 +37,7 @@ from training.corpora.devices import EVAL_DEVICES, TRAIN_DEVICES
 from training.corpora.scene_clip import render_clip
 from training.corpora.scenes import FINE_CLASSES, draw_location
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.0"
 
 _CITIES = (
     "barcelona",
