@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reruns both papers' experiments into reports/ at the scale of the committed reports.
 # `make reports` runs this; each report's README repeats the exact command it came from.
-# Usage: scripts/make-reports.sh [all|codec-augmentation|lossy-detection|detector-families]
+# Usage: scripts/make-reports.sh [all|codec-augmentation|lossy-detection|detector-families|
+#   generator-calibration]
 # Environment: PYTHON (default .venv/bin/python), DEVICE (auto), WORK (where the corpora are;
 # scripts/make-models.sh generates them), and the sizes below. On a GPU, raise them: the
 # defaults of `asc-train experiment ...` are the full schedule (30 epochs of every training
@@ -24,6 +25,13 @@ fi
 if [ "$what" = all ] || [ "$what" = lossy-detection ]; then
 $train experiment lossy-detection --data "$work/lossless" --out reports/lossy-detection \
   --epochs "$det_epochs" --steps-per-epoch "$det_steps" --device "$device"
+fi
+if [ "$what" = all ] || [ "$what" = generator-calibration ]; then
+if [ -f "$kitchen20/meta.csv" ]; then  # the generated corpus measured beside real recordings
+$train corpus-stats --data "$kitchen20" --data "$work/scenes" --out reports/generator-calibration
+else
+echo "skipping generator-calibration: no Kitchen20 at $kitchen20 (set KITCHEN20)" >&2
+fi
 fi
 if [ "$what" = detector-families ]; then  # needs Kitchen20 too: asked for by name only
 need_kitchen20
