@@ -115,3 +115,25 @@ def test_a_remedy_is_summarized_on_its_own_folds_against_the_recipe(tmp_path: Pa
     assert broad["minus_recipe"]["sbc:64k"]["difference"] == pytest.approx(0.01)
     write_summary(tmp_path, results, "asc-train summarize-folds x")
     assert "## ensemble-broad" in (tmp_path / "README.md").read_text()
+
+
+def test_calibration_goal_names_the_paths_outside_ten_points():
+    from training.experiments.fold_summary import _goal_lines
+
+    rows = [
+        {"path": "aac:32k", "generated_minus_real": 0.04},
+        {"path": "sbc:64k", "generated_minus_real": -0.25},
+        {"path": "opus:64k", "generated_minus_real": None},
+    ]
+    recipe = [{"path": "none", "accuracy": 0.7}, {"path": "aac:32k", "relative": 0.99,
+                                                   "relative_ci": (0.95, 1.02)}]  # fmt: skip
+    lines = _goal_lines(
+        {"models": {"ensemble-recipe": recipe}, "comparisons": {}, "calibration": rows}
+    )
+    text = "\n".join(lines)
+    assert "largest gap -25 points on `sbc:64k`" in text
+    assert "missed on `sbc:64k`." in text
+    rows[1]["generated_minus_real"] = -0.08
+    assert "points on every path: met." in "\n".join(
+        _goal_lines({"models": {"ensemble-recipe": recipe}, "comparisons": {}, "calibration": rows})
+    )
