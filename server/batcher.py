@@ -1,14 +1,12 @@
 """A dynamic batcher: items from every stream share forward passes, in fair order.
 
-Items wait until a pass's worth has gathered, the oldest has waited ``max_delay``, or every
-open stream has an item waiting (nothing more can come soon: a lone stream never waits for
-company that does not exist), whichever comes first; then one pass runs on the inference
-thread while the event loop keeps reading streams. Which items make the pass is decided by
-``FairQueue`` (server/fairness.py): each stream (owner) gets its share, so a stream flooding
-the queue delays only itself. A pass holds at most ``max_batch`` items and, on a CPU, at most
-the runner's ``max_pass`` items and ``max_pass_samples`` of audio: a pass is the unit nobody can
-interrupt, so keeping it short bounds how long a window that just arrived waits behind other
-streams' work.
+Items wait until a pass's worth has gathered or the oldest has waited ``max_delay``, whichever
+comes first; then one pass runs on the inference thread while the event loop keeps reading
+streams. Which items make the pass is decided by ``FairQueue`` (server/fairness.py): each
+stream (owner) gets its share, so a stream flooding the queue delays only itself. A pass holds
+at most ``max_batch`` items and, on a CPU, at most the runner's ``max_pass`` items and
+``max_pass_samples`` of audio: a pass is the unit nobody can interrupt, so keeping it short
+bounds how long a window that just arrived waits behind other streams' work.
 
 While other streams are about, a flood's items (a stream past its burst of classification)
 come after theirs, fill at most two places of a pass and wait while the models were busy more
@@ -151,8 +149,7 @@ class DynamicBatcher(Generic[In, Out]):
                 continue
             self._busy = True  # from here until the pass is answered, close() must wait
             remaining = oldest + self.max_delay_s - time.perf_counter()
-            full = len(self._queue) >= self.pass_size or self._queue.every_owner_waiting()
-            if full or remaining <= 0:
+            if len(self._queue) >= self.pass_size or remaining <= 0:
                 now = time.perf_counter()
                 light_about = now - self._queue.light_seen < LIGHT_SECONDS and not self._closed
                 if light_about and not self._queue.light_waiting() and self._duty(now) > FLOOD_DUTY:

@@ -173,10 +173,6 @@ class FairQueue:
             heapq.heappush(self._heads, head)
         return batch
 
-    def every_owner_waiting(self) -> bool:
-        """Every stream still open has an item queued: waiting longer gathers nothing more."""
-        return bool(self._owners) and all(o.items for o in self._owners.values())
-
     def forget(self, key: Hashable) -> None:
         """An owner that will submit no more (its stream ended): drop its idle state."""
         owner = self._owners.get(key)
