@@ -306,7 +306,9 @@ def calibration_table(rows: list[dict]) -> str:
             percent(r["paper_tau"], 0),
             percent(r["real"], 0),
             percent(r["generated"], 0),
-            "–" if r["generated_minus_real"] is None else f"{100 * r['generated_minus_real']:+.0f}",
+            "–"
+            if r["generated_minus_real"] is None
+            else f"{round(100 * r['generated_minus_real']):+d}",
         ]
         for r in rows
     ]
