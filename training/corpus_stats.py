@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from asc.audio import load
-from asc.codecs.measure import effective_bandwidth
+from asc.codecs.measure import power_spectrum, spectrum_bandwidth
 
 RATE = 44100
-N_FFT = 4096
 CUTOFFS_HZ = (8000, 12000, 16000)
 # A clip is band-limited below this: lower than any full-band converter's anti-alias edge, and
 # where the 32-64 kbps codecs cut (Kitchen20's exclusions use the same edge and floor).
@@ -44,15 +43,6 @@ class ClipStats:
     bandwidth_hz: float  # highest frequency within 60 dB of the spectrum's peak
 
 
-def power_spectrum(audio: np.ndarray) -> np.ndarray:
-    """Mean power per FFT bin over Hann-windowed frames (Welch), for a mono clip."""
-    frames = max(1, 1 + (len(audio) - N_FFT) // (N_FFT // 2))
-    padded = np.pad(audio, (0, max(0, N_FFT - len(audio))))
-    window = np.hanning(N_FFT).astype(np.float32)
-    stack = np.stack([padded[i * N_FFT // 2 : i * N_FFT // 2 + N_FFT] for i in range(frames)])
-    return (np.abs(np.fft.rfft(stack * window, axis=1)) ** 2).mean(axis=0)
-
-
 def band_edges() -> np.ndarray:
     return np.concatenate([BAND_CENTRES * 2 ** (-1 / 6), BAND_CENTRES[-1:] * 2 ** (1 / 6)])
 
@@ -61,8 +51,7 @@ def clip_stats(audio: np.ndarray) -> ClipStats:
     mono = audio.mean(axis=1) if audio.ndim == 2 else audio
     rms = float(np.sqrt(np.mean(mono**2)) + 1e-12)
     peak = float(np.max(np.abs(mono)) + 1e-12)
-    power = power_spectrum(mono)
-    freqs = np.fft.rfftfreq(N_FFT, 1 / RATE)
+    freqs, power = power_spectrum(mono, RATE)
     total = power.sum() + 1e-20
     above = {c: float(power[freqs >= c].sum() / total) for c in CUTOFFS_HZ}
     edges = band_edges()
@@ -74,7 +63,7 @@ def clip_stats(audio: np.ndarray) -> ClipStats:
         crest_db=20 * np.log10(peak / rms),
         above=above,
         bands_db=10 * np.log10(bands / total + 1e-12),
-        bandwidth_hz=effective_bandwidth(mono, RATE, BANDWIDTH_FLOOR_DB),
+        bandwidth_hz=spectrum_bandwidth(freqs, power, BANDWIDTH_FLOOR_DB),
     )
 
 

@@ -31,7 +31,11 @@ def power_spectrum(x: np.ndarray, rate: int, size: int = 4096) -> tuple[np.ndarr
 
 def effective_bandwidth(x: np.ndarray, rate: int, floor_db: float = 60.0) -> float:
     """Highest frequency whose power is within ``floor_db`` of the spectrum's peak."""
-    freqs, power = power_spectrum(x, rate)
+    return spectrum_bandwidth(*power_spectrum(x, rate), floor_db)
+
+
+def spectrum_bandwidth(freqs: np.ndarray, power: np.ndarray, floor_db: float = 60.0) -> float:
+    """``effective_bandwidth`` of a spectrum already measured."""
     above = np.nonzero(power >= power.max() * 10 ** (-floor_db / 10))[0]
     return float(freqs[above[-1]]) if len(above) else 0.0
 
