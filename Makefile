@@ -18,10 +18,12 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Re-resolves pyproject.toml into requirements/{lock,server,edge}.txt (scripts/lock.sh, uv).
+# Re-resolves pyproject.toml into requirements/{lock,server,edge,bench-peer}.txt and pylock.toml
+# (scripts/lock.sh, uv); uv itself comes from the lock's own hashed entry.
 lock:
 	test -x $(VENV)/bin/uv || { test -x $(PY) || python3 -m venv $(VENV); \
-		$(PY) -m pip install -q "$$(grep -o 'uv==[0-9.]*' pyproject.toml)"; }
+		awk '/^uv==/{p=1} p{print} p&&!/\\$$/{exit}' requirements/lock.txt > $(VENV)/uv-lock.txt && \
+		$(PY) -m pip install -q --require-hashes --no-deps -r $(VENV)/uv-lock.txt; }
 	bash scripts/lock.sh
 
 demo: setup
