@@ -2,7 +2,8 @@
 # Builds the shipped default checkpoints from nothing: the generated corpora, a compact
 # codec-augmented ensemble, a masked lossy detector, and their evaluation summary. The detector
 # trains on the generated lossless corpus and Kitchen20's lossless originals (KITCHEN20), each
-# track coded through DETECTOR_COPIES settings of every codec family (`--codecs device`).
+# track coded through DETECTOR_COPIES settings of every codec family (`--codecs device`); its
+# training takes hours on a CPU, and an interrupted one resumes from its last epoch when rerun.
 # `make models` runs this; the sizes below are the ones the shipped files were made with.
 # Usage: scripts/make-models.sh [all|ensemble|detector]
 # Environment: PYTHON (default .venv/bin/python), DEVICE (auto), WORK (where corpora go),

@@ -66,6 +66,7 @@ def cmd_fit_detector(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir),
         workers=args.workers,
         max_tracks=args.max_tracks,
+        resume=not args.no_resume,
     )
     checkpoint = fit_detector(cfg)
     print(f"wrote {cfg.out}: test file accuracy {checkpoint.metrics['test_accuracy']:.3f}")
@@ -126,18 +127,12 @@ def add_fit_commands(sub: argparse._SubParsersAction) -> None:
     cli_flags.device(opts)
     cli_flags.cache_dir(opts)
     cli_flags.workers(opts, "coding the training audio through --augment-codecs")
-    opts.add(
-        "--no-resume",
-        action="store_true",
-        help="start from epoch 0 even when an interrupted run of the same data left "
-        "OUT.train-state.pt",
-        absent="off, resume it",
-    )
+    _no_resume(opts)
     opts.parser.set_defaults(run=cmd_fit_ensemble)
 
     opts = EnvOptions(sub.add_parser("fit-detector", help="train the lossy-compression detector"))
     cli_flags.lossless_roots(opts)
-    cli_flags.required(opts, "--out", "checkpoint to write (.safetensors)")
+    _out_with_state(opts)
     cli_flags.named_default(
         opts,
         "--codecs",
@@ -167,17 +162,34 @@ def add_fit_commands(sub: argparse._SubParsersAction) -> None:
     cli_flags.device(opts)
     cli_flags.cache_dir(opts)
     cli_flags.workers(opts, "coding the tracks")
+    _no_resume(opts)
     opts.parser.set_defaults(run=cmd_fit_detector)
 
 
-def _ensemble_model_flags(opts: EnvOptions) -> None:
-    """fit-ensemble: where the checkpoint goes, and which model on which data."""
+def _out_with_state(opts: EnvOptions) -> None:
+    """--out of a trainer that resumes: the state it resumes from lies next to the checkpoint."""
     cli_flags.required(
         opts,
         "--out",
         "checkpoint to write (.safetensors); an interrupted run's state is kept next to it as "
         "OUT.train-state.pt",
     )
+
+
+def _no_resume(opts: EnvOptions) -> None:
+    """Both trainers resume an interrupted run unless told not to, and say so the same way."""
+    opts.add(
+        "--no-resume",
+        action="store_true",
+        help="start from epoch 0 even when an interrupted run of the same data left "
+        "OUT.train-state.pt",
+        absent="off, resume it",
+    )
+
+
+def _ensemble_model_flags(opts: EnvOptions) -> None:
+    """fit-ensemble: where the checkpoint goes, and which model on which data."""
+    _out_with_state(opts)
     cli_flags.preset(opts)
     opts.add(
         "--augment-codecs",

@@ -7,16 +7,23 @@ the model sees random 2-second crops of the lossless original (label 0) and of t
 mask applied with probability ``mask_prob``. The tracks come from one or more folders: a
 generated corpus split 70/10/20 by track, Kitchen20's lossless originals split by recording
 (``detector_sources``).
+
+A full run takes hours on a CPU, so, as the scene ensemble does, each epoch ends by keeping the
+model, optimiser, schedule, history and both random generators in ``OUT.train-state.pt``; a
+rerun on the same tracks and settings picks up from the last finished epoch and ends with the
+same weights as an uninterrupted run. The file is removed once the checkpoint is written.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from asc.audio import load
 from asc.checkpoint import Checkpoint, save
@@ -35,7 +42,15 @@ from training.detector_data import (
 )
 from training.detector_sources import LosslessSet, lossless_set
 from training.kitchen20_lossless import exclusion_counts
-from training.loop import LoopSettings, one_cycle, pick_device, provenance_common, run_epochs
+from training.loop import (
+    LoopSettings,
+    one_cycle,
+    pick_device,
+    provenance_common,
+    read_train_state,
+    run_epochs,
+    write_train_state,
+)
 
 
 @dataclass
@@ -55,6 +70,7 @@ class DetectorTrainConfig:
     workers: int | None = None
     progress: bool = True
     max_tracks: int | None = None  # from each folder
+    resume: bool = True  # from OUT.train-state.pt, when it comes from the same data and settings
 
     @property
     def roots(self) -> list[Path]:
@@ -142,10 +158,31 @@ def prepare_detector_data(cfg: DetectorTrainConfig) -> DetectorData:
     return DetectorData(codecs, found.tracks, found.splits, specs, mapping, found)
 
 
+def training_fingerprint(cfg: DetectorTrainConfig, data: DetectorData) -> str:
+    """What a kept training state must match to be resumed: the tracks, the codecs and every
+    setting that changes the draws or the schedule (JSON, so it compares as one string)."""
+    return json.dumps(
+        {
+            "tracks": tracks_fingerprint(data.tracks),
+            "codecs": data.codecs,
+            "copies_per_track": cfg.copies_per_track,
+            "mask_prob": cfg.mask_prob,
+            "batch_size": cfg.batch_size,
+            "steps_per_epoch": cfg.steps_per_epoch,
+            "epochs": cfg.epochs,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+            "max_tracks": cfg.max_tracks,
+        },
+        sort_keys=True,
+    )
+
+
 @dataclass
 class DetectorTask:
     """The detector's hooks for ``run_epochs``: batches of random 2-second crops of random
-    examples, and file accuracy on the validation tracks after each epoch."""
+    examples, file accuracy on the validation tracks after each epoch, and the state an
+    interrupted run resumes from."""
 
     batch_size: int
     model: LossyDetector
@@ -155,6 +192,10 @@ class DetectorTask:
     device: torch.device
     rng: np.random.Generator
     window: int  # samples in one crop
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    state_path: Path
+    fingerprint: str  # training_fingerprint's
 
     def __post_init__(self) -> None:
         """Lossless and coded examples drawn half and half when there are more coded ones."""
@@ -196,7 +237,36 @@ class DetectorTask:
         return float(np.mean((scores >= 0.5) == np.array([e.lossy for e in self.val])))
 
     def end_epoch(self, epochs_done: int, history: list[dict]) -> None:
-        pass  # a detector trains in minutes: nothing kept to resume from
+        """Keep everything the next epoch depends on, the numpy generator's exact state among
+        it (JSON: ``weights_only`` loading reads no other Python objects)."""
+        write_train_state(
+            self.state_path,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "epoch": epochs_done,
+                "history": json.dumps(history),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": json.dumps(self.rng.bit_generator.state),
+                "fingerprint": self.fingerprint,
+            },
+        )
+
+    def resume(self, progress: bool) -> tuple[int, list[dict]]:
+        """The epoch to start from and the history so far, from an interrupted run's state
+        when it trained on the same tracks with the same settings."""
+        state = read_train_state(self.state_path)
+        if not (state and state.get("fingerprint") == self.fingerprint):
+            return 0, []
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.rng.bit_generator.state = json.loads(state["numpy_rng"])
+        if progress:
+            tqdm.write(f"resuming from epoch {state['epoch']} ({self.state_path})")
+        return state["epoch"], json.loads(state["history"])
 
 
 def fit_detector(cfg: DetectorTrainConfig) -> Checkpoint:
@@ -213,13 +283,19 @@ def fit_detector(cfg: DetectorTrainConfig) -> Checkpoint:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * cfg.steps_per_epoch)
     started = time.time()
-    task = DetectorTask(cfg.batch_size, model, extractor, train, val, device, rng, window)
+    state_path = cfg.out.with_suffix(".train-state.pt")
+    task = DetectorTask(
+        cfg.batch_size, model, extractor, train, val, device, rng, window, optimizer, scheduler,
+        state_path, training_fingerprint(cfg, data),
+    )  # fmt: skip
+    start_epoch, history = task.resume(cfg.progress) if cfg.resume else (0, [])
     settings = LoopSettings(
         cfg.epochs, cfg.steps_per_epoch, cfg.progress, "val_accuracy", "validation file accuracy"
     )
-    history = run_epochs(task, model, optimizer, scheduler, settings)
+    history = run_epochs(task, model, optimizer, scheduler, settings, start_epoch, history)
     checkpoint = detector_checkpoint(cfg, data, task, history, started)
     save(checkpoint, cfg.out)
+    state_path.unlink(missing_ok=True)
     return checkpoint
 
 
