@@ -28,7 +28,7 @@ from asc.models.scene import SceneEnsemble
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from server.inference import SceneRunner
+from server.inference import DetectorRunner, SceneRunner
 from server.metrics import ServerMetrics
 from server.service import Models, SceneService
 
@@ -39,15 +39,21 @@ _DEVICES = itertools.count()
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "ensemble.safetensors"
 
 
-def scene_runner(preset: str, device: torch.device) -> SceneRunner:
-    """The shipped compact checkpoint, or an untrained one of another preset (speed only)."""
+def scene_runner(preset: str, device: torch.device, runtime: str = "auto") -> SceneRunner:
+    """The shipped compact checkpoint, or an untrained one of another preset (speed only), in
+    ``runtime`` (``auto``: what ``asc-server serve`` runs by default)."""
     if preset == "compact":
-        return SceneRunner(SHIPPED, device)
+        return SceneRunner(SHIPPED, device, runtime)
     model = SceneEnsemble(DCASE_CLASSES, DCASE_COARSE, DCASE_COARSE_OF, preset=preset)
     path = Path(tempfile.mkdtemp()) / f"{preset}.safetensors"
     extra = {"model_id": f"{preset}-untrained"}
     save(Checkpoint("scene_ensemble", model.config, LOGMEL, model, extra=extra), path)
-    return SceneRunner(path, device)
+    return SceneRunner(path, device, runtime)
+
+
+def detector_runner(device: torch.device, runtime: str = "auto") -> DetectorRunner:
+    """The shipped lossy detector, for streams that ask for it."""
+    return DetectorRunner(SHIPPED.with_name("detector.safetensors"), device, runtime)
 
 
 def encoded_clip(codec: str, seconds: float, packet_seconds: float = 0.2) -> list[bytes]:
@@ -92,6 +98,7 @@ async def run_stream(
     packet_seconds: float | None,
     stats: StreamStats,
     start_delay: float = 0.0,
+    detector: bool = False,
 ) -> None:
     """Send ``clips`` clips; ``packet_seconds`` paces packets at that interval (None: at once).
 
@@ -105,7 +112,9 @@ async def run_stream(
 
     async def requests():
         yield pb.StreamRequest(
-            config=pb.StreamConfig(device_id=device_id, codec=codec, sample_rate=RATE, channels=1)
+            config=pb.StreamConfig(
+                device_id=device_id, codec=codec, sample_rate=RATE, channels=1, detector=detector
+            )
         )
         sequence = 0
         started = time.perf_counter()
@@ -146,6 +155,7 @@ async def paced_streams(
     payloads: list[bytes],
     packet_seconds: float,
     max_batch: int,
+    detector: bool = False,
 ) -> list[StreamStats]:
     """``streams`` real-time streams against a fresh server, starting at staggered offsets.
 
@@ -159,7 +169,14 @@ async def paced_streams(
         await asyncio.gather(
             *(
                 run_stream(
-                    target, codec, payloads, clips, packet_seconds, s, rng.uniform(0, clip_seconds)
+                    target,
+                    codec,
+                    payloads,
+                    clips,
+                    packet_seconds,
+                    s,
+                    rng.uniform(0, clip_seconds),
+                    detector,
                 )
                 for s in stats
             ),

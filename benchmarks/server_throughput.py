@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from asc.runtimes import RUNTIMES
 from benchmarks.loopback import StreamStats, encoded_clip, run_stream, scene_runner, serving
 from server.inference import pick_device
 from server.service import Models
@@ -45,10 +46,11 @@ async def main() -> None:
     parser.add_argument("--clips", type=int, default=2, help="clips per stream")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--preset", default="compact")
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES, help="default: auto")
     parser.add_argument("--max-batch", type=int, default=64)
     args = parser.parse_args()
     device = pick_device(args.device)
-    models = Models(scene_runner(args.preset, device), None)
+    models = Models(scene_runner(args.preset, device, args.runtime), None)
     payloads = encoded_clip("pcm16", 10.0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(

@@ -1,13 +1,15 @@
 """Stream capacity: how many concurrent 10 s real-time streams one server sustains.
 
 Run: .venv/bin/python -m benchmarks.stream_capacity [--device auto] [--preset compact]
-     [--budget-ms 1000] [--start 8] [--max-streams 4096] [--clips 2] [--codec pcm16]
-     [--quick]
+     [--runtime auto] [--detector] [--budget-ms 1000] [--start 8] [--max-streams 4096]
+     [--clips 2] [--codec pcm16] [--quick]
 
 A number of streams is sustained when every clip comes back and the p99 latency from a clip's
 last packet to its result stays within ``--budget-ms`` while each stream sends one 0.2 s packet
 every 0.2 s (staggered starts, as independent devices). The count doubles from ``--start`` until
-a probe fails, then bisects between the last pass and the first failure to within 10 %.
+a probe fails, then bisects between the last pass and the first failure to within 10 %. The
+models run in ``--runtime`` (``auto`` is the server's default: ONNX Runtime on a CPU; ``eager``
+is how this was measured before), and with ``--detector`` every stream asks for the detector.
 
 The clients run in this process, on its event loop. Their packets keep to a fixed schedule, and
 how late they go out is measured: when the p99 send lag passes a quarter of the budget, the
@@ -24,7 +26,14 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.loopback import encoded_clip, paced_streams, percentile, scene_runner
+from asc.runtimes import RUNTIMES
+from benchmarks.loopback import (
+    detector_runner,
+    encoded_clip,
+    paced_streams,
+    percentile,
+    scene_runner,
+)
 from server.inference import pick_device
 from server.service import Models
 
@@ -50,7 +59,10 @@ class Probe:
 async def probe(
     models: Models, streams: int, clips: int, codec: str, payloads: list[bytes], max_batch: int
 ) -> Probe:
-    stats = await paced_streams(models, streams, clips, codec, payloads, PACKET_SECONDS, max_batch)
+    detector = models.detector is not None
+    stats = await paced_streams(
+        models, streams, clips, codec, payloads, PACKET_SECONDS, max_batch, detector
+    )
     ms = [1000 * x for s in stats for x in s.latencies]
     lags = [1000 * x for s in stats for x in s.send_lags]
     return Probe(
@@ -67,6 +79,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--preset", default="compact")
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES, help="default: auto")
+    parser.add_argument("--detector", action="store_true", help="every stream asks for it too")
     parser.add_argument("--codec", default="pcm16")
     parser.add_argument("--clips", type=int, default=2, help="clips per stream in each probe")
     parser.add_argument("--budget-ms", type=float, default=1000.0, help="p99 latency allowed")
@@ -78,11 +92,13 @@ async def main() -> None:
     if args.quick:
         args.start, args.max_streams, args.clips = 1, 2, 1
     device = pick_device(args.device)
-    models = Models(scene_runner(args.preset, device), None)
+    scene = scene_runner(args.preset, device, args.runtime)
+    models = Models(scene, detector_runner(device, args.runtime) if args.detector else None)
     payloads = encoded_clip(args.codec, 10.0, PACKET_SECONDS)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(
-        f"# {args.preset} ensemble on {device} ({name}), {torch.get_num_threads()} torch "
+        f"# {args.preset} ensemble{' and detector' if args.detector else ''} on {device} "
+        f"({name}), {scene.runtime.name}, {torch.get_num_threads()} torch "
         f"threads; {args.codec}, 10 s clips at real time, {args.clips} per stream; "
         f"budget p99 <= {args.budget_ms:.0f} ms"
     )

@@ -18,6 +18,7 @@ import platform
 
 import torch
 
+from asc.runtimes import RUNTIMES
 from benchmarks.loopback import encoded_clip, paced_streams, percentile, scene_runner
 from server.inference import pick_device
 from server.service import Models
@@ -31,11 +32,12 @@ async def main() -> None:
     parser.add_argument("--clips", type=int, default=3, help="clips per stream")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--preset", default="compact")
+    parser.add_argument("--runtime", default="auto", choices=RUNTIMES, help="default: auto")
     parser.add_argument("--codec", default="pcm16")
     parser.add_argument("--max-batch", type=int, default=64)
     args = parser.parse_args()
     device = pick_device(args.device)
-    models = Models(scene_runner(args.preset, device), None)
+    models = Models(scene_runner(args.preset, device, args.runtime), None)
     payloads = encoded_clip(args.codec, 10.0, PACKET_SECONDS)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(

@@ -163,3 +163,24 @@ def test_server_profile_splits_the_servers_cpu():
         assert all(s > 0 for s in stages) and sum(stages) <= total + 1  # ms, rounded
         assert number(r["detector_model"]) == 0  # served without the detector
         positive(r["model alone"])
+
+
+def test_runtime_agreement_judges_the_runtimes_on_real_labels(tmp_path):
+    """Both models on a tiny corpus: ONNX Runtime must give eager's labels and be kept."""
+    from training.corpora.lossless_corpus import write_lossless_corpus
+    from training.corpora.scene_corpus import write_scene_corpus
+
+    scenes = write_scene_corpus(tmp_path / "scenes", 3, seed=3, seconds=4.0, progress=False)
+    lossless = write_lossless_corpus(tmp_path / "lossless", 10, seed=1, seconds=4.0, progress=False)
+    out = run_benchmark(
+        "runtime_agreement", "--data", str(scenes), "--lossless", str(lossless),
+        "--cache-dir", str(tmp_path / "coded"), timeout=600,
+    )  # fmt: skip
+    ensemble, detector = tables(out)
+    for rows in (ensemble, detector):
+        assert [r["runtime"] for r in rows] == ["eager", "onnxruntime"]
+        eager, onnx = rows
+        assert eager["kept"] == "reference" and onnx["kept"] == "yes"
+        assert onnx["labels as eager"] == "100.00 %"
+        positive(onnx["items/s"])
+    assert out.count("Fastest that agrees: onnxruntime") == 2
