@@ -28,7 +28,8 @@ $train experiment lossy-detection --data "$work/lossless" --out reports/lossy-de
 fi
 if [ "$what" = all ] || [ "$what" = generator-calibration ]; then
 if [ -f "$kitchen20/meta.csv" ]; then  # the generated corpus measured beside real recordings
-$train corpus-stats --data "$kitchen20" --data "$work/scenes" --out reports/generator-calibration
+$train corpus-stats --data "$kitchen20" --data "$work/scenes" --out reports/generator-calibration \
+  --codecs sbc:64k,mp3:32k,aac:32k,opus:64k
 else
 echo "skipping generator-calibration: no Kitchen20 at $kitchen20 (set KITCHEN20)" >&2
 fi

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,15 @@ import numpy as np
 import pytest
 
 from asc.audio import save
-from training.corpus_stats import BAND_CENTRES, RATE, clip_stats, cue_share_above
+from training.corpus_stats import (
+    BAND_CENTRES,
+    RATE,
+    REMOVED_BELOW,
+    clip_stats,
+    cue_share_above,
+    feature_damage,
+    mel_groups,
+)
 
 SECONDS = 2
 
@@ -66,6 +76,8 @@ def test_corpus_stats_command_compares_two_corpora(tmp_path: Path):
     assert (out / "ltas.png").stat().st_size > 1000 and (out / "corpus_stats.json").is_file()
     readme = (out / "README.md").read_text()
     assert "asc-train corpus-stats --data" in readme and "| clips band-limited below" in readme
+    assert "codec_damage" not in json.loads((out / "corpus_stats.json").read_text())
+    assert "## What each codec path" not in readme  # without --codecs: the report as it was
 
 
 def test_effective_bandwidth_tells_band_limited_clips_from_full_band_ones():
@@ -75,3 +87,87 @@ def test_effective_bandwidth_tells_band_limited_clips_from_full_band_ones():
     assert clip_stats(noise).bandwidth_hz > 21000
     limited = clip_stats(band_limit(noise, RATE, 12000.0))
     assert 11000 < limited.bandwidth_hz < 16500
+
+
+def test_mel_groups_tile_the_front_ends_band_in_computed_ranges():
+    groups = mel_groups()
+    assert [(g.first, g.stop) for g in groups] == [(16 * k, 16 * k + 16) for k in range(8)]
+    assert groups[0].low_hz == 0.0 and groups[-1].high_hz == RATE / 2
+    assert all(a.high_hz == b.low_hz for a, b in itertools.pairwise(groups))
+    # HTK mel bands 96-111 peak from 8.9 to 13.7 kHz; the range runs to where neighbours cross
+    assert groups[6].label == "8.8-13.9 kHz"
+
+
+def test_feature_damage_judges_only_bins_near_the_peak_and_finds_a_removed_group():
+    groups = mel_groups()
+    original = np.full((128, 10), 0.0)
+    original[:, 5:] = -30.0  # frames 5-9 lie 30 natural-log units (130 dB) below the peak
+    coded = original.copy()
+    coded[96:112] -= REMOVED_BELOW + 1  # group 6 removed in every frame
+    coded[:16, :5] += 0.5  # group 0 disturbed where heard, and wildly where not
+    coded[:16, 5:] += 20.0
+    sums = feature_damage(original, coded, groups)
+    diff, bins, frames, removed = sums.T
+    assert bins[0] == 16 * 5 and frames[0] == 5  # the quiet frames are not judged
+    assert diff[0] / bins[0] == pytest.approx(0.5)
+    assert diff[6] / bins[6] == pytest.approx(REMOVED_BELOW + 1) and removed[6] == frames[6] == 5
+    assert removed[[0, 1, 2, 3, 4, 5, 7]].sum() == 0 and diff[[1, 2, 3, 4, 5, 7]].sum() == 0
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[Path, Path]:
+    """Two small generated scene corpora, independent draws of the same generator."""
+    from training.corpora import write_scene_corpus
+
+    root = tmp_path_factory.mktemp("generated")
+    return tuple(
+        write_scene_corpus(root / f"seed{seed}", 2, seed=seed, seconds=2.0, workers=1,
+                           progress=False)
+        for seed in (1, 2)
+    )  # fmt: skip
+
+
+def corpus_stats_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "training.cli", "corpus-stats", *args],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+
+
+def test_codec_damage_per_corpus_path_and_band_group(generated, tmp_path: Path):
+    first, second = generated
+    out = tmp_path / "out"
+    result = corpus_stats_cli(
+        "--data", str(first), "--data", str(second), "--codecs", "sbc:64k,opus:64k,pcm16",
+        "--codec-clips", "4", "--workers", "2", "--max-clips", "8", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "corpus_stats.json").read_text())
+    damage = results["codec_damage"]
+    labels = [g.label for g in mel_groups()]
+    assert list(damage) == [first.name, second.name]
+    assert results["codec_damage_clips"] == {first.name: 4, second.name: 4}
+    for paths in damage.values():
+        assert list(paths) == ["sbc:64k", "opus:64k", "pcm16"]
+        for groups in paths.values():
+            assert list(groups) == labels
+            for group in groups.values():
+                assert np.isfinite(group["mean_abs_diff"]) and group["mean_abs_diff"] >= 0
+                assert 0.0 <= group["removed_share"] <= 1.0
+        # SBC at 64 kbps drops 8.8-13.9 kHz in generated scenes; Opus leaves the lowest band be
+        sbc_high = paths["sbc:64k"][labels[6]]
+        assert paths["opus:64k"][labels[0]]["mean_abs_diff"] < 0.1 * sbc_high["mean_abs_diff"]
+        assert sbc_high["removed_share"] > 0.5
+        for group in paths["pcm16"].values():  # lossless: nothing removed, nothing disturbed
+            assert group["removed_share"] == 0.0 and group["mean_abs_diff"] < 0.05
+    readme = (out / "README.md").read_text()
+    assert "## What each codec path does to the model's features" in readme
+    assert f"| path, statistic (`{first.name}` / `{second.name}`) | {labels[0]} |" in readme
+    assert "| `sbc:64k` frames removed, % |" in result.stdout
+
+
+def test_an_unknown_codec_is_refused_by_name_before_any_work(generated):
+    result = corpus_stats_cli("--data", str(generated[0]), "--codecs", "sbc:64k,nocodec:32k")
+    assert result.returncode != 0
+    assert "nocodec" in result.stderr and "Traceback" not in result.stderr
+    assert "| clips |" not in result.stdout  # refused before the corpus was measured

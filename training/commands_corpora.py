@@ -42,23 +42,50 @@ def cmd_synth_lossless(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus_stats(args: argparse.Namespace) -> int:
-    from training.corpus_stats import compare, corpus_stats, corpus_stats_readme, plot_ltas
+    from training.corpus_stats import (
+        codec_damage,
+        compare,
+        corpus_stats,
+        corpus_stats_readme,
+        damage_paths,
+        damage_table,
+        evenly_spaced,
+        plot_ltas,
+    )
     from training.datasets import load_dataset
     from training.report import write_json
 
-    corpora = {}
+    specs = damage_paths(args.codecs) if args.codecs else []  # a bad path fails before the work
+    if args.codec_clips < 1:
+        print("asc-train: error: --codec-clips must be at least 1", file=sys.stderr)
+        return 2
+    corpora, damage, damage_clips = {}, {}, {}
     for root in args.data:
         dataset = load_dataset(root)
         clips = dataset.clips[:: max(1, len(dataset.clips) // args.max_clips)]
-        corpora[Path(root).name] = corpus_stats([c.path for c in clips], [c.label for c in clips])
+        name = Path(root).name
+        corpora[name] = corpus_stats([c.path for c in clips], [c.label for c in clips])
+        if specs:
+            coded = evenly_spaced(sorted(c.path for c in dataset.clips), args.codec_clips)
+            damage[name] = codec_damage(coded, specs, args.workers)
+            damage_clips[name] = len(coded)
     table = compare(corpora)
     print(table)
+    damage_md = damage_table(damage) if specs else None
+    if damage_md is not None:
+        print()
+        print(damage_md)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "corpus_stats.json", {"corpora": corpora, "command": args.command_line})
+        results: dict = {"corpora": corpora, "command": args.command_line}
+        if specs:
+            results["codec_damage"] = damage
+            results["codec_damage_clips"] = damage_clips
+        write_json(out / "corpus_stats.json", results)
         plot_ltas(corpora, out / "ltas.png")
-        (out / "README.md").write_text(corpus_stats_readme(table, args.command_line))
+        readme = corpus_stats_readme(table, args.command_line, damage_md, damage_clips)
+        (out / "README.md").write_text(readme)
         print(f"wrote {out / 'corpus_stats.json'}, {out / 'README.md'}, {out / 'ltas.png'}")
     return 0
 
@@ -122,8 +149,22 @@ def add_corpus_stats_command(sub: argparse._SubParsersAction) -> None:
         help="clips measured per corpus, spread evenly over it",
     )
     opts.add(
+        "--codecs",
+        help="codec paths (e.g. sbc:64k,opus:64k) to code sampled clips through, measuring per "
+        "mel-band group what each does to the model's log-mel features: a second table, and "
+        "codec_damage in corpus_stats.json",
+        absent="none, no codec is run",
+    )
+    opts.add(
+        "--codec-clips",
+        type=int,
+        default=80,
+        help="clips per corpus coded for --codecs, spread evenly over its clips in path order",
+    )
+    cli_flags.workers(opts, "coding clips for --codecs")
+    opts.add(
         "--out",
-        help="folder for corpus_stats.json, README.md (the table) and ltas.png",
-        absent="none, print the table only",
+        help="folder for corpus_stats.json, README.md (the tables) and ltas.png",
+        absent="none, print the tables only",
     )
     opts.parser.set_defaults(run=cmd_corpus_stats)
