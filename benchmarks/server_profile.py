@@ -7,11 +7,12 @@ A real ``asc-server serve`` process per runtime, on loopback; this process is on
 (``--streams`` streams, each sending ``--clips`` ten-second pcm16 clips as fast as the server
 takes them), so no client work is counted as server work. The server's CPU time comes from
 /proc (all its threads); the stages from its own ``asc_stage_cpu_seconds`` counters (thread CPU
-time of decoding, each model's front end and network); what remains is gRPC, protobuf, result
-messages and the event loop. The models run with ``--threads`` intra-op threads (1 by default:
-a runtime's worker threads would otherwise count as "rest"). "model alone" is the same runtime's
-CPU per clip at a batch of 8 in this process, before the server starts: the floor the server's
-CPU per clip can approach.
+time of the codec's decoding, of cutting windows (mix to mono, resampling), of each model's
+front end and network, and of building result messages); what remains is gRPC and protobuf
+(receiving packets, serialising results) and the event loop. The models run with ``--threads``
+intra-op threads (1 by default: a runtime's worker threads would otherwise count as "rest").
+"model alone" is the same runtime's CPU per clip at a batch of 8 in this process, before the
+server starts: the floor the server's CPU per clip can approach.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from server.inference import SceneRunner
 
 ENSEMBLE = "models/ensemble.safetensors"
 TICKS = os.sysconf("SC_CLK_TCK")
-STAGES = ("decode", "ensemble_features", "ensemble_model", "detector_features", "detector_model")
+STAGES = (
+    "decode",
+    "windows",
+    "ensemble_features",
+    "ensemble_model",
+    "detector_features",
+    "detector_model",
+    "results",
+)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -146,9 +155,9 @@ def main() -> None:
     print("| " + " | ".join(head) + " |")
     print("|---" * len(head) + "|")
     for r in rows:
-        cells = [r["runtime"], f"{r['clips_per_second']:.1f}", f"{1000 * r['cpu_per_clip']:.0f}"]
-        cells += [f"{1000 * r['stages'][s]:.0f}" for s in STAGES]
-        cells += [f"{1000 * r['other']:.0f}", f"{1000 * r['model_alone']:.0f}"]
+        cells = [r["runtime"], f"{r['clips_per_second']:.1f}", f"{1000 * r['cpu_per_clip']:.1f}"]
+        cells += [f"{1000 * r['stages'][s]:.1f}" for s in STAGES]
+        cells += [f"{1000 * r['other']:.1f}", f"{1000 * r['model_alone']:.1f}"]
         cells += [f"{r['cpu_per_clip'] / r['model_alone']:.2f}"]
         print("| " + " | ".join(cells) + " |")
 

@@ -26,7 +26,6 @@ from server.batcher import BatcherClosed
 from server.bounded_decode import DecodedClip, decode_clip
 from server.errors import StreamError
 from server.handlers import Undecodable
-from server.results import summary_result
 from server.session import MAX_RATE, MIN_RATE, check_duration, check_spec, window_and_hop
 from server.windows import window_spans
 
@@ -193,13 +192,6 @@ def clip_result(
         result.codec_path = path
         service.metrics.windows.labels(label, model_id).inc()
     windows[-1].last_window = True
-    summary = summary_result(
-        request.clip_id,
-        path,
-        seconds,
-        windows,
-        service.models.scene,
-        service.models.detector,
-    )
+    summary = service.summary(request.clip_id, path, seconds, windows)
     service.metrics.clips.labels(label).inc()
     return pb.ClipResult(clip_id=request.clip_id, windows=windows, summary=summary)

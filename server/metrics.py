@@ -105,9 +105,10 @@ class ServerMetrics:
         )
         self.stage_cpu = Counter(
             "asc_stage_cpu_seconds",
-            "CPU time of the threads doing each stage: decode (with resampling and windowing), "
-            "<model>_features, <model>_model; the process's CPU time less these is gRPC, "
-            "protobuf and the event loop (benchmarks.server_profile)",
+            "CPU time of the threads doing each stage: decode (the codec, with framing and "
+            "hashing), windows (mixing to mono, cutting, resampling), <model>_features, "
+            "<model>_model, results (building result messages); the process's CPU time less "
+            "these is gRPC, protobuf and the event loop (benchmarks.server_profile)",
             ["stage"],
             registry=r,
         )

@@ -32,6 +32,7 @@ import av
 import grpc
 import numpy as np
 import torch
+from prometheus_client import Counter
 
 from asc.codecs.registry import CODECS, unavailable_reason
 from asc.torchaudio_pair import load_torchaudio
@@ -46,7 +47,7 @@ from server.errors import StreamError, detached
 from server.handlers import Undecodable
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
 from server.metrics import ServerMetrics
-from server.results import window_result
+from server.results import summary_result, window_result
 from server.safe_log import LogLimiter, shown
 from server.stream import End, Finished, StreamReader
 
@@ -67,6 +68,20 @@ class Models:
 def shortest_clip_seconds(runner: SceneRunner) -> float:
     """The shortest clip the door lets in: the ensemble's measured minimum, rounded up."""
     return math.ceil((runner.shortest_input() + MIN_CLIP_MARGIN) / runner.rate * 100) / 100
+
+
+@dataclass
+class StageCounters:
+    """The ``asc_stage_cpu_seconds`` children the stream path bumps per packet and window,
+    bound once: looking a labelled child up costs a lock and a dict on every call."""
+
+    decode: Counter
+    windows: Counter
+    results: Counter
+
+    @classmethod
+    def of(cls, metrics: ServerMetrics) -> StageCounters:
+        return cls(*(metrics.stage_cpu.labels(s) for s in ("decode", "windows", "results")))
 
 
 def count_stage_cpu(models: Models, metrics: ServerMetrics) -> None:
@@ -116,6 +131,7 @@ class SceneService(pbg.SceneClassifierServicer):
         self.models, self.metrics = models, metrics
         self.max_streams = max_streams
         count_stage_cpu(models, metrics)
+        self.stages = StageCounters.of(metrics)
         budgets = limits or Budgets()
         warm_up(models)
         if not budgets.min_clip_seconds:
@@ -232,9 +248,23 @@ class SceneService(pbg.SceneClassifierServicer):
             for future in futures:
                 future.cancel()
             raise
-        return window_result(
+        started = time.thread_time()
+        result = window_result(
             clip_id, start, end, scene, pieces, self.models.scene, self.models.detector
         )
+        self.stages.results.inc(time.thread_time() - started)
+        return result
+
+    def summary(
+        self, clip_id: str, codec: str, seconds: float, windows: list[pb.SceneResult]
+    ) -> pb.SceneResult:
+        """A clip's summary result, its CPU time counted as the results stage."""
+        started = time.thread_time()
+        result = summary_result(
+            clip_id, codec, seconds, windows, self.models.scene, self.models.detector
+        )
+        self.stages.results.inc(time.thread_time() - started)
+        return result
 
     def forget_owner(self, owner: Hashable) -> None:
         self.scene_batcher.forget(owner)

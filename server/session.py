@@ -10,6 +10,7 @@ decodes to never outgrows the stream's reserved memory, however much audio its b
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -139,6 +140,7 @@ class ClipState:
     windows: int = 0  # cut so far
     ended: bool = False  # its end_of_clip arrived
     failed: StreamError | None = None  # a fault found while decoding: the stream ends with it
+    window_cpu: float = 0.0  # thread CPU seconds spent mixing, cutting and resampling windows
     _flushed: bool = False
     _complete: bool = False
 
@@ -195,6 +197,13 @@ class ClipState:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _append(self, pcm: np.ndarray) -> None:
+        started = time.thread_time()
+        try:
+            self._append_mono(pcm)
+        finally:
+            self.window_cpu += time.thread_time() - started
+
+    def _append_mono(self, pcm: np.ndarray) -> None:
         if pcm.ndim == 2:
             mono = pcm[:, 0] if pcm.shape[1] == 1 else pcm.mean(axis=1, dtype=np.float32)
         else:
@@ -213,10 +222,12 @@ class ClipState:
 
     def _model_window(self, window: Window) -> Window:
         """The window at the model's rate (the stream may run at any rate the codec allows)."""
+        started = time.thread_time()
         self.windows += 1
         self.limits.check_windows(self.clip_id, self.windows)
         wave = resample(window.samples, self.settings.rate, self.model_rate)
         samples = np.ascontiguousarray(wave, np.float32)
+        self.window_cpu += time.thread_time() - started
         return Window(window.index, window.start, samples, len(window.samples))
 
     def advance(

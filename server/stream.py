@@ -33,7 +33,6 @@ from server.budgets import SAMPLE_BYTES, StreamAccount
 from server.clip_cache import Fingerprint, ReplayCheck
 from server.errors import StreamError, detached
 from server.handlers import Undecodable
-from server.results import summary_result
 from server.safe_log import shown
 from server.session import ClipState, StreamSettings, validate_config
 from server.windows import Window
@@ -355,12 +354,16 @@ class StreamReader:
     def _timed_advance(
         self, clip: ClipState, room: int, payloads: list[bytes], end: bool
     ) -> tuple[list, bool]:
-        """``clip.advance`` on a decode thread, its CPU time counted as the decode stage."""
-        started = time.thread_time()
+        """``clip.advance`` on a decode thread, its CPU time counted as two stages: the codec's
+        decoding (with framing and hashing) and the windows (mixing, cutting, resampling)."""
+        started, windows = time.thread_time(), clip.window_cpu
         try:
             return clip.advance(room, payloads, end)
         finally:
-            self.service.metrics.stage_cpu.labels("decode").inc(time.thread_time() - started)
+            windows = clip.window_cpu - windows
+            stages = self.service.stages
+            stages.decode.inc(max(0.0, time.thread_time() - started - windows))
+            stages.windows.inc(windows)
 
     async def _decode(self, clip: ClipState, payloads: list[bytes], end: bool) -> None:
         """Take ``payloads`` and decode what the clip holds, as fast as this stream's waiting
@@ -437,14 +440,7 @@ class StreamReader:
     async def _finish(self, clip: ClipState) -> Finished:
         service = self.service
         windows = [result for result, _ in await asyncio.gather(*clip.pending)]
-        summary = summary_result(
-            clip.clip_id,
-            clip.settings.codec,
-            clip.seconds,
-            windows,
-            service.models.scene,
-            service.models.detector,
-        )
+        summary = service.summary(clip.clip_id, clip.settings.codec, clip.seconds, windows)
         service.metrics.clips.labels(self.path_label).inc()
         if clip.label:
             correct = summary.fine_label == clip.label
