@@ -1,7 +1,7 @@
 """Where the server's CPU goes, stage by stage, next to the model alone, in one run.
 
 Run: .venv/bin/python -m benchmarks.server_profile [--streams 32] [--clips 2]
-     [--runtimes eager,onnxruntime] [--detector]
+     [--runtimes eager,onnxruntime] [--detector] [--codec pcm16]
 
 A real ``asc-server serve`` process per runtime, on loopback; this process is only its clients
 (``--streams`` streams, each sending ``--clips`` ten-second pcm16 clips as fast as the server
@@ -87,10 +87,12 @@ def start_server(runtime: str, detector: bool, threads: int) -> tuple[subprocess
     raise RuntimeError(f"the server exited {proc.wait()} before listening")
 
 
-async def load(target: str, streams: int, clips: int, payloads: list[bytes]) -> float:
+async def load(
+    target: str, streams: int, clips: int, payloads: list[bytes], codec: str = "pcm16"
+) -> float:
     stats = [StreamStats() for _ in range(streams)]
     started = time.perf_counter()
-    await asyncio.gather(*(run_stream(target, "pcm16", payloads, clips, None, s) for s in stats))
+    await asyncio.gather(*(run_stream(target, codec, payloads, clips, None, s) for s in stats))
     elapsed = time.perf_counter() - started
     if sum(s.clips for s in stats) != streams * clips:
         raise RuntimeError("not every clip came back")
@@ -103,9 +105,9 @@ def profile(runtime: str, args: argparse.Namespace, payloads: list[bytes]) -> di
     try:
         target = f"127.0.0.1:{ready['port']}"
         url = f"http://127.0.0.1:{ready['metrics_port']}/metrics"
-        asyncio.run(load(target, 2, 1, payloads))  # warm the server's first passes
+        asyncio.run(load(target, 2, 1, payloads, args.codec))  # warm the server's first passes
         cpu0, stages0 = process_cpu_seconds(proc.pid), stage_seconds(url)
-        elapsed = asyncio.run(load(target, args.streams, args.clips, payloads))
+        elapsed = asyncio.run(load(target, args.streams, args.clips, payloads, args.codec))
         cpu1, stages1 = process_cpu_seconds(proc.pid), stage_seconds(url)
     finally:
         proc.terminate()
@@ -139,16 +141,17 @@ def main() -> None:
         help="intra-op threads of the models, here and in the server; at 1 every stage's CPU "
         "lands on the thread that runs it, so the split is exact (default: 1)",
     )  # fmt: skip
+    parser.add_argument("--codec", default="pcm16", help="the streams' codec path (default: pcm16)")
     parser.add_argument("--quick", action="store_true", help="2 streams of 1 clip each")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.clips = 2, 1
     torch.set_num_threads(args.threads)
-    payloads = encoded_clip("pcm16", 10.0)
+    payloads = encoded_clip(args.codec, 10.0)
     rows = [profile(r, args, payloads) for r in args.runtimes.split(",")]
     detector = "on" if args.detector else "off"
-    print(f"# {args.streams} streams x {args.clips} clips of 10 s pcm16, detector {detector}; "
-          f"{os.cpu_count()} cores, {platform.machine()}")  # fmt: skip
+    print(f"# {args.streams} streams x {args.clips} clips of 10 s {args.codec}, detector "
+          f"{detector}; {os.cpu_count()} cores, {platform.machine()}")  # fmt: skip
     print("CPU milliseconds per clip, by stage (server process only):")
     head = ["runtime", "clips/s", "server CPU", *STAGES, "gRPC+loop+rest", "model alone",
             "server / model alone"]  # fmt: skip

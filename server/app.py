@@ -177,7 +177,7 @@ async def announce(
     from it) and the memory budget in the log."""
     models, service, httpd = built.models, running.service, running.httpd
     idle = _rss_mb()
-    parts = memory_budget(service.budgets, args.decode_workers, models.scene.rate)
+    parts = memory_budget(service.budgets, service.decode_workers, models.scene.rate)
     for name in ("", service_name):
         await running.health.set(name, health_pb2.HealthCheckResponse.SERVING)
     ready = {

@@ -207,9 +207,9 @@ def _stream_flags(opts: EnvOptions) -> None:
         "--decode-workers",
         env="DECODE_WORKERS",
         type=int,
-        default=4,
-        help="threads decoding payloads off the event loop; raise it when decoding many streams "
-        "is the bottleneck",
+        default=0,
+        help="threads decoding payloads off the event loop; 0: half the CPU cores, at least 1 "
+        "(more threads than that cost more CPU per clip on a busy server, docs/performance.md)",
     )
 
 
