@@ -1,7 +1,7 @@
 """Where the server's CPU goes, stage by stage, next to the model alone, in one run.
 
 Run: .venv/bin/python -m benchmarks.server_profile [--streams 32] [--clips 2]
-     [--runtimes eager,onnxruntime] [--detector] [--codec pcm16]
+     [--runtimes eager,onnxruntime] [--detector] [--codec pcm16] [--packet-ms 500]
 
 A real ``asc-server serve`` process per runtime, on loopback; this process is only its clients
 (``--streams`` streams, each sending ``--clips`` ten-second pcm16 clips as fast as the server
@@ -142,15 +142,20 @@ def main() -> None:
         "lands on the thread that runs it, so the split is exact (default: 1)",
     )  # fmt: skip
     parser.add_argument("--codec", default="pcm16", help="the streams' codec path (default: pcm16)")
+    parser.add_argument(
+        "--packet-ms", type=float, default=500.0,
+        help="audio per packet, as asc-edge cuts it (default: 500, asc-edge's --packet-ms)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 streams of 1 clip each")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.clips = 2, 1
     torch.set_num_threads(args.threads)
-    payloads = encoded_clip(args.codec, 10.0)
+    payloads = encoded_clip(args.codec, 10.0, args.packet_ms / 1000)
     rows = [profile(r, args, payloads) for r in args.runtimes.split(",")]
     detector = "on" if args.detector else "off"
-    print(f"# {args.streams} streams x {args.clips} clips of 10 s {args.codec}, detector "
+    print(f"# {args.streams} streams x {args.clips} clips of 10 s {args.codec} in "
+          f"{args.packet_ms:g} ms packets, detector "
           f"{detector}; {os.cpu_count()} cores, {platform.machine()}")  # fmt: skip
     print("CPU milliseconds per clip, by stage (server process only):")
     head = ["runtime", "clips/s", "server CPU", *STAGES, "gRPC+loop+rest", "model alone",
