@@ -25,12 +25,16 @@ import soxr
 
 from asc.codecs.backends import open_decoder
 from asc.codecs.errors import DecodeError
+from asc.codecs.pcm import Pcm16Decoder
 from asc.codecs.pyav_backend import frame_to_array
 from asc.codecs.spec import CodecSpec
 from asc.codecs.stream import END, HEADER, PACKET, StreamDecoder, _read_varint, unpack
 from server.errors import StreamError
 from server.safe_log import shown
 
+# Raw PCM packets decoded in one call, at most this many bytes: a call per 1024-sample packet
+# spends more on the call than on the decoding.
+PCM_JOIN_BYTES = 65536
 MAX_ABS_SAMPLE = 1000.0  # +60 dB over full scale: no recording, a sure sign of garbage
 # FFmpeg decoder names each registry codec's data may show up as.
 DECODED_AS = {
@@ -103,14 +107,35 @@ class IncrementalDecoder(StreamDecoder):
         return bool(self._packets)
 
     def next_audio(self) -> np.ndarray | None:
-        """The next codec packet's audio (possibly empty), or None when nothing waits."""
+        """The next codec packet's audio (possibly empty), or None when nothing waits. Raw
+        PCM packets that wait side by side come as one: each is whole samples, so joined they
+        decode to the same audio, in a fraction of the calls."""
         while self._packets:
             item = self._packets.popleft()
             if isinstance(item, int):
                 self.total = item
                 continue
+            if isinstance(self._decoder, Pcm16Decoder):
+                item = self._join_pcm(item)
             return self._emit(self._decoder.decode(item))
         return None
+
+    def _join_pcm(self, first: bytes) -> bytes:
+        """``first`` and the whole-sample PCM packets right behind it, up to PCM_JOIN_BYTES; a
+        packet that is not whole samples (or empty) is left to be decoded, and refused, alone."""
+        frame = 2 * self._decoder.channels
+        if not first or len(first) % frame:
+            return first
+        parts, size = [first], len(first)
+        while self._packets:
+            after = self._packets[0]
+            if isinstance(after, int) or not after or len(after) % frame:
+                break
+            if size + len(after) > PCM_JOIN_BYTES:
+                break
+            parts.append(self._packets.popleft())
+            size += len(after)
+        return first if len(parts) == 1 else b"".join(parts)
 
     def finish(self, strict: bool = True) -> np.ndarray:
         if self._packets:

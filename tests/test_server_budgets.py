@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from asc.codecs.alignment import codec_delay
-from asc.codecs.stream import StreamDecoder, StreamEncoder
+from asc.codecs.errors import DecodeError
+from asc.codecs.stream import PACKET, StreamDecoder, StreamEncoder, frame, pack
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from server.batcher import DynamicBatcher
@@ -150,6 +151,20 @@ def test_incremental_decoding_equals_the_engines_decoder(spec):
             parts.append(audio)
     parts.append(decoder.finish())
     np.testing.assert_array_equal(np.concatenate(parts), expected)
+
+
+def test_joined_pcm_packets_still_refuse_a_broken_one():
+    """Whole-sample PCM packets decode in one call; a packet of a half sample behind them is
+    still refused, not absorbed into its neighbours."""
+    header = StreamEncoder("pcm16", RATE, 1).encode(np.zeros((0, 1), np.float32))
+    good = np.arange(-2048, 2048, dtype="<i2").tobytes()
+    decoder = IncrementalDecoder("pcm16", RATE, 1, 0)
+    decoder.add(header + frame(PACKET, pack([good, good, b"\x01\x02\x03", good])))
+    first = decoder.next_audio()
+    assert first is not None and len(first) == 2 * 4096  # both good packets in one call
+    np.testing.assert_array_equal(first[:4096, 0], np.arange(-2048, 2048) / 32768.0)
+    with pytest.raises(DecodeError, match="not a whole number"):
+        decoder.next_audio()
 
 
 # --- the memory of finished clips -----------------------------------------------------------
