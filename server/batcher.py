@@ -1,9 +1,11 @@
 """A dynamic batcher: items from every stream share forward passes, in fair order.
 
-Items wait until a pass's worth has gathered or the oldest has waited ``max_delay``, whichever
-comes first; then one pass runs on the inference thread while the event loop keeps reading
-streams. Which items make the pass is decided by ``FairQueue`` (server/fairness.py): each
-stream (owner) gets its share, so a stream flooding the queue delays only itself. A pass holds
+Items wait until a pass's worth has gathered, the oldest has waited ``max_delay``, or every
+open owner (stream or call, ``open``) has an item queued, whichever comes first: with nobody
+left who could join the pass, waiting only delays it, which matters to a lone device most.
+Then one pass runs on the inference thread while the event loop keeps reading streams. Which
+items make the pass is decided by ``FairQueue`` (server/fairness.py): each stream (owner) gets
+its share, so a stream flooding the queue delays only itself. A pass holds
 at most ``max_batch`` items and, on a CPU, at most the runner's ``max_pass`` items and
 ``max_pass_samples`` of audio: a pass is the unit nobody can interrupt, so keeping it short
 bounds how long a window that just arrived waits behind other streams' work.
@@ -80,6 +82,7 @@ class DynamicBatcher(Generic[In, Out]):
         self.max_pass_samples: int | None = getattr(run, "max_pass_samples", None)
         self.metrics = metrics
         self._queue = FairQueue()
+        self._open: set[Hashable] = set()  # owners that may still submit (open)
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -111,9 +114,19 @@ class DynamicBatcher(Generic[In, Out]):
             self._wake.set()
         return future
 
+    def open(self, owner: Hashable) -> None:
+        """``owner`` (a stream, a call) may submit from now until ``forget``: a pass waits
+        for it only while it is open and has nothing queued."""
+        self._open.add(owner)
+
     def forget(self, owner: Hashable) -> None:
         """``owner`` submits no more (its stream ended)."""
+        self._open.discard(owner)
         self._queue.forget(owner)
+
+    def _everyone_waiting(self) -> bool:
+        """Every open owner has an item queued: no one else can join the pass."""
+        return bool(self._open) and all(self._queue.has_items(o) for o in self._open)
 
     async def close(self) -> None:
         """Stop taking items, run every item already queued, then stop."""
@@ -149,7 +162,8 @@ class DynamicBatcher(Generic[In, Out]):
                 continue
             self._busy = True  # from here until the pass is answered, close() must wait
             remaining = oldest + self.max_delay_s - time.perf_counter()
-            if len(self._queue) >= self.pass_size or remaining <= 0:
+            full = len(self._queue) >= self.pass_size or self._everyone_waiting()
+            if full or remaining <= 0:
                 now = time.perf_counter()
                 light_about = now - self._queue.light_seen < LIGHT_SECONDS and not self._closed
                 if light_about and not self._queue.light_waiting() and self._duty(now) > FLOOD_DUTY:

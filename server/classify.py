@@ -158,6 +158,7 @@ async def classify_windows(
     the call's leftovers are forgotten together whatever happens."""
     rate = service.models.scene.rate
     owner = ("clip", next(_calls))
+    service.open_owner(owner)
     try:
         return await asyncio.gather(
             *(

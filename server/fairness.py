@@ -173,6 +173,10 @@ class FairQueue:
             heapq.heappush(self._heads, head)
         return batch
 
+    def has_items(self, key: Hashable) -> bool:
+        owner = self._owners.get(key)
+        return owner is not None and bool(owner.items)
+
     def forget(self, key: Hashable) -> None:
         """An owner that will submit no more (its stream ended): drop its idle state."""
         owner = self._owners.get(key)

@@ -170,8 +170,8 @@ def _stream_flags(opts: EnvOptions) -> None:
         env="MAX_DELAY_MS",
         type=float,
         default=10.0,
-        help="longest a window waits for its batch to fill; lower it for latency, raise it for "
-        "fuller batches",
+        help="longest a window waits for its batch to fill (never while every open stream has "
+        "a window waiting); lower it for latency, raise it for fuller batches",
     )
     opts.add(
         "--max-streams",

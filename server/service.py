@@ -278,6 +278,12 @@ class SceneService(pbg.SceneClassifierServicer):
         self.stages.results.inc(time.thread_time() - started)
         return result
 
+    def open_owner(self, owner: Hashable) -> None:
+        """A stream or call that may submit windows until ``forget_owner``."""
+        self.scene_batcher.open(owner)
+        if self.detector_batcher is not None:
+            self.detector_batcher.open(owner)
+
     def forget_owner(self, owner: Hashable) -> None:
         self.scene_batcher.forget(owner)
         if self.detector_batcher is not None:
@@ -294,6 +300,7 @@ class SceneService(pbg.SceneClassifierServicer):
         # pushes back on the device instead of the server buffering without limit.
         results: asyncio.Queue = asyncio.Queue(maxsize=256)
         reader = StreamReader(self, request_iterator, results, identity, account)
+        self.open_owner(reader.owner)
         reading = asyncio.create_task(self._run_reader(reader))
         account.on_preempt = lambda error: reader.stop(reading, error)
         status = "ok"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +93,23 @@ def start_server(*args: str, port: int = 0, timeout: float = 120.0) -> ServerPro
             return ServerProcess(proc, ready["port"], ready["metrics_port"], ready, log)
     proc.kill()
     raise RuntimeError("server did not report its ports in time")
+
+
+def hold_idle_stream(server: ServerProcess, seconds: float = 60.0) -> threading.Thread:
+    """A second device's stream, open and silent, so a window another stream sends waits the
+    batch delay for it (a lone stream's windows run at once) until the server ends it."""
+    from proto import scene_classifier_pb2 as pb
+
+    def requests():
+        config = pb.StreamConfig(device_id="idle", codec="pcm16", sample_rate=44100, channels=1)
+        yield pb.StreamRequest(config=config)
+        time.sleep(seconds)
+
+    thread = threading.Thread(target=run_stream, args=(server.target, requests()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while "asc_active_streams 1.0" not in server.metrics():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the idle stream did not open")
+        time.sleep(0.05)
+    return thread

@@ -27,7 +27,7 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import ServerProcess, run_stream, start_server
+from tests.servers import ServerProcess, hold_idle_stream, run_stream, start_server
 
 RATE = 44100
 EDGE = [sys.executable, "-m", "edge.cli"]
@@ -249,6 +249,7 @@ def test_sigterm_drain_answers_every_window_the_server_accepted(tmp_path):
     metrics before the SIGTERM; the edge, resumed, must then see exactly those windows.
     """
     proc = start_server("--detector", "none", "--max-delay-ms", "3000")
+    hold_idle_stream(proc)  # company the edge's windows wait 3 s for (a lone stream's run at once)
     out = tmp_path / "out.jsonl"
     edge = start_edge(
         edge_cmd(proc.target, recording(tmp_path, 10.0, seed=5), out, "--max-retries", "0")

@@ -23,7 +23,7 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import run_stream, start_server
+from tests.servers import hold_idle_stream, run_stream, start_server
 
 RATE = 44100
 CHUNK = RATE // 5
@@ -425,8 +425,10 @@ def test_metrics_carry_codec_paths_and_live_accuracy(limited):
 
 
 def test_sigterm_drains_windows_in_flight():
-    # A 3 s batch delay keeps the window queued when SIGTERM arrives.
+    # A 3 s batch delay keeps the window queued when SIGTERM arrives (it waits for the idle
+    # stream, which could still join its pass).
     process = start_server("--max-delay-ms", "3000", "--detector", "none")
+    hold_idle_stream(process)
     got: list = []
     sent = threading.Event()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,6 +94,28 @@ def test_a_window_arriving_behind_a_flood_runs_in_the_next_pass(runner):
     asyncio.run(main())
     assert runner.max_pass == 8
     assert order.index("good") < 16  # in the first or second pass of eight, not the ninth
+
+
+def test_a_pass_waits_for_company_only_while_an_open_owner_has_nothing_queued(runner):
+    """A lone open stream with a window queued runs at once; while a second stream is open and
+    idle, the window waits for the batch delay (here long enough to tell)."""
+
+    async def delay(open_owners: list[str]) -> float:
+        pool = ThreadPoolExecutor(1)
+        batcher = DynamicBatcher("ensemble", runner, pool, max_batch=8, max_delay_s=2.0)
+        batcher.start()
+        for owner in open_owners:
+            batcher.open(owner)
+        await batcher.submit_nowait(wave(1.0, 200), owner="only")  # warm the model's pass
+        queued = time.perf_counter()
+        await batcher.submit_nowait(wave(1.0, 201), owner="only")
+        waited = time.perf_counter() - queued
+        await batcher.close()
+        pool.shutdown()
+        return waited
+
+    assert asyncio.run(delay(["only"])) < 1.0  # nobody else could join: it ran at once
+    assert asyncio.run(delay(["only", "idle"])) >= 1.9  # the idle stream might have
 
 
 def test_fair_queue_serves_owners_by_their_share():
