@@ -39,11 +39,15 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The quick set (under 10 minutes on 2 CPU cores); each benchmark's --help gives its full size.
+# The quick set (under 10 minutes on 2 CPU cores; the generated corpora the runtime check reads
+# are made first if absent, with make-models.sh's seeds); each benchmark's --help gives its full size.
 bench: setup
 	$(PY) -m benchmarks.codec_speed
 	$(PY) -m benchmarks.ensemble_speed
 	$(PY) -m benchmarks.runtime_speed
+	test -d data/scenes || $(PY) -m training.cli synth --out data/scenes --clips-per-class 100 --seed 0
+	test -d data/lossless || $(PY) -m training.cli synth-lossless --out data/lossless --tracks 200 --seed 0
+	$(PY) -m benchmarks.runtime_agreement --quick --lossless data/lossless
 	$(PY) -m benchmarks.server_profile --streams 32 --clips 1
 	$(PY) -m benchmarks.server_throughput --streams 1,8,32 --clips 1
 	$(PY) -m benchmarks.stream_latency --streams 1,8 --clips 2
