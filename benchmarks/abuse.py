@@ -414,12 +414,24 @@ def reserved_mb(metrics_text: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--good", type=int, default=8, help="good real-time devices")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each phase")
-    parser.add_argument("--floods", type=int, default=2, help="streams flooding tiny windows")
-    parser.add_argument("--hogs", type=int, default=12, help="streams holding 59 s windows")
-    parser.add_argument("--audio-memory-mb", type=float, default=512.0, help="server budget")
-    parser.add_argument("--device", default="cpu", help="the server's --device")
+    parser.add_argument(
+        "--good", type=int, default=8, help="good real-time devices (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="length of each phase (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--floods", type=int, default=2, help="streams flooding tiny windows (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--hogs", type=int, default=12, help="streams holding 59 s windows (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--audio-memory-mb", type=float, default=512.0, help="server budget (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="the server's --device (default: %(default)s)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 good devices, 8 s phases")
     args = parser.parse_args()
     if args.quick:

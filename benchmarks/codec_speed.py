@@ -87,8 +87,8 @@ def measure(spec: str, seconds: float, repeats: int, decode: bool = True) -> Cod
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="default: %(default)s")
+    parser.add_argument("--repeats", type=int, default=3, help="default: %(default)s")
     args = parser.parse_args()
     print(f"# codec speed: {args.seconds:g} s clip at {RATE} Hz, best of {args.repeats}, one core")
     print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}")

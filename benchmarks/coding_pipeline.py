@@ -123,15 +123,34 @@ def make_corpus(out: Path, clips_per_class: int, seconds: float, workers: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--specs", default=SPECS, help="comma list of codec paths")
+    parser.add_argument(
+        "--specs", default=SPECS, help="comma list of codec paths (default: %(default)s)"
+    )
     parser.add_argument("--data", type=Path, help="a corpus folder (audio/*.wav); default: made")
     parser.add_argument(
-        "--clips-per-class", type=int, default=4, help="for the made corpus (at least 2)"
+        "--clips-per-class",
+        type=int,
+        default=4,
+        help="for the made corpus (at least 2) (default: %(default)s)",
     )
-    parser.add_argument("--seconds", type=float, default=10.0, help="for the made corpus")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--clips", type=int, default=0, help="code the first N clips (0: all)")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds; the best of each is kept")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="for the made corpus (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="default: %(default)s"
+    )
+    parser.add_argument(
+        "--clips",
+        type=int,
+        default=0,
+        help="code the first N clips (0: all) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds; the best of each is kept (default: %(default)s)",
+    )
     parser.add_argument("--quick", action="store_true", help="6 clips of 1 s")
     args = parser.parse_args()
     if args.quick:

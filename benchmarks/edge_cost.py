@@ -247,20 +247,32 @@ def station_section(target: str, counts: list[int], seconds: float, timeout: flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="clip timed per encoder")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--files", type=int, default=0, help="sample files to stream (0: all)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="clip timed per encoder (default: %(default)s)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="default: %(default)s")
+    parser.add_argument(
+        "--files",
+        type=int,
+        default=0,
+        help="sample files to stream (0: all) (default: %(default)s)",
+    )
     parser.add_argument(
         "--paths", action="append", help="comma list of codec paths streamed at once (repeat)"
     )
-    parser.add_argument("--timeout", type=float, default=600.0, help="per edge run, seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="per edge run, seconds (default: %(default)s)"
+    )
     parser.add_argument(
         "--sources",
         default=",".join(map(str, STATION_SOURCES)),
-        help="network source counts measured as a listening station",
+        help="network source counts measured as a listening station (default: %(default)s)",
     )
     parser.add_argument(
-        "--station-seconds", type=float, default=60.0, help="real time per station run"
+        "--station-seconds",
+        type=float,
+        default=60.0,
+        help="real time per station run (default: %(default)s)",
     )
     parser.add_argument(
         "--only", choices=("station",), help="run only this part (station: the listening station)"

@@ -34,9 +34,9 @@ def clips_per_second(model, extractor, batch: int, seconds: float, repeats: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="compact")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--preset", default="compact", help="default: %(default)s")
+    parser.add_argument("--threads", type=int, default=2, help="default: %(default)s")
+    parser.add_argument("--repeats", type=int, default=3, help="default: %(default)s")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = SceneEnsemble(FINE, ["a", "b", "c"], [i % 3 for i in range(10)], args.preset).eval()

@@ -92,11 +92,20 @@ def load_clips(n: int, seconds: float, rate: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=32, help="batch size")
-    parser.add_argument("--seconds", type=float, default=10.0, help="clip length")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for the fast row")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clips", type=int, default=32, help="batch size (default: %(default)s)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="clip length (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads for the fast row (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="default: %(default)s")
     parser.add_argument("--quick", action="store_true", help="4 clips, 1 repeat")
     args = parser.parse_args()
     if args.quick:

@@ -63,11 +63,13 @@ def timed(fn: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, repea
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="paper")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--clips", type=int, default=200, help="evaluation clips")
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--preset", default="paper", help="default: %(default)s")
+    parser.add_argument("--batch", type=int, default=64, help="default: %(default)s")
+    parser.add_argument(
+        "--clips", type=int, default=200, help="evaluation clips (default: %(default)s)"
+    )
+    parser.add_argument("--repeats", type=int, default=10, help="default: %(default)s")
+    parser.add_argument("--device", default="cuda", help="default: %(default)s")
     args = parser.parse_args()
     device = pick_device(args.device)
     runner = scene_runner(args.preset, device)

@@ -182,14 +182,18 @@ async def soak(args: argparse.Namespace, target: str, pid: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=64)
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--codec", default="opus:32k")
-    parser.add_argument("--device", default="cpu", help="the server's --device")
+    parser.add_argument("--streams", type=int, default=64, help="default: %(default)s")
+    parser.add_argument("--minutes", type=float, default=10.0, help="default: %(default)s")
+    parser.add_argument("--codec", default="opus:32k", help="default: %(default)s")
+    parser.add_argument(
+        "--device", default="cpu", help="the server's --device (default: %(default)s)"
+    )
     parser.add_argument("--max-batch", type=int, help="the server's --max-batch")
     parser.add_argument("--detector", action="store_true", help="run the lossy detector too")
-    parser.add_argument("--points", type=int, default=10, help="reports during the run")
-    parser.add_argument("--max-growth-mb", type=float, default=64.0)
+    parser.add_argument(
+        "--points", type=int, default=10, help="reports during the run (default: %(default)s)"
+    )
+    parser.add_argument("--max-growth-mb", type=float, default=64.0, help="default: %(default)s")
     parser.add_argument("--quick", action="store_true", help="4 streams for 30 s: does it run")
     args = parser.parse_args()
     if args.quick:

@@ -77,17 +77,27 @@ async def probe(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--preset", default="compact")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    parser.add_argument("--preset", default="compact", help="ensemble size (default: compact)")
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES, help="default: auto")
-    parser.add_argument("--detector", action="store_true", help="every stream asks for it too")
-    parser.add_argument("--codec", default="pcm16")
-    parser.add_argument("--clips", type=int, default=2, help="clips per stream in each probe")
-    parser.add_argument("--budget-ms", type=float, default=1000.0, help="p99 latency allowed")
-    parser.add_argument("--start", type=int, default=8)
-    parser.add_argument("--max-streams", type=int, default=4096)
-    parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--quick", action="store_true", help="1 and 2 streams, 1 clip each")
+    parser.add_argument(
+        "--detector", action="store_true", help="every stream asks for it too (default: off)"
+    )
+    parser.add_argument("--codec", default="pcm16", help="the streams' codec path (default: pcm16)")
+    parser.add_argument(
+        "--clips", type=int, default=2, help="clips per stream in each probe (default: 2)"
+    )
+    parser.add_argument(
+        "--budget-ms", type=float, default=1000.0, help="p99 latency allowed (default: 1000)"
+    )
+    parser.add_argument("--start", type=int, default=8, help="first probe's streams (default: 8)")
+    parser.add_argument(
+        "--max-streams", type=int, default=4096, help="stop the search here (default: 4096)"
+    )
+    parser.add_argument("--max-batch", type=int, default=64, help="batcher limit (default: 64)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 and 2 streams, 1 clip each (default: off)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.start, args.max_streams, args.clips = 1, 2, 1

@@ -28,13 +28,15 @@ PACKET_SECONDS = 0.2
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", default="1,8,64")
-    parser.add_argument("--clips", type=int, default=3, help="clips per stream")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--preset", default="compact")
+    parser.add_argument("--streams", default="1,8,64", help="default: %(default)s")
+    parser.add_argument(
+        "--clips", type=int, default=3, help="clips per stream (default: %(default)s)"
+    )
+    parser.add_argument("--device", default="auto", help="default: %(default)s")
+    parser.add_argument("--preset", default="compact", help="default: %(default)s")
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES, help="default: auto")
-    parser.add_argument("--codec", default="pcm16")
-    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--codec", default="pcm16", help="default: %(default)s")
+    parser.add_argument("--max-batch", type=int, default=64, help="default: %(default)s")
     args = parser.parse_args()
     device = pick_device(args.device)
     models = Models(scene_runner(args.preset, device, args.runtime), None)

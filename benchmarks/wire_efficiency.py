@@ -184,7 +184,12 @@ def measure_path(server, relay: CountingRelay, spec: str, files: list[Path], pac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", help=f"comma list of codec paths (default: {PATHS})")
-    parser.add_argument("--files", type=int, default=0, help="sample files to stream (0: all)")
+    parser.add_argument(
+        "--files",
+        type=int,
+        default=0,
+        help="sample files to stream (0: all) (default: %(default)s)",
+    )
     parser.add_argument("--packet-ms", type=float, default=500.0, help="the edge's default")
     parser.add_argument("--quick", action="store_true", help="2 files, 3 paths")
     args = parser.parse_args()
