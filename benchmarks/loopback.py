@@ -28,6 +28,7 @@ from asc.models.scene import SceneEnsemble
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
+from server.budgets import Budgets
 from server.inference import DetectorRunner, SceneRunner
 from server.metrics import ServerMetrics
 from server.service import Models, SceneService
@@ -67,9 +68,13 @@ def encoded_clip(codec: str, seconds: float, packet_seconds: float = 0.2) -> lis
 
 
 @contextlib.asynccontextmanager
-async def serving(models: Models, max_batch: int, max_delay_ms: float):
+async def serving(
+    models: Models, max_batch: int, max_delay_ms: float, limits: Budgets | None = None
+):
     """The service on an ephemeral loopback port; yields (target, service)."""
-    service = SceneService(models, ServerMetrics(), max_batch=max_batch, max_delay_ms=max_delay_ms)
+    service = SceneService(
+        models, ServerMetrics(), max_batch=max_batch, max_delay_ms=max_delay_ms, limits=limits
+    )
     server = grpc.aio.server()
     pbg.add_SceneClassifierServicer_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -156,8 +161,10 @@ async def paced_streams(
     packet_seconds: float,
     max_batch: int,
     detector: bool = False,
+    limits: Budgets | None = None,
 ) -> list[StreamStats]:
-    """``streams`` real-time streams against a fresh server, starting at staggered offsets.
+    """``streams`` real-time streams against a fresh server (``limits``: its budgets, the
+    server's defaults if None), starting at staggered offsets.
 
     A stream the server ends with an error keeps what it received: its missing clips show in
     ``StreamStats.clips``.
@@ -165,7 +172,7 @@ async def paced_streams(
     rng = random.Random(streams)
     clip_seconds = packet_seconds * len(payloads)
     stats = [StreamStats() for _ in range(streams)]
-    async with serving(models, max_batch=max_batch, max_delay_ms=10.0) as (target, _):
+    async with serving(models, max_batch, 10.0, limits) as (target, _):
         await asyncio.gather(
             *(
                 run_stream(
