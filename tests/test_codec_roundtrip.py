@@ -16,7 +16,7 @@ from asc.codecs import (
     roundtrip,
 )
 from asc.codecs.alignment import codec_delay, find_lag
-from asc.codecs.measure import measure_roundtrip, power_spectrum, snr_db
+from asc.codecs.measure import measure_roundtrip, noise_over_floor_db, power_spectrum, snr_db
 from asc.signals import full_band_clip
 from tests.conftest import RATE
 from tests.test_codec_spec import ISSUE_SPECS
@@ -183,3 +183,29 @@ def test_a_long_clip_in_one_call_codes_through_vorbis():
     x = full_band_clip(44100, 60.0, 1, seed=11)
     y = roundtrip(x, 44100, "vorbis:128k")
     assert y.shape == x.shape and np.corrcoef(x[:, 0], y[:, 0])[0, 1] > 0.95
+
+
+def test_noise_over_floor_reads_an_added_noise_against_the_recordings_own():
+    """A known noise 6 dB under a recording's steady floor reads -6 dB in every band; the same
+    noise 6 dB over it reads +6, and a bit-exact copy reads far below."""
+    rng = np.random.default_rng(3)
+    rate, edges = 44100, [0.0, 4000.0, 8000.0, 16000.0, 22050.0]
+    floor = 0.01 * rng.standard_normal(rate * 3)
+    events = np.zeros_like(floor)
+    events[rate : rate + rate // 2] = 0.5 * rng.standard_normal(rate // 2)  # loud, then quiet
+    original = (floor + events).astype(np.float32)
+    for gain_db in (-6.0, 6.0):
+        noise = 0.01 * 10 ** (gain_db / 20) * rng.standard_normal(len(original))
+        rise = noise_over_floor_db(original, original + noise.astype(np.float32), rate, edges)
+        assert rise == pytest.approx([gain_db] * 4, abs=1.0)
+    assert np.all(noise_over_floor_db(original, original.copy(), rate, edges) < -100)
+
+
+def test_noise_over_floor_tells_a_lowpass_from_a_transparent_codec(white_noise):
+    """mp3:32k empties the top band (noise as loud as the signal cut, over the floor); a pcm16
+    roundtrip adds only rounding, far under it."""
+    edges = [0.0, 8000.0, 14000.0, RATE / 2]
+    mp3 = measure_roundtrip(white_noise, RATE, "mp3:32k").decoded
+    pcm = measure_roundtrip(white_noise, RATE, "pcm16").decoded
+    assert noise_over_floor_db(white_noise, mp3, RATE, edges)[-1] > -1.0
+    assert np.all(noise_over_floor_db(white_noise, pcm, RATE, edges) < -40.0)

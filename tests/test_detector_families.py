@@ -230,6 +230,24 @@ def test_report_tables_follow_from_the_file_scores(tiny):
             named = np.mean([r["family_guess"] == r["family"] for r in group])
             assert setting["family_named"] == pytest.approx(named)
         assert np.sum(source["confusion"]) == len(rows)
+        coded = [r for r in rows if r["path"] != "none"]
+        assert all(r["noise_below_db"] == "" for r in rows if r["path"] == "none")
+        below = np.array([float(r["noise_below_db"]) for r in coded])
+        assert np.all(np.isfinite(below)) and np.all(
+            np.isfinite([float(r["noise_above_db"]) for r in coded])
+        )
+        assert sum(b["files"] for b in source["noise_bins"]) == len(coded)
+        for b in source["noise_bins"]:
+            low = -np.inf if b["low_db"] is None else b["low_db"]
+            high = np.inf if b["high_db"] is None else b["high_db"]
+            inside = [
+                float(r["score"]) >= 0.5
+                for r, v in zip(coded, below, strict=True)
+                if low <= v < high
+            ]
+            assert b["files"] == len(inside)
+            if inside:
+                assert b["called_lossy"] == pytest.approx(np.mean(inside))
         assert source["false_alarm"] == pytest.approx(
             np.mean([float(r["score"]) >= 0.5 for r in rows if r["path"] == "none"])
         )
@@ -249,13 +267,20 @@ def test_report_writes_every_table_and_plot(tiny):
     readme = (out / "README.md").read_text()
     results = json.loads((out / "results.json").read_text())
     assert "asc-train experiment detector-families --checkpoint" in readme
-    for heading in ("## generated", "## kitchen20", "## F1 against threshold", "## Calibration"):
+    headings = ("## generated", "## kitchen20", "## F1 against threshold", "## Calibration")
+    for heading in (*headings, "## Coding noise against the recording's own floor"):
         assert heading in readme
     assert "## Saliency" in readme and "## Kitchen20 clips kept off the lossless side" in readme
     assert "lossy upload (.mp3)" in readme
     for p in results["paths"]:
         assert f"`{p['path']}`" in readme and f"{p['accuracy']:.3f}" in readme
-    for name in ("reliability", "f1_vs_threshold", "saliency-sbc", "saliency-aptx"):
+    for name in (
+        "reliability",
+        "f1_vs_threshold",
+        "noise_vs_floor",
+        "saliency-sbc",
+        "saliency-aptx",
+    ):
         assert_png(out / f"{name}.png")
         assert f"({name}.png)" in readme
     for source in ("generated", "kitchen20"):

@@ -34,11 +34,14 @@ def cut_windows(wave: torch.Tensor, window: int, overlap: float = 0.5) -> torch.
     return torch.stack([wave[s : s + window] for s in window_starts(len(wave), window, overlap)])
 
 
+MASK_LOW_HZ = 14000.0  # the lowest cutoff the training mask draws: below it, nothing is hidden
+
+
 class RandomCutoffMask(nn.Module):
     """Simulates a codec lowpass: bins above a cutoff drawn from U(14 kHz, Nyquist) are set to the
     spectrogram's minimum, for each example with probability ``prob``; only while training."""
 
-    def __init__(self, prob: float, sample_rate: int = 44100, low_hz: float = 14000.0):
+    def __init__(self, prob: float, sample_rate: int = 44100, low_hz: float = MASK_LOW_HZ):
         super().__init__()
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"mask probability must lie in [0, 1], got {prob}")

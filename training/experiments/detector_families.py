@@ -21,8 +21,9 @@ import torch
 from tqdm import tqdm
 
 from asc.checkpoint import Checkpoint, load
+from asc.codecs.measure import noise_over_floor_db
 from asc.features import DETECTOR_SPECTROGRAM, FeatureExtractor
-from asc.models.detector import CODEC_FAMILIES, WINDOW_SECONDS, LossyDetector
+from asc.models.detector import CODEC_FAMILIES, MASK_LOW_HZ, WINDOW_SECONDS, LossyDetector
 from training.augment import UNCODED, CodedCache
 from training.detector_data import DEVICE_COMMON, family_of, tracks_fingerprint
 from training.detector_sources import LosslessSet, lossless_set
@@ -37,6 +38,7 @@ from training.experiments.detector_families_scores import (
     f1_curves,
     family_rows,
     goal_rows,
+    noise_bins,
     reliability,
     setting_rows,
 )
@@ -132,15 +134,35 @@ def score_files(
     device: torch.device,
     progress: bool,
 ) -> None:
-    """Each file's lossy score and family guess, one file in memory at a time."""
+    """Each file's lossy score and family guess, and each coded copy's noise over its
+    original's floor; one file and its original in memory at a time."""
     rate = DETECTOR_SPECTROGRAM.sample_rate
     extractor = FeatureExtractor(checkpoint.features).to(device)
     window = int(WINDOW_SECONDS * rate)
     families = list(CODEC_FAMILIES)  # the family head's outputs, as the server names them
+    originals = {f.track: f.audio for f in files if not f.lossy}
+    held: tuple[Path | None, np.ndarray] = (None, np.zeros(0, np.float32))
     for f in tqdm(files, desc="scoring", unit="file", disable=not progress):
-        lossy, probs = file_scores(model, extractor, [load_mono(f.audio, rate)], device, window)
+        wave = load_mono(f.audio, rate)
+        lossy, probs = file_scores(model, extractor, [wave], device, window)
         f.scores[DETECTOR] = float(lossy[0])
         f.family_guess = families[int(np.argmax(probs[0]))]
+        if f.lossy:
+            if held[0] != f.track:  # a track's files lie together: its original loads once
+                held = (f.track, load_mono(originals[f.track], rate).numpy())
+            f.noise_below_db, f.noise_above_db = noise_rise(held[1], wave.numpy(), rate)
+
+
+NOISE_BAND_HZ = 2000
+
+
+def noise_rise(original: np.ndarray, coded: np.ndarray, rate: int) -> tuple[float, float]:
+    """The coding noise's highest rise over the recording's floor in the 2 kHz bands below the
+    training mask's lowest cutoff (where the detector always looks) and in those above it."""
+    edges = list(range(0, rate // 2 + 1, NOISE_BAND_HZ))
+    split = edges.index(int(MASK_LOW_HZ))
+    rise = noise_over_floor_db(original, coded, rate, edges)
+    return round(float(rise[:split].max()), 2), round(float(rise[split:].max()), 2)
 
 
 def source_results(files: list[ScoredFile], cache: CodedCache, cfg: DetectorFamiliesConfig) -> dict:
@@ -167,6 +189,7 @@ def source_results(files: list[ScoredFile], cache: CodedCache, cfg: DetectorFami
         "families": families,
         "goals": goal_rows(families, false_alarm),
         "confusion": confusion(files),
+        "noise_bins": noise_bins(files, cfg.threshold),
         "f1": f1_curves(files),
         "calibration": {
             "ece": expected_calibration_error(scores, truth),

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from asc.codecs.registry import CODEC_FAMILIES
+from asc.models.detector import MASK_LOW_HZ
 from training.experiments.detector_families import FamiliesRun
 from training.experiments.detector_families_scores import DETECTOR, ScoredFile
 from training.experiments.lossy_detection_report import plot_saliency
@@ -24,6 +25,7 @@ from training.report import (
     write_json,
 )
 
+MASK_LOW_KHZ = MASK_LOW_HZ / 1000
 GOAL_NAMES = {
     "called_lossy": "called lossy",
     "family_named": "family named",
@@ -41,6 +43,8 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
             "common": f.common,
             "score": round(f.score, 5),
             "family_guess": f.family_guess,
+            "noise_below_db": f.noise_below_db,
+            "noise_above_db": f.noise_above_db,
         }
         for f in files
     ]
@@ -118,6 +122,33 @@ def plot_families(source: dict, name: str, goals: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_noise(results: dict, path: Path) -> Path:
+    """Share of coded copies called lossy per bin of noise over the floor, one line per source."""
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    labels = [_bin_label(b) for b in next(iter(results["sources"].values()))["noise_bins"]]
+    for name, source in results["sources"].items():
+        shares = [
+            np.nan if b["called_lossy"] is None else b["called_lossy"] for b in source["noise_bins"]
+        ]
+        ax.plot(range(len(labels)), shares, "o-", label=name)
+    ax.axhline(results["goals"]["called_lossy"], linestyle="--", linewidth=0.8, color="grey")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel(f"coding noise over the recording's floor below {MASK_LOW_KHZ:g} kHz (dB)")
+    ax.set_ylabel("called lossy")
+    ax.set_ylim(0, 1.05)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def _bin_label(b: dict) -> str:
+    if b["low_db"] is None:
+        return f"< {b['high_db']:g}"
+    if b["high_db"] is None:
+        return f">= {b['low_db']:g}"
+    return f"{b['low_db']:g} to {b['high_db']:g}"
+
+
 def saliency_files(files: list[ScoredFile]) -> dict[str, ScoredFile]:
     """One SBC and one aptX copy, from real audio where there is some, common settings first."""
     order = sorted(files, key=lambda f: (f.source != "kitchen20", not f.common))
@@ -144,6 +175,7 @@ def write_detector_families_report(out: Path, run: FamiliesRun) -> list[Path]:
         write_csv(out / "files.csv", files_rows(files)),
         plot_reliability(results, out / "reliability.png"),
         plot_f1(results, out / "f1_vs_threshold.png"),
+        plot_noise(results, out / "noise_vs_floor.png"),
     ]
     if results["exclusions"]:
         written.append(write_csv(out / "exclusions.csv", results["exclusions"]))
@@ -164,6 +196,7 @@ def readme_lines(results: dict, saliency: dict[str, Path]) -> list[str]:
     lines = _opening_lines(results)
     for name, source in results["sources"].items():
         lines += _source_lines(name, source, results)
+    lines += _noise_lines(results)
     lines += _figure_lines(results, saliency)
     lines += _exclusion_lines(results)
     return lines
@@ -233,7 +266,7 @@ def _source_lines(name: str, source: dict, results: dict) -> list[str]:
         "Per codec path (`accuracy`: share called right, lossy for a coded copy, lossless for "
         "`none`):",
         "",
-        markdown_table(SETTING_HEADER, [_setting_row(r) for r in source["settings"]], "lllrrrr"),
+        markdown_table(SETTING_HEADER, [_setting_row(r) for r in source["settings"]], "lllrrrrrr"),
         "",
         f"Family confusion (rows: true family, columns: guess), `confusion-{name}.png`:",
         "",
@@ -245,7 +278,10 @@ def _source_lines(name: str, source: dict, results: dict) -> list[str]:
     return lines
 
 
-SETTING_HEADER = ["path", "family", "common", "kbps", "files", "accuracy", "family named"]
+SETTING_HEADER = [
+    "path", "family", "common", "kbps", "files", "accuracy", "family named",
+    "noise < 14 kHz (dB)", "noise >= 14 kHz (dB)",
+]  # fmt: skip
 
 
 def _setting_row(r: dict) -> list[str]:
@@ -253,7 +289,57 @@ def _setting_row(r: dict) -> list[str]:
     return [
         f"`{r['path']}`", r["family"], common, f"{r['kbps']:.1f}", str(r["files"]),
         f"{r['accuracy']:.3f}", percent(r["family_named"]),
+        _db(r["noise_below_db"]), _db(r["noise_above_db"]),
     ]  # fmt: skip
+
+
+def _db(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f}"
+
+
+def _noise_lines(results: dict) -> list[str]:
+    sources = results["sources"]
+    names = list(sources)
+    bins = next(iter(sources.values()))["noise_bins"]
+    rows = [
+        [_bin_label(b)]
+        + [
+            f"{percent(s['noise_bins'][i]['called_lossy'])} of {s['noise_bins'][i]['files']}"
+            if s["noise_bins"][i]["files"]
+            else "–"
+            for s in sources.values()
+        ]
+        for i, b in enumerate(bins)
+    ]
+    families = [
+        [family]
+        + [_db(s["families"].get(family, {}).get("noise_below_db")) for s in sources.values()]
+        for family in dict.fromkeys(f for s in sources.values() for f in s["families"])
+    ]
+    return [
+        "## Coding noise against the recording's own floor",
+        "",
+        "A codec that adds noise without cutting a band leaves a trace a detector can see in the "
+        "coded copy alone only where that noise rises above the noise the recording already "
+        "holds. Per coded copy: the coded copy minus its original (the two line up sample for "
+        "sample), its median frame power in each 2 kHz band over the original's "
+        "10th-percentile frame power there (`asc.codecs.measure.noise_over_floor_db`), and the "
+        f"highest band below {MASK_LOW_KHZ:g} kHz, the lowest cutoff of the detector's training "
+        "mask: below it the detector sees every training example whole. The per-path tables "
+        "give the median per path below and above that edge; a band a codec cuts counts as "
+        "noise as loud as what was cut.",
+        "",
+        f"Coded copies called lossy by that rise ({', '.join(names)}), `noise_vs_floor.png`:",
+        "",
+        markdown_table(["noise over floor (dB)", *names], rows),
+        "",
+        "Median per family at its common settings (dB):",
+        "",
+        markdown_table(["family", *names], families),
+        "",
+        "![called lossy against noise over the floor](noise_vs_floor.png)",
+        "",
+    ]
 
 
 def _figure_lines(results: dict, saliency: dict[str, Path]) -> list[str]:

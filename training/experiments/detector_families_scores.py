@@ -8,6 +8,7 @@ Pure arithmetic on ``ScoredFile`` scores, so every figure can be recomputed from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,10 @@ class ScoredFile:
     audio: Path
     scores: dict[str, float] = field(default_factory=dict)  # {"detector": lossy probability}
     family_guess: str = ""
+    # A coded copy's noise over the original's floor (asc.codecs.measure.noise_over_floor_db),
+    # the highest 2 kHz band below and above the lowest cutoff of the detector's training mask.
+    noise_below_db: float | None = None
+    noise_above_db: float | None = None
 
     @property
     def lossy(self) -> bool:
@@ -73,6 +78,36 @@ def setting_rows(files: list[ScoredFile], threshold: float, kbps: dict[str, floa
                 "accuracy": lossy if group[0].lossy else 1.0 - lossy,
                 "family_named": family_named(group),
                 "mean_score": round(float(np.mean([f.score for f in group])), 4),
+                "noise_below_db": median_noise(group, "noise_below_db"),
+                "noise_above_db": median_noise(group, "noise_above_db"),
+            }
+        )
+    return rows
+
+
+def median_noise(files: list[ScoredFile], key: str) -> float | None:
+    values = [getattr(f, key) for f in files if getattr(f, key) is not None]
+    return round(float(np.median(values)), 2) if values else None
+
+
+# Bins of the noise's rise over the floor below the mask's cutoff, in dB.
+NOISE_BINS = (-np.inf, -10.0, -5.0, 0.0, 5.0, 10.0, np.inf)
+
+
+def noise_bins(files: list[ScoredFile], threshold: float) -> list[dict]:
+    """The share of coded copies called lossy by how far their noise rises over the recording's
+    floor below the mask's cutoff: where the detector can see a full-band codec at all."""
+    coded = [f for f in files if f.lossy and f.noise_below_db is not None]
+    rows = []
+    for low, high in pairwise(NOISE_BINS):
+        group = [f for f in coded if low <= f.noise_below_db < high]
+        rows.append(
+            {
+                "low_db": None if np.isinf(low) else low,
+                "high_db": None if np.isinf(high) else high,
+                "files": len(group),
+                "called_lossy": called_lossy(group, threshold),
+                "paths": len({f.path for f in group}),
             }
         )
     return rows
@@ -93,6 +128,7 @@ def family_rows(files: list[ScoredFile], threshold: float) -> dict[str, dict]:
             "called_lossy": called_lossy(judged, threshold),
             "family_named": family_named(judged),
             "all_settings_called_lossy": called_lossy(group, threshold),
+            "noise_below_db": median_noise(judged, "noise_below_db"),
         }
     return out
 
