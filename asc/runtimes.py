@@ -1,18 +1,22 @@
-"""Where a model's forward pass runs on a CPU: eager PyTorch, or ONNX Runtime.
+"""Where a model's forward pass runs on a CPU: eager PyTorch, ONNX Runtime or OpenVINO.
 
 The checkpoint stays the one format (safetensors + metadata); an ONNX graph is derived from the
 loaded model in memory when a server or an evaluation starts, so there is nothing second to
-ship or to drift. ONNX Runtime is the CPU default because it runs the compact ensemble and the
-detector several times faster than eager PyTorch on the same threads, and because its threads
-sleep rather than spin when the cores are busy with decoding (eager PyTorch's OpenMP threads
-stall each other when the server oversubscribes its cores). ``benchmarks/runtime_speed.py``
-measures both side by side; ``--runtime eager`` is always there to fall back to.
+ship or to drift. Both runtimes run that graph several times faster than eager PyTorch on the
+same threads, and their threads sleep rather than spin when the cores are busy with decoding
+(eager PyTorch's OpenMP threads stall each other when the server oversubscribes its cores).
+Which one a model takes by default is measured, not assumed: ``benchmarks/runtime_agreement.py``
+times each beside eager and keeps the fastest that gives eager's labels on the evaluation split.
+On a CPU with bfloat16 instructions that is OpenVINO in bfloat16 for the scene ensemble, and
+ONNX Runtime for the detector (its bfloat16 answers moved a path by more than the bar allows);
+``--runtime eager`` is always there to fall back to.
 
-Every derived graph is checked against the eager model on a random batch before it is used: a
-runtime that disagrees is refused, naming the largest difference, instead of serving different
-answers. Exporting takes seconds, so a graph is kept in a cache folder (``ASC_ONNX_CACHE``,
-default ``~/.cache/asc-stream/onnx``) under a key of the checkpoint's bytes and the exporter's
-versions; a cached graph is checked like a fresh one, and exported again if it fails.
+Every derived network is checked against the eager model on a random batch before it is used:
+a runtime that disagrees is refused, naming the largest difference, instead of serving
+different answers. Exporting takes seconds, so a graph is kept in a cache folder
+(``ASC_ONNX_CACHE``, default ``~/.cache/asc-stream/onnx``) under a key of the checkpoint's
+bytes and the exporter's versions; a cached graph is checked like a fresh one, and exported
+again if it fails.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +34,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-RUNTIMES = ("auto", "eager", "onnxruntime")
+RUNTIMES = ("auto", "eager", "onnxruntime", "openvino")
 # Largest absolute difference in any output probability allowed between runtimes (float32
 # kernels sum in a different order; anything near a label flip is far above this).
 TOLERANCE = 1e-4
+# OpenVINO's bfloat16 matrix work moves probabilities by about 1e-3; a broken graph by far more.
+# Whether labels hold is measured on the evaluation split (benchmarks/runtime_agreement.py).
+BF16_TOLERANCE = 2e-2
 OPSET = 17
 Network = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -59,6 +67,22 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def openvino_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def openvino_bf16() -> bool:
+    """Whether OpenVINO runs bfloat16 matrix work on this CPU (AVX-512 BF16 or AMX)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def choose(
     name: str,
     model: torch.nn.Module,
@@ -67,30 +91,33 @@ def choose(
     device: torch.device,
     threads: int | None = None,
     cache_key: str | None = None,
+    auto: tuple[str, ...] = ("onnxruntime",),
 ) -> Runtime:
-    """The runtime ``name`` asks for; ``auto`` is ONNX Runtime on a CPU where it is installed
-    and agrees with the eager model, else eager PyTorch (always on a GPU)."""
+    """The runtime ``name`` asks for. ``auto`` tries the model's own order of runtimes on a
+    CPU (the fastest that kept its labels in benchmarks/runtime_agreement.py first) and takes
+    the first that is installed, suits the CPU and agrees with the eager model, else eager
+    PyTorch (always on a GPU). OpenVINO joins ``auto`` only on a CPU with bfloat16
+    instructions: its float32 path was no faster than ONNX Runtime's."""
     if name not in RUNTIMES:
         raise RuntimeChoiceError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
-    eager = Runtime("eager", model, "eager PyTorch")
     if name == "eager":
-        return eager
+        return Runtime("eager", model, "eager PyTorch")
     if device.type != "cpu":
-        if name == "onnxruntime":
-            raise RuntimeChoiceError(f"--runtime onnxruntime runs on the CPU only, not on {device}")
+        if name != "auto":
+            raise RuntimeChoiceError(f"--runtime {name} runs on the CPU only, not on {device}")
         return Runtime("eager", model, f"eager PyTorch (on {device})")
-    if not onnxruntime_available():
-        if name == "onnxruntime":
-            raise RuntimeChoiceError(
-                "--runtime onnxruntime: onnx and onnxruntime are not installed"
-            )
-        return Runtime("eager", model, "eager PyTorch (ONNX Runtime is not installed)")
-    try:
-        return onnx_runtime(model, example, outputs, threads, cache_key)
-    except RuntimeChoiceError as e:
-        if name == "onnxruntime":
-            raise
-        return Runtime("eager", model, f"eager PyTorch ({e})")
+    if name != "auto":
+        return BUILDERS[name](model, example, outputs, threads, cache_key)
+    skipped = []
+    for candidate in auto:
+        if candidate == "openvino" and openvino_available() and not openvino_bf16():
+            skipped.append("OpenVINO: no bfloat16 on this CPU")
+            continue
+        try:
+            return BUILDERS[candidate](model, example, outputs, threads, cache_key)
+        except RuntimeChoiceError as e:
+            skipped.append(str(e))
+    return Runtime("eager", model, f"eager PyTorch ({'; '.join(skipped)})")
 
 
 def onnx_runtime(
@@ -101,32 +128,84 @@ def onnx_runtime(
     cache_key: str | None = None,
 ) -> Runtime:
     """``model`` (batch and time axes free) in ONNX Runtime, once checked against it."""
+    if not onnxruntime_available():
+        raise RuntimeChoiceError("ONNX Runtime: onnx and onnxruntime are not installed")
     start = time.perf_counter()
     threads = threads or torch.get_num_threads()
+
+    def build(graph: bytes) -> Network:
+        return OnnxNetwork(graph, outputs, threads)
+
+    network, how, worst = checked_graph(
+        "ONNX Runtime", build, TOLERANCE, model, example, outputs, cache_key
+    )
+    return Runtime("onnxruntime", network, _note("ONNX Runtime", how, start, worst))
+
+
+def openvino_runtime(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    outputs: tuple[str, ...],
+    threads: int | None = None,
+    cache_key: str | None = None,
+) -> Runtime:
+    """``model``'s ONNX graph compiled by OpenVINO, in bfloat16 where the CPU has it, once
+    checked against the eager model."""
+    if not openvino_available():
+        raise RuntimeChoiceError("OpenVINO: onnx and openvino are not installed")
+    start = time.perf_counter()
+    threads = threads or torch.get_num_threads()
+    precision = "bf16" if openvino_bf16() else "f32"
+    tolerance = BF16_TOLERANCE if precision == "bf16" else TOLERANCE
+
+    def build(graph: bytes) -> Network:
+        return OpenVinoNetwork(graph, outputs, threads, precision)
+
+    network, how, worst = checked_graph(
+        "OpenVINO", build, tolerance, model, example, outputs, cache_key
+    )
+    return Runtime("openvino", network, _note(f"OpenVINO {precision}", how, start, worst))
+
+
+def checked_graph(
+    label: str,
+    build: Callable[[bytes], Network],
+    tolerance: float,
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    outputs: tuple[str, ...],
+    cache_key: str | None,
+) -> tuple[Network, str, float]:
+    """A network built from the cached graph if it still agrees, else from a fresh export
+    (then cached); refused if even that disagrees. Returns it, how it was had, and the
+    largest difference."""
     cached = graph_path(cache_key, example, outputs) if cache_key else None
     if cached is not None and cached.is_file():
         try:
-            network = OnnxNetwork(cached.read_bytes(), outputs, threads)
+            network = build(cached.read_bytes())
             worst = disagreement(model, network, example, outputs)
-            if worst <= TOLERANCE:
-                return Runtime("onnxruntime", network, _note("cached graph", start, worst))
+            if worst <= tolerance:
+                return network, "cached graph", worst
         except Exception:  # a damaged or foreign file: export afresh below
             pass
     graph = export(model, example, outputs)
-    network = OnnxNetwork(graph, outputs, threads)
+    network = build(graph)
     worst = disagreement(model, network, example, outputs)
-    if worst > TOLERANCE:
+    if worst > tolerance:
         raise RuntimeChoiceError(
-            f"ONNX Runtime disagrees with the eager model by {worst:.2e} (allowed {TOLERANCE:g})"
+            f"{label} disagrees with the eager model by {worst:.2e} (allowed {tolerance:g})"
         )
     if cached is not None:
         _store(cached, graph)
-    return Runtime("onnxruntime", network, _note("exported", start, worst))
+    return network, "exported", worst
 
 
-def _note(how: str, start: float, worst: float) -> str:
+BUILDERS = {"onnxruntime": onnx_runtime, "openvino": openvino_runtime}
+
+
+def _note(label: str, how: str, start: float, worst: float) -> str:
     seconds = time.perf_counter() - start
-    return f"ONNX Runtime ({how} and checked in {seconds:.1f} s; largest difference {worst:.1e})"
+    return f"{label} ({how} and checked in {seconds:.1f} s; largest difference {worst:.1e})"
 
 
 def cache_root() -> Path:
@@ -140,11 +219,11 @@ def cache_root() -> Path:
 
 def graph_path(cache_key: str, example: torch.Tensor, outputs: tuple[str, ...]) -> Path:
     """Where the graph of these weights, this input layout and these outputs is kept; the
-    exporter's and the runtime's versions are in the key, so an upgrade exports afresh."""
-    import onnxruntime
+    exporter's versions are in the key, so an upgrade exports afresh."""
+    import onnx
 
     parts = [cache_key, str(tuple(example.shape[1:-1])), ",".join(outputs)]
-    parts += [torch.__version__, onnxruntime.__version__, str(OPSET)]
+    parts += [torch.__version__, onnx.__version__, str(OPSET)]
     return cache_root() / (hashlib.sha256("|".join(parts).encode()).hexdigest()[:24] + ".onnx")
 
 
@@ -214,6 +293,42 @@ class OnnxNetwork:
         array = np.ascontiguousarray(features.detach().cpu().numpy(), dtype=np.float32)
         values = self.session.run(list(self.outputs), {"features": array})
         return {k: torch.from_numpy(v) for k, v in zip(self.outputs, values, strict=True)}
+
+
+class OpenVinoNetwork:
+    """An OpenVINO compiled model that answers like the model: a dict of named tensors.
+
+    ``precision`` is OpenVINO's inference precision hint: ``f32``, or ``bf16``, which runs the
+    matrix work in bfloat16 where the CPU has instructions for it (AVX-512 BF16, AMX) and in
+    float32 where it has none. An infer request holds its own buffers, so each thread that calls
+    gets one of its own.
+    """
+
+    def __init__(self, graph: bytes, outputs: tuple[str, ...], threads: int, precision: str):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {
+            "INFERENCE_NUM_THREADS": max(1, threads),
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+            "ENABLE_CPU_PINNING": False,  # the decode threads share these cores
+        }
+        self.compiled = core.compile_model(core.read_model(graph, b""), "CPU", config)
+        self.outputs = outputs
+        self.ports = [self.compiled.output(k) for k in outputs]
+        self.requests = threading.local()
+
+    def __call__(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        request = getattr(self.requests, "request", None)
+        if request is None:
+            request = self.requests.request = self.compiled.create_infer_request()
+        array = np.ascontiguousarray(features.detach().cpu().numpy(), dtype=np.float32)
+        values = request.infer({"features": array})
+        return {
+            k: torch.from_numpy(values[p].copy())
+            for k, p in zip(self.outputs, self.ports, strict=True)
+        }
 
 
 def disagreement(

@@ -429,7 +429,7 @@ def parse_args() -> argparse.Namespace:
         help="clips per client count and server, split evenly over the clients (default: 160)",
     )  # fmt: skip
     parser.add_argument(
-        "--peer-runtime", default="auto", choices=("auto", "eager", "onnxruntime"),
+        "--peer-runtime", default="auto", choices=("auto", "eager", "onnxruntime", "openvino"),
         help="the peer's forward passes (default: auto, what this server runs on a CPU)",
     )  # fmt: skip
     parser.add_argument("--peer-workers", type=int, default=1, help="BentoML workers (default 1)")

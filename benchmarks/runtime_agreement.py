@@ -19,6 +19,9 @@ Candidates beside eager PyTorch:
 - ``onnxruntime-int8``: the same graph quantised by ONNX Runtime's own tools: static QDQ with
   per-channel weights, calibrated on 32 training clips, for the ensemble's convolutions;
   dynamic for the detector, whose LSTM ONNX Runtime quantises dynamically only;
+- ``openvino``, ``openvino-bf16``: the same ONNX graph compiled by OpenVINO for the CPU, in
+  float32 and with its bfloat16 precision hint (bfloat16 matrix work on CPUs that have
+  instructions for it);
 - ``torch-compile``: ``torch.compile`` (inductor) of the eager model; its compile time is shown.
 """
 
@@ -38,7 +41,7 @@ import torch
 from asc.checkpoint import load
 from asc.features import FeatureExtractor
 from asc.models.detector import WINDOW_SECONDS, cut_windows
-from asc.runtimes import OnnxNetwork, choose, export
+from asc.runtimes import OnnxNetwork, OpenVinoNetwork, choose, export
 from training.augment import UNCODED, CodedCache
 from training.datasets import load_dataset
 from training.detector_sources import lossless_set
@@ -49,7 +52,7 @@ from training.fit_scene import clip_samples, compute_features
 ENSEMBLE, DETECTOR = "models/ensemble.safetensors", "models/detector.safetensors"
 SCENE_PATHS = "aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k"
 DETECTOR_PATHS = "mp3:128k,aac:128k,he-aac:32k,opus:48k,vorbis:160k,sbc:bitpool=53,aptx"
-CANDIDATES = ("onnxruntime", "onnxruntime-int8", "torch-compile")
+CANDIDATES = ("onnxruntime", "onnxruntime-int8", "openvino", "openvino-bf16", "torch-compile")
 AGREEMENT, SHIFT = 0.995, 0.005  # the issue's bar: labels kept, accuracy moved at most
 Network = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -123,6 +126,10 @@ def candidates(
             network = choose("onnxruntime", model, example, outputs, cpu, threads).network
         elif name == "onnxruntime-int8":
             network = quantised(model, example, outputs, calibration, threads)
+        elif name in ("openvino", "openvino-bf16"):
+            precision = "bf16" if name.endswith("bf16") else "f32"
+            graph = export(model, example, outputs)
+            network = OpenVinoNetwork(graph, outputs, threads, precision)
         elif name == "torch-compile":
             network = torch.compile(model)
             with torch.inference_mode():

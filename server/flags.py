@@ -148,10 +148,12 @@ def _model_flags(opts: EnvOptions) -> None:
     opts.add(
         "--runtime",
         env="RUNTIME",
-        choices=("auto", "eager", "onnxruntime"),
+        choices=("auto", "eager", "onnxruntime", "openvino"),
         default="auto",
-        help="where the models' forward passes run: auto (ONNX Runtime on a CPU, checked "
-        "against PyTorch at start; eager PyTorch on a GPU), eager or onnxruntime",
+        help="where the models' forward passes run, each checked against PyTorch at start: "
+        "auto (on a CPU, each model's fastest measured runtime: OpenVINO in bfloat16 for the "
+        "scene ensemble where the CPU has bfloat16, else ONNX Runtime; eager PyTorch on a "
+        "GPU), eager, onnxruntime or openvino",
     )
 
 

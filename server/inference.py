@@ -73,6 +73,9 @@ class LoadedModel:
 
     outputs: tuple[str, ...] = ()  # what the runners read from a forward pass
     example_seconds = 10.0  # the input length the runtime is exported and checked at
+    # What --runtime auto tries on a CPU, in order: the fastest that kept eager's labels on the
+    # evaluation split in benchmarks/runtime_agreement.py first.
+    auto_runtimes: tuple[str, ...] = ("onnxruntime",)
 
     def __init__(self, path: str | Path, kind: str, device: torch.device, runtime: str = "eager"):
         self.path = Path(path)
@@ -100,7 +103,10 @@ class LoadedModel:
         with torch.no_grad():  # not inference mode: the exporter traces through these
             features = self.extractor(example.to(self.device))
         key = f"{self.checkpoint.kind}-{self.version}"
-        return choose(name, self.model, features, self.output_names(), self.device, None, key)
+        outputs = self.output_names()
+        return choose(
+            name, self.model, features, outputs, self.device, None, key, self.auto_runtimes
+        )
 
     def output_names(self) -> tuple[str, ...]:
         return self.outputs
@@ -126,6 +132,10 @@ class LoadedModel:
 
 
 class SceneRunner(LoadedModel):
+    # OpenVINO's bfloat16 kept 99.9 % of eager's labels and moved no path by more than 0.5
+    # points, and ran fastest; the detector's did not keep them, so it stays on ONNX Runtime.
+    auto_runtimes = ("openvino", "onnxruntime")
+
     def __init__(self, path: str | Path, device: torch.device, runtime: str = "eager"):
         super().__init__(path, "scene_ensemble", device, runtime)
         self.fine_classes: list[str] = list(self.model.fine_classes)

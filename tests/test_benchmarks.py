@@ -146,11 +146,17 @@ def test_stream_capacity_searches_and_reports():
 
 def test_runtime_speed_table():
     (rows,) = tables(run_benchmark("runtime_speed"))
-    assert [r["model"] for r in rows] == ["ensemble", "detector"]
+    assert [(r["model"], r["runtime"]) for r in rows] == [
+        (model, runtime)
+        for model in ("ensemble", "detector")
+        for runtime in ("eager", "onnxruntime", "openvino")
+    ]
     for r in rows:
-        for column in ("eager /s", "ONNX Runtime /s", "ratio"):
-            positive(r[column])
-        assert number(r["largest difference"]) < 1e-4  # the runtimes agree
+        positive(r["clips/s"])
+        positive(r["ratio to eager"])
+        # the runtimes agree: float32 to 1e-4, OpenVINO's bfloat16 to its own tolerance
+        bound = 2e-2 if r["as"] == "OpenVINO bf16" else 1e-4
+        assert number(r["largest difference"]) < bound
         assert r["same"] == "100.0 %"
 
 

@@ -10,16 +10,23 @@ import torch
 from asc.models.detector import LossyDetector
 from asc.models.scene import SceneEnsemble
 from asc.runtimes import (
+    BF16_TOLERANCE,
+    OpenVinoNetwork,
     RuntimeChoiceError,
     choose,
     disagreement,
+    export,
     graph_path,
     onnx_runtime,
     onnxruntime_available,
+    openvino_available,
+    openvino_bf16,
+    openvino_runtime,
 )
 
 pytestmark = pytest.mark.skipif(
-    not onnxruntime_available(), reason="onnx and onnxruntime are in the server extra: make setup"
+    not (onnxruntime_available() and openvino_available()),
+    reason="onnx, onnxruntime and openvino are in the server extra: make setup",
 )
 CPU = torch.device("cpu")
 SCENE_OUTPUTS = ("scores", "coarse_probs")
@@ -63,6 +70,37 @@ def test_the_detector_answers_the_same_in_onnx_runtime(tmp_path, monkeypatch) ->
         assert torch.allclose(got[key], want[key], atol=1e-5)
 
 
+def test_both_models_answer_the_same_in_openvino_float32() -> None:
+    """The same ONNX graph compiled by OpenVINO, BiLSTM included, on free batch and time axes."""
+    torch.manual_seed(0)
+    detector = LossyDetector(bins=64, hidden=16).eval()
+    cases = [
+        (scene_model(), SCENE_OUTPUTS, features(2, 120), features(3, 64)),
+        (
+            detector,
+            ("lossy_prob", "family_probs"),
+            *(features(n, t, 1, 64) for n, t in ((2, 160), (4, 200))),
+        ),
+    ]
+    for model, outputs, example, other in cases:
+        network = OpenVinoNetwork(export(model, example, outputs), outputs, 2, "f32")
+        with torch.inference_mode():
+            want, got = model(other), network(other)
+        for key in outputs:
+            assert got[key].shape == want[key].shape
+            assert torch.allclose(got[key], want[key], atol=1e-5)
+
+
+def test_the_openvino_runtime_takes_bfloat16_where_the_cpu_has_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("ASC_ONNX_CACHE", str(tmp_path))
+    model, example = scene_model(), features(2, 80)
+    runtime = openvino_runtime(model, example, SCENE_OUTPUTS, cache_key="w1")
+    assert runtime.name == "openvino"
+    assert ("OpenVINO bf16" if openvino_bf16() else "OpenVINO f32") in runtime.note
+    assert disagreement(model, runtime.network, example, SCENE_OUTPUTS) <= BF16_TOLERANCE
+    assert "cached graph" in openvino_runtime(model, example, SCENE_OUTPUTS, cache_key="w1").note
+
+
 def test_a_graph_is_cached_and_a_damaged_one_exported_again(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("ASC_ONNX_CACHE", str(tmp_path))
     model, example = scene_model(), features(2, 80)
@@ -90,13 +128,31 @@ def test_choosing_a_runtime() -> None:
     model, example = scene_model(), features(2, 80)
     assert choose("eager", model, example, SCENE_OUTPUTS, CPU).network is model
     assert choose("auto", model, example, SCENE_OUTPUTS, CPU).name == "onnxruntime"
+    assert choose("openvino", model, example, SCENE_OUTPUTS, CPU).name == "openvino"
+    # auto takes OpenVINO, first in the ensemble's order, only where the CPU has bfloat16
+    picked = choose("auto", model, example, SCENE_OUTPUTS, CPU, auto=("openvino", "onnxruntime"))
+    assert picked.name == ("openvino" if openvino_bf16() else "onnxruntime")
     with pytest.raises(RuntimeChoiceError, match="unknown runtime 'tensorrt'"):
         choose("tensorrt", model, example, SCENE_OUTPUTS, CPU)
-    with pytest.raises(RuntimeChoiceError, match="CPU only"):
-        choose("onnxruntime", model, example, SCENE_OUTPUTS, torch.device("meta"))
+    for name in ("onnxruntime", "openvino"):
+        with pytest.raises(RuntimeChoiceError, match="CPU only"):
+            choose(name, model, example, SCENE_OUTPUTS, torch.device("meta"))
+    assert choose("auto", model, example, SCENE_OUTPUTS, torch.device("meta")).name == "eager"
 
 
-def test_the_shipped_models_serve_the_same_labels_in_both_runtimes() -> None:
+def test_auto_falls_back_to_eager_naming_why(monkeypatch) -> None:
+    import asc.runtimes as runtimes
+
+    def refuses(*args, **kwargs):
+        raise RuntimeChoiceError("ONNX Runtime disagrees with the eager model by 1.00e-01")
+
+    monkeypatch.setitem(runtimes.BUILDERS, "onnxruntime", refuses)
+    model, example = scene_model(), features(2, 80)
+    fallback = choose("auto", model, example, SCENE_OUTPUTS, CPU)
+    assert fallback.name == "eager" and "disagrees" in fallback.note
+
+
+def test_the_shipped_models_serve_the_same_labels_in_every_runtime() -> None:
     from server.inference import DetectorRunner, SceneRunner
 
     rng = np.random.default_rng(2)
@@ -110,6 +166,11 @@ def test_the_shipped_models_serve_the_same_labels_in_both_runtimes() -> None:
         assert int(a.scores.argmax()) == int(b.scores.argmax())
         assert np.allclose(a.scores, b.scores, atol=1e-5)
     assert fast.shortest_input() == eager.shortest_input()
+    auto = SceneRunner("models/ensemble.safetensors", CPU, "auto")
+    assert auto.runtime.name == ("openvino" if openvino_bf16() else "onnxruntime")
+    for a, b in zip(auto(waves), eager(waves), strict=True):
+        assert int(a.scores.argmax()) == int(b.scores.argmax())
+        assert np.allclose(a.scores, b.scores, atol=BF16_TOLERANCE)
     detector = DetectorRunner("models/detector.safetensors", CPU, "onnxruntime")
     pieces = detector.pieces(waves[0])
     reference = DetectorRunner("models/detector.safetensors", CPU, "eager")
