@@ -7,7 +7,7 @@
 # Environment: KITCHEN20 (default ../shared/data/kitchen20), PYTHON, DEVICE, CACHE, EPOCHS (30),
 # EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
 # B's training conditions, default all seven; the summary pools those every fold ran),
-# REMEDY_FOLDS (folds the remedy ensemble-broad is tried on, default "1"; "" skips it).
+# REMEDY_FOLDS (folds the remedy ensemble-broad is tried on, default: every fold run; "" skips it).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -30,7 +30,7 @@ chains="sbc:bitpool=53>aac:64k,opus:24k>mp3:64k"
 recipe=mp3:64k,aac:32k,he-aac:16k,he-aac:32k
 # A remedy for the recipe's worst paths: a low MP3 rate as well (SBC stays unseen).
 broad=mp3:32k,$recipe
-remedy_folds=${REMEDY_FOLDS-1}
+remedy_folds=${REMEDY_FOLDS-$folds}
 
 # Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do

@@ -114,7 +114,12 @@ def test_a_remedy_is_summarized_on_its_own_folds_against_the_recipe(tmp_path: Pa
     }
     assert broad["minus_recipe"]["sbc:64k"]["difference"] == pytest.approx(0.01)
     write_summary(tmp_path, results, "asc-train summarize-folds x")
-    assert "## ensemble-broad" in (tmp_path / "README.md").read_text()
+    readme = (tmp_path / "README.md").read_text()
+    assert "## ensemble-broad" in readme
+    # judged against the goal like the recipe: it keeps every uncoded-accuracy point on sbc:64k
+    goals = readme.split("## Against the goals")[1]
+    assert "- ensemble-broad (fold 1): lowest share kept 100.0 % on `sbc:64k`" in goals
+    assert "on every path: met." in goals.split("- ensemble-broad")[1].splitlines()[0]
 
 
 def test_calibration_goal_names_the_paths_outside_ten_points():
@@ -136,4 +141,20 @@ def test_calibration_goal_names_the_paths_outside_ten_points():
     rows[1]["generated_minus_real"] = -0.08
     assert "points on every path: met." in "\n".join(
         _goal_lines({"models": {"ensemble-recipe": recipe}, "comparisons": {}, "calibration": rows})
+    )
+
+
+def test_a_missed_goal_names_each_path_below_it_and_whether_the_noise_covers_it():
+    from training.experiments.fold_summary import _kept_line
+
+    rows = [
+        {"path": "none", "accuracy": 0.7},
+        {"path": "opus:16k", "relative": 0.944, "relative_ci": [0.894, 0.992]},
+        {"path": "mp3:32k", "relative": 0.80, "relative_ci": [0.73, 0.87]},
+        {"path": "aac:64k", "relative": 1.01, "relative_ci": [0.98, 1.04]},
+    ]
+    line = _kept_line("X", rows)
+    assert line.startswith("- X: lowest share kept 80.0 % on `mp3:32k`")
+    assert line.endswith(
+        "missed: `mp3:32k` 80.0 %; `opus:16k` 94.4 %, its interval reaching the goal."
     )
