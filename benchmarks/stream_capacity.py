@@ -10,9 +10,9 @@ last packet to its result stays within ``--budget-ms`` while each stream sends o
 is what asc-edge sends, the figures before this flag used 200). The count doubles from
 ``--start`` until a probe fails, then bisects between the last pass and the first failure to
 within 10 %. The models run in ``--runtime`` (``auto`` is the server's default: on a CPU,
-OpenVINO in bfloat16 for the ensemble where the CPU has it, else ONNX Runtime; ``eager`` is how
-this was measured first), and with ``--detector`` every stream asks for
-the detector.
+OpenVINO for the ensemble, bfloat16 where the CPU has it, and ONNX Runtime for the detector;
+``eager`` is how this was measured first), and with ``--detector`` every stream asks for the
+detector.
 The server's budget for reserved audio memory is raised (each 10 s stream reserves about 8 MB,
 so the server's 2,048 MB default turns streams away past about 250): a probe measures the CPU.
 

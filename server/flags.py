@@ -151,9 +151,9 @@ def _model_flags(opts: EnvOptions) -> None:
         choices=("auto", "eager", "onnxruntime", "openvino"),
         default="auto",
         help="where the models' forward passes run, each checked against PyTorch at start: "
-        "auto (on a CPU, each model's fastest measured runtime: OpenVINO in bfloat16 for the "
-        "scene ensemble where the CPU has bfloat16, else ONNX Runtime; eager PyTorch on a "
-        "GPU), eager, onnxruntime or openvino",
+        "auto (on a CPU, each model's fastest measured runtime: OpenVINO for the scene "
+        "ensemble, in bfloat16 where the CPU has it, ONNX Runtime for the detector; eager "
+        "PyTorch on a GPU), eager, onnxruntime or openvino",
     )
 
 
