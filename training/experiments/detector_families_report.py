@@ -280,7 +280,7 @@ def _source_lines(name: str, source: dict, results: dict) -> list[str]:
 
 SETTING_HEADER = [
     "path", "family", "common", "kbps", "files", "accuracy", "family named",
-    "noise < 14 kHz (dB)", "noise >= 14 kHz (dB)",
+    f"noise < {MASK_LOW_KHZ:g} kHz (dB)", f"noise >= {MASK_LOW_KHZ:g} kHz (dB)",
 ]  # fmt: skip
 
 
