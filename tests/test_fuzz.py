@@ -31,8 +31,10 @@ def test_fuzz_the_decode_and_parsing_paths(tmp_path):
     if HAS_ATHERIS:
         corpus = tmp_path / "corpus"
         subprocess.run([*FUZZ, "--write-seeds", str(corpus)], check=True, cwd=REPO, timeout=120)
+        # A fixed seed keeps this run the same from one CI run to the next; the crash a random
+        # seed once found is kept as its own test below.
         cmd = [
-            *FUZZ, f"-max_total_time={SECONDS}", "-max_len=8192", "-timeout=20",
+            *FUZZ, f"-max_total_time={SECONDS}", "-max_len=8192", "-timeout=20", "-seed=1",
             "-rss_limit_mb=3072", f"-artifact_prefix={tmp_path}/", str(corpus),
         ]  # fmt: skip
     else:
@@ -80,3 +82,15 @@ def test_every_canonical_spelling_parses_to_itself():
     assert str(parse_spec("mp3:12345670")) == "mp3:12345.67k"  # not rounded to 6 digits
     with pytest.raises(CodecError, match="out of range"):
         parse_spec("opus:1111111111111145k")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug, found by fuzzing: FFmpeg's AAC decoder (through PyAV) dies on this 916-byte "
+    "aac:32k stream with a deadly signal, which in the server would take the process down; "
+    "decoding must be isolated from it. Strict: this test fails once the input is survived.",
+)
+def test_a_hostile_aac_stream_found_by_fuzzing_is_survived():
+    crash = REPO / "tests/data/fuzz/aac-decoder-deadly-signal.bin"
+    run = subprocess.run([*FUZZ, str(crash)], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-1500:]
