@@ -573,6 +573,34 @@ def test_audio_that_is_not_finite_sound_is_refused(server, value, needle):
     check_status(error, grpc.StatusCode.INVALID_ARGUMENT, needle)
 
 
+# PyAV reads past the plane pointers of a planar frame with 8 or more channels and dies with a
+# segmentation fault, which in the server is every client's loss (found by fuzzing).
+HOSTILE_AAC = Path(__file__).parent / "data/fuzz/aac-decoder-deadly-signal.bin"
+
+
+def test_a_stream_whose_packet_switches_it_to_7_1_fails_alone(server):
+    """The fuzzer's 916 bytes: an aac:32k mono stream at 16 kHz, one of whose packets carries a
+    program config element that turns the decoder's output into 7.1."""
+    stream = HOSTILE_AAC.read_bytes()[3:]  # the harness's target, spec and cut bytes go first
+    check = healthy_beside(server.target, "beside-7.1")
+    cfg = config("aac:32k", sample_rate=16000)
+    packet = pb.AudioPacket(sequence=0, clip_id="7.1", payload=stream, end_of_clip=True)
+    _, error = run_stream(server.target, requests(cfg, [packet]))
+    check_status(error, grpc.StatusCode.DATA_LOSS, "switched the stream to 8 channels")
+    check()
+    assert server.proc.poll() is None and serving(server.target)
+
+
+def test_an_eight_channel_file_is_classified(server):
+    """A 7.1 recording decodes to planar frames of 8 channels: a file anyone may have."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio(2.0, 9, channels=8), RATE, format="OGG", subtype="VORBIS")
+    result, error = classify(server.target, pb.ClipRequest(clip_id="7.1", data=buffer.getvalue()))
+    assert error is None, error.details()
+    assert result.clip_id == "7.1" and result.summary.fine_label
+    assert server.proc.poll() is None and serving(server.target)
+
+
 # --- 7. metric labels from a bounded set -----------------------------------------------------
 
 

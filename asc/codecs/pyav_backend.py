@@ -45,10 +45,26 @@ def _layout(channels: int) -> str:
     return "mono" if channels == 1 else "stereo"
 
 
+# PyAV finds a frame's planes by walking FFmpeg's plane pointers up to a NULL one, and a planar
+# frame of 8 or more channels has none after its last plane: touching ``planes`` (or
+# ``to_ndarray``) then reads past the array and dies with a segmentation fault. A 7.1 file or one
+# hostile AAC packet that switches a mono stream to 7.1 is enough, so such frames are first made
+# packed (one plane) by FFmpeg itself, which knows how many planes there are.
+_SAFE_PLANAR_CHANNELS = 7
+
+
+def _packed(frame: av.AudioFrame) -> list[av.AudioFrame]:
+    resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=frame.sample_rate)
+    return resampler.resample(frame) + resampler.resample(None)
+
+
 def frame_to_array(frame: av.AudioFrame) -> np.ndarray:
     """An FFmpeg audio frame as float32 (samples, channels)."""
-    data = frame.to_ndarray()
     channels = len(frame.layout.channels)
+    if frame.format.is_planar and channels > _SAFE_PLANAR_CHANNELS:
+        parts = [frame_to_array(f) for f in _packed(frame)]
+        return np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
+    data = frame.to_ndarray()
     data = data.T if frame.format.is_planar else data.reshape(-1, channels)
     scale = _DTYPE_SCALE.get(data.dtype)
     out = data.astype(np.float32) / scale if scale else data.astype(np.float32, copy=False)
@@ -184,9 +200,21 @@ class PyAVDecoder:
             else None
         )
 
+    def _checked(self, frame: av.AudioFrame) -> av.AudioFrame:
+        """A stream's frames keep the layout and rate its header opened: a packet that changes
+        them (AAC can, with a program config element) is corrupt or hostile, never our edge."""
+        channels = len(frame.layout.channels)
+        if channels != codec_channels(self.resolved) or frame.sample_rate != self.rate:
+            raise DecodeError(
+                f"{self.resolved.stage}: a packet switched the stream to {channels} channels at "
+                f"{frame.sample_rate} Hz; its header opened {codec_channels(self.resolved)} at "
+                f"{self.rate} Hz"
+            )
+        return frame
+
     def _collect(self, frames: list[av.AudioFrame], last: bool = False) -> np.ndarray:
         channels = self.resolved.channels
-        parts = [match_channels(frame_to_array(f), channels) for f in frames]
+        parts = [match_channels(frame_to_array(self._checked(f)), channels) for f in frames]
         x = np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x, last=last)
