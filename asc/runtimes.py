@@ -125,18 +125,10 @@ def onnx_runtime(
     cache_key: str | None = None,
 ) -> Runtime:
     """``model`` (batch and time axes free) in ONNX Runtime, once checked against it."""
-    if not onnxruntime_available():
-        raise RuntimeChoiceError("ONNX Runtime: onnx and onnxruntime are not installed")
-    start = time.perf_counter()
-    threads = threads or torch.get_num_threads()
-
-    def build(graph: bytes) -> Network:
-        return OnnxNetwork(graph, outputs, threads)
-
-    network, how, worst = checked_graph(
-        "ONNX Runtime", build, TOLERANCE, model, example, outputs, cache_key
-    )
-    return Runtime("onnxruntime", network, _note("ONNX Runtime", how, start, worst))
+    return graph_runtime(
+        "onnxruntime", "ONNX Runtime", onnxruntime_available(), OnnxNetwork, TOLERANCE,
+        model, example, outputs, threads, cache_key,
+    )  # fmt: skip
 
 
 def openvino_runtime(
@@ -148,20 +140,44 @@ def openvino_runtime(
 ) -> Runtime:
     """``model``'s ONNX graph compiled by OpenVINO, in bfloat16 where the CPU has it, once
     checked against the eager model."""
-    if not openvino_available():
-        raise RuntimeChoiceError("OpenVINO: onnx and openvino are not installed")
-    start = time.perf_counter()
-    threads = threads or torch.get_num_threads()
     precision = "bf16" if openvino_bf16() else "f32"
-    tolerance = BF16_TOLERANCE if precision == "bf16" else TOLERANCE
 
-    def build(graph: bytes) -> Network:
+    def network(graph: bytes, outputs: tuple[str, ...], threads: int) -> Network:
         return OpenVinoNetwork(graph, outputs, threads, precision)
 
-    network, how, worst = checked_graph(
-        "OpenVINO", build, tolerance, model, example, outputs, cache_key
-    )
-    return Runtime("openvino", network, _note(f"OpenVINO {precision}", how, start, worst))
+    return graph_runtime(
+        "openvino", f"OpenVINO {precision}", openvino_available(), network,
+        BF16_TOLERANCE if precision == "bf16" else TOLERANCE,
+        model, example, outputs, threads, cache_key,
+    )  # fmt: skip
+
+
+def graph_runtime(
+    name: str,
+    label: str,
+    available: bool,
+    network: Callable[[bytes, tuple[str, ...], int], Network],
+    tolerance: float,
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    outputs: tuple[str, ...],
+    threads: int | None,
+    cache_key: str | None,
+) -> Runtime:
+    """What every runtime that runs the exported ONNX graph shares: refused by name when its
+    package is missing, built on ``threads`` (torch's count by default), checked, timed."""
+    if not available:
+        raise RuntimeChoiceError(
+            f"{label}: onnx or its runtime is not installed (the server extra has both)"
+        )
+    start = time.perf_counter()
+    count = threads or torch.get_num_threads()
+
+    def build(graph: bytes) -> Network:
+        return network(graph, outputs, count)
+
+    built, how, worst = checked_graph(label, build, tolerance, model, example, outputs, cache_key)
+    return Runtime(name, built, _note(label, how, start, worst))
 
 
 def checked_graph(
