@@ -201,10 +201,12 @@ class PyAVDecoder:
         )
 
     def _checked(self, frame: av.AudioFrame) -> av.AudioFrame:
-        """A stream's frames keep the layout and rate its header opened: a packet that changes
-        them (AAC can, with a program config element) is corrupt or hostile, never our edge."""
+        """A stream's frames keep the rate its header opened and at most stereo (FFmpeg
+        decodes mono HE-AAC as stereo, since parametric stereo may turn up): a packet that
+        switches them (AAC can, with a program config element) is corrupt or hostile."""
         channels = len(frame.layout.channels)
-        if channels != codec_channels(self.resolved) or frame.sample_rate != self.rate:
+        most = max(2, codec_channels(self.resolved))
+        if channels > most or frame.sample_rate != self.rate:
             raise DecodeError(
                 f"{self.resolved.stage}: a packet switched the stream to {channels} channels at "
                 f"{frame.sample_rate} Hz; its header opened {codec_channels(self.resolved)} at "
