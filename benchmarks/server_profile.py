@@ -13,6 +13,8 @@ front end and network, and of building result messages); what remains is gRPC an
 intra-op threads (1 by default: a runtime's worker threads would otherwise count as "rest").
 "model alone" is the same runtime's CPU per clip at a batch of 8 in this process, before the
 server starts: the floor the server's CPU per clip can approach.
+"clients" is this process's CPU per clip while it streams: on the same cores it is CPU the
+server cannot have, so (server CPU + clients) per clip bounds the clips per second.
 """
 
 from __future__ import annotations
@@ -107,7 +109,9 @@ def profile(runtime: str, args: argparse.Namespace, payloads: list[bytes]) -> di
         url = f"http://127.0.0.1:{ready['metrics_port']}/metrics"
         asyncio.run(load(target, 2, 1, payloads, args.codec))  # warm the server's first passes
         cpu0, stages0 = process_cpu_seconds(proc.pid), stage_seconds(url)
+        clients0 = time.process_time()
         elapsed = asyncio.run(load(target, args.streams, args.clips, payloads, args.codec))
+        clients1 = time.process_time()
         cpu1, stages1 = process_cpu_seconds(proc.pid), stage_seconds(url)
     finally:
         proc.terminate()
@@ -122,6 +126,7 @@ def profile(runtime: str, args: argparse.Namespace, payloads: list[bytes]) -> di
         "stages": stages,
         "other": total - sum(stages.values()),
         "model_alone": alone,
+        "clients": (clients1 - clients0) / clips,
     }
 
 
@@ -159,14 +164,14 @@ def main() -> None:
           f"{detector}; {os.cpu_count()} cores, {platform.machine()}")  # fmt: skip
     print("CPU milliseconds per clip, by stage (server process only):")
     head = ["runtime", "clips/s", "server CPU", *STAGES, "gRPC+loop+rest", "model alone",
-            "server / model alone"]  # fmt: skip
+            "server / model alone", "clients"]  # fmt: skip
     print("| " + " | ".join(head) + " |")
     print("|---" * len(head) + "|")
     for r in rows:
         cells = [r["runtime"], f"{r['clips_per_second']:.1f}", f"{1000 * r['cpu_per_clip']:.1f}"]
         cells += [f"{1000 * r['stages'][s]:.1f}" for s in STAGES]
         cells += [f"{1000 * r['other']:.1f}", f"{1000 * r['model_alone']:.1f}"]
-        cells += [f"{r['cpu_per_clip'] / r['model_alone']:.2f}"]
+        cells += [f"{r['cpu_per_clip'] / r['model_alone']:.2f}", f"{1000 * r['clients']:.1f}"]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -109,6 +109,7 @@ class StreamReader:
         self.stopped: StreamError | None = None  # ended from outside (its memory taken back)
         self.device: str = ""
         self.delay: int | None = None  # the codec path's, measured before its first decoder
+        self._drain: asyncio.Future | None = None  # completes when the server starts draining
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -125,6 +126,9 @@ class StreamReader:
             raise
         except Exception as e:  # a bug must still end the stream with a status, not hang it
             await self.results.put(End(self.service.internal_error("stream failed", e)))
+        finally:
+            if self._drain is not None:
+                self._drain.cancel()
 
     def cancel_all(self) -> None:
         """The stream is over: withdraw every window not yet classified."""
@@ -162,13 +166,13 @@ class StreamReader:
         draining = self.service.draining
         if draining.is_set():
             return None
+        if self._drain is None:  # one waiter for the stream's life, not a task per packet
+            self._drain = asyncio.ensure_future(draining.wait())
         nxt = asyncio.ensure_future(anext(self.requests, None))
         nxt.add_done_callback(_retrieve)  # a read the stream's end interrupts fails unread
-        drain = asyncio.ensure_future(draining.wait())
         try:
-            await asyncio.wait({nxt, drain}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({nxt, self._drain}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            drain.cancel()
             if not nxt.done():  # draining, or this reader was cancelled: read no more
                 nxt.cancel()
         if not nxt.done() or nxt.cancelled():
@@ -207,6 +211,8 @@ class StreamReader:
             settings.channels,
         )
         expected: int | None = None
+        packets = service.metrics.packets.labels(self.path_label)
+        payload_bytes = service.metrics.bytes.labels(self.path_label)
         while (request := await self._next()) is not None:
             if request.WhichOneof("kind") != "packet":
                 raise StreamError(INVALID, "a second StreamConfig in one stream; open a new stream")
@@ -224,8 +230,8 @@ class StreamReader:
             service.budgets.check_text("clip_id", packet.clip_id)
             service.budgets.check_text("label", packet.label)
             service.access.admit(settings.device_id, len(packet.payload))
-            service.metrics.packets.labels(self.path_label).inc()
-            service.metrics.bytes.labels(self.path_label).inc(len(packet.payload))
+            packets.inc()
+            payload_bytes.inc(len(packet.payload))
             await self._packet(packet)
         if service.draining.is_set():
             raise StreamError(

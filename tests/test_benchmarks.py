@@ -172,6 +172,7 @@ def test_server_profile_splits_the_servers_cpu():
         assert all(s > 0 for s in stages) and sum(stages) <= total + 0.5  # ms, rounded
         assert number(r["detector_model"]) == 0  # served without the detector
         positive(r["model alone"])
+        positive(r["clients"])
 
 
 def test_runtime_agreement_judges_the_runtimes_on_real_labels(tmp_path):
