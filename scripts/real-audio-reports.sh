@@ -7,7 +7,8 @@
 # Environment: KITCHEN20 (default ../shared/data/kitchen20), PYTHON, DEVICE, CACHE, EPOCHS (30),
 # EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
 # B's training conditions, default all seven; the summary pools those every fold ran),
-# REMEDY_FOLDS (folds the remedy ensemble-broad is tried on, default: every fold run; "" skips it).
+# REMEDY_FOLDS (folds the remedies ensemble-broad and ensemble-bandlimit are tried on, default:
+# every fold run; "" skips them).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -28,20 +29,24 @@ paths+=,vorbis:64k,he-aac:16k,sbc:bitpool=53,aptx
 chains="sbc:bitpool=53>aac:64k,opus:24k>mp3:64k"
 # The paper's recipe: its four training codecs, on top of the baseline augmentations.
 recipe=mp3:64k,aac:32k,he-aac:16k,he-aac:32k
-# A remedy for the recipe's worst paths: a low MP3 rate as well (SBC stays unseen).
+# Remedies for the recipe's worst paths: a low MP3 rate as well (SBC stays unseen), and that
+# with a quarter of the examples band-limited at random in the features (SBC and Opus unseen).
 broad=mp3:32k,$recipe
+band_limit=0.25
 remedy_folds=${REMEDY_FOLDS-$folds}
 
 # Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do
   models_here="ensemble ensemble-recipe"
-  case " $remedy_folds " in *" $fold "*) models_here+=" ensemble-broad" ;; esac
+  case " $remedy_folds " in *" $fold "*) models_here+=" ensemble-broad ensemble-bandlimit" ;; esac
   for model in $models_here; do
     ckpt="$models/$model-fold$fold.safetensors"
     if [ ! -f "$out/$model/fold$fold/results.json" ]; then
       augment=()
       [ "$model" = ensemble-recipe ] && augment=(--augment-codecs "$recipe")
       [ "$model" = ensemble-broad ] && augment=(--augment-codecs "$broad")
+      [ "$model" = ensemble-bandlimit ] &&
+        augment=(--augment-codecs "$broad" --band-limit "$band_limit")
       $train fit-ensemble --data "$data" --fold "$fold" --seed "$fold" --out "$ckpt" \
         --epochs "$epochs" --epoch-size "$epoch_size" "${augment[@]}" --device "$device" \
         --cache-dir "$cache"

@@ -36,6 +36,8 @@ MODELS = {
 # Tried against the recipe's misses, on the folds they have run (a folder per remedy, optional).
 REMEDIES = {
     "ensemble-broad": "the recipe + `mp3:32k` copies (a low MP3 rate; SBC stays unseen)",
+    "ensemble-bandlimit": "ensemble-broad + `--band-limit 0.25` (a quarter of the examples cut "
+    "at a random 4-16 kHz in the features; SBC and Opus stay unseen)",
 }
 
 
