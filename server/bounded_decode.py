@@ -211,6 +211,8 @@ def _audio_stream(
     if not container.streams.audio:
         raise DecodeError("no audio stream in the data")
     stream = container.streams.audio[0]
+    if stream.codec_context is None:  # a header naming a format no decoder takes
+        raise DecodeError("no decoder takes the audio this file declares")
     if _declared_seconds(container, stream) > max_seconds:
         raise too_long  # the file says so: refused before anything is decoded
     found = stream.codec_context.name

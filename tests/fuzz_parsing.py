@@ -6,7 +6,10 @@ Targets, picked by the input's first byte:
    genuine encoder output), fed in pieces split where the input says;
 1. ``parse_spec`` (and ``resolve``, and the canonical spelling parsing to itself);
 2. the wire messages: ``StreamRequest`` and ``ClipRequest`` from bytes, and the server's
-   ``validate_config`` on any StreamConfig that parses.
+   ``validate_config`` on any StreamConfig that parses;
+3. ``decode_clip``, what a ClassifyClip file goes through (FFmpeg's probing, demuxers and
+   decoders), on mutated real files of every container the engine writes, a 7.1 one included,
+   with the codec field empty or naming the file's codec.
 
 Only documented exceptions may escape a target: the engine's ``CodecError`` (``DecodeError``
 and ``CodecUnavailable`` are kinds of it), protobuf's ``DecodeError`` and the server's
@@ -44,7 +47,7 @@ SPEC_SEEDS = (
 
 def _load_targets():
     global CodecError, StreamDecoder, codec_delay, parse_spec, split_spec_list, resolve
-    global ProtoDecodeError, pb, StreamError, validate_config
+    global ProtoDecodeError, pb, StreamError, validate_config, decode_clip
     from google.protobuf.message import DecodeError as ProtoDecodeError
 
     from asc.codecs.alignment import codec_delay
@@ -53,6 +56,7 @@ def _load_targets():
     from asc.codecs.spec import parse_spec, split_spec_list
     from asc.codecs.stream import StreamDecoder
     from proto import scene_classifier_pb2 as pb
+    from server.bounded_decode import decode_clip
     from server.session import StreamError, validate_config
 
 
@@ -111,7 +115,27 @@ def fuzz_proto(body: bytes) -> None:
         pb.ClipRequest.FromString(body)
 
 
-TARGETS = (fuzz_decode, fuzz_spec, fuzz_proto)
+FILE_SECONDS = 5.0  # decode_clip's budget here: more audio than this must be refused, not kept
+
+
+def fuzz_file(body: bytes) -> None:
+    if not body:
+        return
+    codec = (None, *FILE_CODECS)[body[0] % (len(FILE_CODECS) + 1)]
+    try:
+        clip = decode_clip(body[1:], RATE, "fuzz", FILE_SECONDS, codec, RATE)
+    except StreamError:
+        return
+    mono = clip.mono
+    if mono.dtype.name != "float32" or mono.ndim != 1:
+        raise AssertionError(f"decode_clip returned {mono.dtype} {mono.shape}")
+    if len(mono) > (FILE_SECONDS + 1) * RATE:  # resampling may add a few samples
+        raise AssertionError(f"{len(mono)} samples decoded past a {FILE_SECONDS} s budget")
+
+
+TARGETS = (fuzz_decode, fuzz_spec, fuzz_proto, fuzz_file)
+# The codec field of a ClassifyClip file (None: let the server probe it), one file per entry.
+FILE_CODECS = ("pcm16", "flac", "mp3:32k", "aac:32k", "opus:32k", "vorbis:64k", "sbc:64k", "aptx")
 
 
 def one_input(data: bytes) -> None:
@@ -142,6 +166,30 @@ def seeds() -> list[bytes]:
     clip = pb.ClipRequest(clip_id="c", data=b"RIFF....WAVE", codec="pcm16", sample_rate=RATE)
     for message in (pb.StreamRequest(config=config), pb.StreamRequest(packet=packet), clip):
         out.append(b"\x02" + message.SerializeToString())
+    out += file_seeds()
+    return out
+
+
+def file_seeds() -> list[bytes]:
+    """Each container the engine writes, with the codec field naming it and left empty, and a
+    7.1 Ogg Vorbis file (planar frames of 8 channels once crashed the process)."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from asc.codecs.clip import encode
+    from asc.signals import full_band_clip
+
+    out = []
+    for k, spec in enumerate(FILE_CODECS):
+        channels = 2 if spec == "aptx" else 1
+        pcm = full_band_clip(RATE, 0.1, channels, seed=k).astype(np.float32)
+        data = encode(pcm, RATE, spec)
+        out += [bytes([3, k + 1]) + data, bytes([3, 0]) + data]
+    buffer = io.BytesIO()
+    sf.write(buffer, full_band_clip(RATE, 0.1, 8, seed=9), RATE, format="OGG", subtype="VORBIS")
+    out.append(bytes([3, 0]) + buffer.getvalue())
     return out
 
 

@@ -601,6 +601,16 @@ def test_an_eight_channel_file_is_classified(server):
     assert server.proc.poll() is None and serving(server.target)
 
 
+def test_a_file_whose_header_names_no_decoder_is_data_loss(server):
+    """Found by fuzzing decode_clip: a WAV header claiming 16,400 bits per sample opens, but
+    FFmpeg has no decoder for it, which used to escape as an internal error."""
+    data = bytearray(encode(audio(1.0, 10), RATE, "pcm16"))
+    assert data[:4] == b"RIFF" and data[12:16] == b"fmt "
+    data[34:36] = (0x4010).to_bytes(2, "little")  # bits per sample
+    _, error = classify(server.target, pb.ClipRequest(clip_id="odd", data=bytes(data)))
+    check_status(error, grpc.StatusCode.DATA_LOSS, "no decoder takes the audio")
+
+
 # --- 7. metric labels from a bounded set -----------------------------------------------------
 
 
