@@ -50,6 +50,16 @@ DECODED_AS = {
     "sbc": {"sbc"},
     "aptx": {"aptx"},
 }
+# What a probed file may hold: the decoders of the codecs above and WAV's PCM variants, the
+# formats ClipRequest.data documents. FFmpeg has hundreds more, most rarely exercised; a client
+# must not be able to pick one.
+ACCEPTED_DECODERS = frozenset().union(*DECODED_AS.values())
+
+
+def accepted_decoder(name: str) -> bool:
+    return name in ACCEPTED_DECODERS or name.startswith("pcm_")
+
+
 # Codecs whose decoders give integer samples: their float copy is finite and within full scale
 # by construction, so ``check_samples`` has nothing to find in it.
 INTEGER_DECODED = frozenset({"pcm16", "flac", "sbc", "aptx"})
@@ -216,6 +226,12 @@ def _audio_stream(
     if _declared_seconds(container, stream) > max_seconds:
         raise too_long  # the file says so: refused before anything is decoded
     found = stream.codec_context.name
+    if not accepted_decoder(found):
+        raise StreamError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"clip {name}: the data holds {shown(found, 24)} audio, which this server does not "
+            "decode; send WAV, FLAC, Ogg (Vorbis, Opus), MP3, AAC (ADTS, M4A), SBC or aptX",
+        )
     if codec is not None and found not in DECODED_AS.get(codec, {found}):
         raise StreamError(
             grpc.StatusCode.INVALID_ARGUMENT,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import av
 import grpc
 import numpy as np
 import pytest
@@ -609,6 +610,21 @@ def test_a_file_whose_header_names_no_decoder_is_data_loss(server):
     data[34:36] = (0x4010).to_bytes(2, "little")  # bits per sample
     _, error = classify(server.target, pb.ClipRequest(clip_id="odd", data=bytes(data)))
     check_status(error, grpc.StatusCode.DATA_LOSS, "no decoder takes the audio")
+
+
+def test_a_file_in_a_codec_outside_the_documented_set_is_refused(server):
+    """FFmpeg decodes hundreds of formats, most rarely exercised: a client may not pick one."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="wav") as container:
+        stream = container.add_stream("adpcm_ima_wav", rate=RATE, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            (audio(1.0, 11)[:, 0] * 32767).astype(np.int16)[None, :], format="s16", layout="mono"
+        )
+        frame.sample_rate = RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    _, error = classify(server.target, pb.ClipRequest(clip_id="adpcm", data=buffer.getvalue()))
+    check_status(error, grpc.StatusCode.INVALID_ARGUMENT, "which this server does not decode")
 
 
 # --- 7. metric labels from a bounded set -----------------------------------------------------
