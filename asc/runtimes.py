@@ -93,11 +93,13 @@ def choose(
     threads: int | None = None,
     cache_key: str | None = None,
     auto: tuple[str, ...] = ("onnxruntime",),
+    passes: int = 1,
 ) -> Runtime:
     """The runtime ``name`` asks for. ``auto`` tries the model's own order of runtimes on a
     CPU (the fastest that kept its labels in benchmarks/runtime_agreement.py first) and takes
     the first that is installed, builds and agrees with the eager model, else eager PyTorch
-    (always on a GPU)."""
+    (always on a GPU). ``passes``: forward passes the caller may run at once, each on
+    ``threads`` threads."""
     if name not in RUNTIMES:
         raise RuntimeChoiceError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
     if name == "eager":
@@ -107,11 +109,11 @@ def choose(
             raise RuntimeChoiceError(f"--runtime {name} runs on the CPU only, not on {device}")
         return Runtime("eager", model, f"eager PyTorch (on {device})")
     if name != "auto":
-        return BUILDERS[name](model, example, outputs, threads, cache_key)
+        return BUILDERS[name](model, example, outputs, threads, cache_key, passes)
     skipped = []
     for candidate in auto:
         try:
-            return BUILDERS[candidate](model, example, outputs, threads, cache_key)
+            return BUILDERS[candidate](model, example, outputs, threads, cache_key, passes)
         except RuntimeChoiceError as e:
             skipped.append(str(e))
     return Runtime("eager", model, f"eager PyTorch ({'; '.join(skipped)})")
@@ -123,8 +125,10 @@ def onnx_runtime(
     outputs: tuple[str, ...],
     threads: int | None = None,
     cache_key: str | None = None,
+    passes: int = 1,
 ) -> Runtime:
-    """``model`` (batch and time axes free) in ONNX Runtime, once checked against it."""
+    """``model`` (batch and time axes free) in ONNX Runtime, once checked against it. Its
+    session runs concurrent calls as they come (``passes`` needs nothing of it)."""
     return graph_runtime(
         "onnxruntime", "ONNX Runtime", onnxruntime_available(), OnnxNetwork, TOLERANCE,
         model, example, outputs, threads, cache_key,
@@ -137,13 +141,14 @@ def openvino_runtime(
     outputs: tuple[str, ...],
     threads: int | None = None,
     cache_key: str | None = None,
+    passes: int = 1,
 ) -> Runtime:
     """``model``'s ONNX graph compiled by OpenVINO, in bfloat16 where the CPU has it, once
-    checked against the eager model."""
+    checked against the eager model; with a stream of ``threads`` threads per pass."""
     precision = "bf16" if openvino_bf16() else "f32"
 
     def network(graph: bytes, outputs: tuple[str, ...], threads: int) -> Network:
-        return OpenVinoNetwork(graph, outputs, threads, precision)
+        return OpenVinoNetwork(graph, outputs, threads, precision, passes)
 
     return graph_runtime(
         "openvino", f"OpenVINO {precision}", openvino_available(), network,
@@ -320,14 +325,18 @@ class OpenVinoNetwork:
     gets one of its own.
     """
 
-    def __init__(self, graph: bytes, outputs: tuple[str, ...], threads: int, precision: str):
+    def __init__(
+        self, graph: bytes, outputs: tuple[str, ...], threads: int, precision: str, passes: int = 1
+    ):
         import openvino as ov
 
         core = ov.Core()
+        # One stream per pass that may run at once: a stream runs one request at a time, so
+        # with fewer, concurrent passes would queue inside OpenVINO.
         config = {
-            "INFERENCE_NUM_THREADS": max(1, threads),
+            "INFERENCE_NUM_THREADS": max(1, threads) * max(1, passes),
+            "NUM_STREAMS": max(1, passes),
             "INFERENCE_PRECISION_HINT": precision,
-            "PERFORMANCE_HINT": "LATENCY",
             "ENABLE_CPU_PINNING": False,  # the decode threads share these cores
         }
         self.compiled = core.compile_model(core.read_model(graph, b""), "CPU", config)

@@ -92,6 +92,10 @@ def build(args: argparse.Namespace) -> Built:
         raise StartupError(f"--max-batch must be at least 1, got {args.max_batch}")
     if args.max_delay_ms < 0:
         raise StartupError(f"--max-delay-ms must not be negative, got {args.max_delay_ms}")
+    if args.passes < 0:
+        raise StartupError(
+            f"--passes must not be negative (0: the device's default), got {args.passes}"
+        )
     limit = int(args.max_message_mb * 1024 * 1024)
     budgets = build_budgets(args, limit)
     metrics = ServerMetrics()

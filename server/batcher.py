@@ -3,7 +3,8 @@
 Items wait until a pass's worth has gathered, the oldest has waited ``max_delay``, or every
 open owner (stream or call, ``open``) has an item queued, whichever comes first: with nobody
 left who could join the pass, waiting only delays it, which matters to a lone device most.
-Then one pass runs on the inference thread while the event loop keeps reading streams. Which
+Then the pass runs on an inference thread while the event loop keeps reading streams; up to
+the runner's ``passes`` passes run at once (each formed while the others run). Which
 items make the pass is decided by ``FairQueue`` (server/fairness.py): each stream (owner) gets
 its share, so a stream flooding the queue delays only itself. A pass holds
 at most ``max_batch`` items and, on a CPU, at most the runner's ``max_pass`` items and
@@ -86,7 +87,11 @@ class DynamicBatcher(Generic[In, Out]):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._closed = False
-        self._busy = False  # a forward pass is running or about to
+        self._gathering = False  # a pass is being formed: close() must wait for it
+        self._in_flight: set[asyncio.Task] = set()  # passes running
+        # Passes that may run at once (the runner's ``passes``): on two CPU cores two passes
+        # kept the cores busier than one pass on both (docs/performance.md).
+        self.passes = max(1, getattr(run, "passes", 1))
         self._errors = LogLimiter(burst=5, interval=60.0)
         self._passes: deque[tuple[float, float]] = deque()  # (start, end) of recent passes
         self.batches = 0
@@ -131,7 +136,7 @@ class DynamicBatcher(Generic[In, Out]):
     async def close(self) -> None:
         """Stop taking items, run every item already queued, then stop."""
         self._closed = True
-        while self._queue.oldest() is not None or self._busy:
+        while self._queue.oldest() is not None or self._gathering or self._in_flight:
             await asyncio.sleep(0.005)
         if self._task is not None:
             self._task.cancel()
@@ -144,7 +149,7 @@ class DynamicBatcher(Generic[In, Out]):
         while self._passes and self._passes[0][1] < since:
             self._passes.popleft()
         busy = sum(end - max(start, since) for start, end in self._passes)
-        return busy / DUTY_SECONDS
+        return busy / (DUTY_SECONDS * self.passes)
 
     def _limit(self, first: Entry) -> int:
         if self.max_pass_samples is None:
@@ -160,14 +165,14 @@ class DynamicBatcher(Generic[In, Out]):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            self._busy = True  # from here until the pass is answered, close() must wait
+            self._gathering = True  # from here until the pass is running, close() must wait
             remaining = oldest + self.max_delay_s - time.perf_counter()
             full = len(self._queue) >= self.pass_size or self._everyone_waiting()
             if full or remaining <= 0:
                 now = time.perf_counter()
                 light_about = now - self._queue.light_seen < LIGHT_SECONDS and not self._closed
                 if light_about and not self._queue.light_waiting() and self._duty(now) > FLOOD_DUTY:
-                    self._busy = False  # only floods wait: let the cores rest a moment
+                    self._gathering = False  # only floods wait: let the cores rest a moment
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), 0.02)
@@ -177,7 +182,7 @@ class DynamicBatcher(Generic[In, Out]):
                 )
                 if batch:
                     return batch
-                self._busy = False
+                self._gathering = False
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -186,11 +191,13 @@ class DynamicBatcher(Generic[In, Out]):
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            while len(self._in_flight) >= self.passes:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             batch = await self._gather()
-            try:
-                await self._run(loop, batch)
-            finally:
-                self._busy = False
+            task = loop.create_task(self._run(loop, batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+            self._gathering = False
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[Entry]) -> None:
         batch = [entry for entry in batch if not entry.future.cancelled()]

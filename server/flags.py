@@ -206,6 +206,13 @@ def _stream_flags(opts: EnvOptions) -> None:
         "stops",
     )
     opts.add(
+        "--passes",
+        env="PASSES",
+        type=int,
+        default=0,
+        help="forward passes that may run at once; 0: 2 on a CPU, 1 on a GPU (docs/performance.md)",
+    )
+    opts.add(
         "--decode-workers",
         env="DECODE_WORKERS",
         type=int,

@@ -77,7 +77,14 @@ class LoadedModel:
     # evaluation split in benchmarks/runtime_agreement.py first.
     auto_runtimes: tuple[str, ...] = ("onnxruntime",)
 
-    def __init__(self, path: str | Path, kind: str, device: torch.device, runtime: str = "eager"):
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str,
+        device: torch.device,
+        runtime: str = "eager",
+        passes: int = 1,
+    ):
         self.path = Path(path)
         self.checkpoint: Checkpoint = load(self.path, expect_kind=kind, device=str(device))
         self.metadata = read_metadata(self.path)
@@ -90,6 +97,8 @@ class LoadedModel:
         cpu = device.type == "cpu"
         self.max_pass: int | None = CPU_PASS if cpu else None  # read by the batcher
         self.max_pass_samples: int | None = int(CPU_PASS_SECONDS * self.rate) if cpu else None
+        # Passes the batcher may run at once (read by it): on a GPU one, which has it to itself.
+        self.passes = max(1, passes) if cpu else 1
         self.warmed = False  # one pass of the largest size has run (server.service.warm_up)
         self.runtime: Runtime = self._runtime(runtime)
         # Told the CPU time of each pass's front end and network (the service counts them).
@@ -105,8 +114,9 @@ class LoadedModel:
         key = f"{self.checkpoint.kind}-{self.version}"
         outputs = self.output_names()
         return choose(
-            name, self.model, features, outputs, self.device, None, key, self.auto_runtimes
-        )
+            name, self.model, features, outputs, self.device, None, key, self.auto_runtimes,
+            self.passes,
+        )  # fmt: skip
 
     def output_names(self) -> tuple[str, ...]:
         return self.outputs
@@ -137,8 +147,10 @@ class SceneRunner(LoadedModel):
     # float32 only tied ONNX Runtime, so the detector keeps the default order.
     auto_runtimes = ("openvino", "onnxruntime")
 
-    def __init__(self, path: str | Path, device: torch.device, runtime: str = "eager"):
-        super().__init__(path, "scene_ensemble", device, runtime)
+    def __init__(
+        self, path: str | Path, device: torch.device, runtime: str = "eager", passes: int = 1
+    ):
+        super().__init__(path, "scene_ensemble", device, runtime, passes)
         self.fine_classes: list[str] = list(self.model.fine_classes)
         self.coarse_classes: list[str] = (
             list(self.model.coarse_classes) if self.model.use_coarse else []
@@ -201,8 +213,10 @@ class DetectorRunner(LoadedModel):
     outputs = ("lossy_prob", "family_probs")
     example_seconds = WINDOW_SECONDS
 
-    def __init__(self, path: str | Path, device: torch.device, runtime: str = "eager"):
-        super().__init__(path, "lossy_detector", device, runtime)
+    def __init__(
+        self, path: str | Path, device: torch.device, runtime: str = "eager", passes: int = 1
+    ):
+        super().__init__(path, "lossy_detector", device, runtime, passes)
         self.families: list[str] = list(CODEC_FAMILIES)
         self.piece = int(WINDOW_SECONDS * self.rate)
 

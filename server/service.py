@@ -157,8 +157,9 @@ class SceneService(pbg.SceneClassifierServicer):
         self.classify_rate = ClassifyRate(budgets.classify_rate, budgets.classify_burst)
         self.decode_workers = decode_workers or default_decode_workers()
         self.decode_pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode")
-        # One inference thread: forward passes never contend with each other for cores or GPU.
-        self.inference_pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        # A thread per pass that may run at once (--passes; one on a GPU).
+        passes = max(m.passes for m in (models.scene, models.detector) if m is not None)
+        self.inference_pool = ThreadPoolExecutor(passes, thread_name_prefix="inference")
         delay = max_delay_ms / 1000.0
         self.scene_batcher = DynamicBatcher(
             "ensemble", models.scene, self.inference_pool, max_batch, delay, metrics

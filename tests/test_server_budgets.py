@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,6 +73,45 @@ def test_a_failing_item_fails_alone_and_its_batch_mates_get_their_results(runner
     for got, expected in zip(results, alone, strict=True):
         np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-4, atol=1e-6)
     assert passes >= 3  # the pass of eight was split until the culprit stood alone
+
+
+class TwoAtOnce:
+    """A model that can only answer while another pass runs beside it (a barrier of two), and
+    counts how many passes ran at once."""
+
+    passes = 2
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.lock = threading.Lock()
+        self.running = self.most = 0
+
+    def __call__(self, items: list[int]) -> list[int]:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            self.barrier.wait()
+            return [2 * i for i in items]
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_the_batcher_runs_as_many_passes_at_once_as_the_runner_takes():
+    model = TwoAtOnce()
+
+    async def main():
+        pool = ThreadPoolExecutor(2)
+        batcher = DynamicBatcher("two", model, pool, max_batch=1, max_delay_s=0.0)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit_nowait(i, owner=i) for i in range(6)))
+        await batcher.close()
+        pool.shutdown()
+        return results
+
+    assert asyncio.run(main()) == [0, 2, 4, 6, 8, 10]  # one pass at a time breaks the barrier
+    assert model.most == 2
 
 
 def test_a_window_arriving_behind_a_flood_runs_in_the_next_pass(runner):
