@@ -32,6 +32,7 @@ from server.budgets import Budgets
 from server.inference import DetectorRunner, SceneRunner
 from server.metrics import ServerMetrics
 from server.service import Models, SceneService
+from server.startup import default_passes
 
 RATE = 44100
 # Every benchmark stream is its own device: the server answers a clip id it has already seen from
@@ -40,21 +41,26 @@ _DEVICES = itertools.count()
 SHIPPED = Path(__file__).resolve().parent.parent / "models" / "ensemble.safetensors"
 
 
-def scene_runner(preset: str, device: torch.device, runtime: str = "auto") -> SceneRunner:
+def scene_runner(
+    preset: str, device: torch.device, runtime: str = "auto", passes: int = 0
+) -> SceneRunner:
     """The shipped compact checkpoint, or an untrained one of another preset (speed only), in
-    ``runtime`` (``auto``: what ``asc-server serve`` runs by default)."""
+    ``runtime`` (``auto``: what ``asc-server serve`` runs by default), with the server's default
+    passes at once unless ``passes`` names another count."""
+    passes = passes or default_passes(device)
     if preset == "compact":
-        return SceneRunner(SHIPPED, device, runtime)
+        return SceneRunner(SHIPPED, device, runtime, passes)
     model = SceneEnsemble(DCASE_CLASSES, DCASE_COARSE, DCASE_COARSE_OF, preset=preset)
     path = Path(tempfile.mkdtemp()) / f"{preset}.safetensors"
     extra = {"model_id": f"{preset}-untrained"}
     save(Checkpoint("scene_ensemble", model.config, LOGMEL, model, extra=extra), path)
-    return SceneRunner(path, device, runtime)
+    return SceneRunner(path, device, runtime, passes)
 
 
-def detector_runner(device: torch.device, runtime: str = "auto") -> DetectorRunner:
+def detector_runner(device: torch.device, runtime: str = "auto", passes: int = 0) -> DetectorRunner:
     """The shipped lossy detector, for streams that ask for it."""
-    return DetectorRunner(SHIPPED.with_name("detector.safetensors"), device, runtime)
+    path = SHIPPED.with_name("detector.safetensors")
+    return DetectorRunner(path, device, runtime, passes or default_passes(device))
 
 
 def encoded_clip(codec: str, seconds: float, packet_seconds: float = 0.2) -> list[bytes]:

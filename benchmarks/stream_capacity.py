@@ -92,6 +92,10 @@ async def main() -> None:
     parser.add_argument("--preset", default="compact", help="ensemble size (default: compact)")
     parser.add_argument("--runtime", default="auto", choices=RUNTIMES, help="default: auto")
     parser.add_argument(
+        "--passes", type=int, default=0,
+        help="forward passes at once; 0: the server's default, 2 on a CPU (default: 0)",
+    )  # fmt: skip
+    parser.add_argument(
         "--detector", action="store_true", help="every stream asks for it too (default: off)"
     )
     parser.add_argument("--codec", default="pcm16", help="the streams' codec path (default: pcm16)")
@@ -126,8 +130,9 @@ async def main() -> None:
     if args.quick:
         args.start, args.max_streams, args.clips = 1, 2, 1
     device = pick_device(args.device)
-    scene = scene_runner(args.preset, device, args.runtime)
-    models = Models(scene, detector_runner(device, args.runtime) if args.detector else None)
+    scene = scene_runner(args.preset, device, args.runtime, args.passes)
+    detector = detector_runner(device, args.runtime, args.passes) if args.detector else None
+    models = Models(scene, detector)
     packet_seconds = args.packet_ms / 1000
     payloads = encoded_clip(args.codec, 10.0, packet_seconds)
     limits = Budgets(audio_bytes=round(args.audio_memory_mb * 2**20))
