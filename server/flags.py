@@ -155,6 +155,13 @@ def _model_flags(opts: EnvOptions) -> None:
         "ensemble, in bfloat16 where the CPU has it, ONNX Runtime for the detector; eager "
         "PyTorch on a GPU), eager, onnxruntime or openvino",
     )
+    opts.add(
+        "--passes",
+        env="PASSES",
+        type=int,
+        default=0,
+        help="forward passes that may run at once; 0: 2 on a CPU, 1 on a GPU (docs/performance.md)",
+    )
 
 
 def _stream_flags(opts: EnvOptions) -> None:
@@ -204,13 +211,6 @@ def _stream_flags(opts: EnvOptions) -> None:
         default=30.0,
         help="on SIGTERM, how long streams get to receive their last results before the server "
         "stops",
-    )
-    opts.add(
-        "--passes",
-        env="PASSES",
-        type=int,
-        default=0,
-        help="forward passes that may run at once; 0: 2 on a CPU, 1 on a GPU (docs/performance.md)",
     )
     opts.add(
         "--decode-workers",

@@ -184,6 +184,24 @@ class StreamReader:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _checked_packet(self, request: pb.StreamRequest, expected: int | None) -> pb.AudioPacket:
+        """The request's packet, in order, with its sizes and texts within the budgets."""
+        if request.WhichOneof("kind") != "packet":
+            raise StreamError(INVALID, "a second StreamConfig in one stream; open a new stream")
+        self.service.check_size(request)
+        packet = request.packet
+        if expected is not None and packet.sequence != expected:
+            raise StreamError(
+                INVALID,
+                f"packet sequence {packet.sequence} where {expected} was expected: "
+                "packets were lost, repeated or reordered",
+            )
+        if not packet.clip_id:
+            raise StreamError(INVALID, f"packet {packet.sequence} has no clip_id")
+        self.service.budgets.check_text("clip_id", packet.clip_id)
+        self.service.budgets.check_text("label", packet.label)
+        return packet
+
     async def _read(self) -> None:
         service = self.service
         first = await self._next()
@@ -214,21 +232,8 @@ class StreamReader:
         packets = service.metrics.packets.labels(self.path_label)
         payload_bytes = service.metrics.bytes.labels(self.path_label)
         while (request := await self._next()) is not None:
-            if request.WhichOneof("kind") != "packet":
-                raise StreamError(INVALID, "a second StreamConfig in one stream; open a new stream")
-            service.check_size(request)
-            packet = request.packet
-            if expected is not None and packet.sequence != expected:
-                raise StreamError(
-                    INVALID,
-                    f"packet sequence {packet.sequence} where {expected} was expected: "
-                    "packets were lost, repeated or reordered",
-                )
+            packet = self._checked_packet(request, expected)
             expected = packet.sequence + 1
-            if not packet.clip_id:
-                raise StreamError(INVALID, f"packet {packet.sequence} has no clip_id")
-            service.budgets.check_text("clip_id", packet.clip_id)
-            service.budgets.check_text("label", packet.label)
             service.access.admit(settings.device_id, len(packet.payload))
             packets.inc()
             payload_bytes.inc(len(packet.payload))
