@@ -60,9 +60,6 @@ def accepted_decoder(name: str) -> bool:
     return name in ACCEPTED_DECODERS or name.startswith("pcm_")
 
 
-# Codecs whose decoders give integer samples: their float copy is finite and within full scale
-# by construction, so ``check_samples`` has nothing to find in it.
-INTEGER_DECODED = frozenset({"pcm16", "flac", "sbc", "aptx"})
 # Raw formats FFmpeg cannot recognise from content alone.
 _DEMUXER = {"sbc": "sbc", "aptx": "aptx"}
 

@@ -21,7 +21,7 @@ from asc.codecs.errors import CodecError, CodecUnavailable, DecodeError
 from asc.codecs.registry import resolve
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
-from server.bounded_decode import INTEGER_DECODED, IncrementalDecoder, check_samples
+from server.bounded_decode import IncrementalDecoder, check_samples
 from server.budgets import Budgets
 from server.clip_cache import ContentHasher
 from server.errors import StreamError
@@ -147,7 +147,6 @@ class ClipState:
     def __post_init__(self) -> None:
         s = self.settings
         self.decoder = IncrementalDecoder(s.codec, s.rate, s.channels, self.delay)
-        self.checked = self.decoder.resolved.name not in INTEGER_DECODED  # see check_samples
         self.windower = Windower(
             window=round(s.window_seconds * s.rate),
             hop=round(s.hop_seconds * s.rate),
@@ -209,7 +208,7 @@ class ClipState:
             mono = pcm[:, 0] if pcm.shape[1] == 1 else pcm.mean(axis=1, dtype=np.float32)
         else:
             mono = pcm
-        if self.checked:
+        if not self.decoder.integer_samples:  # integers cannot hold NaN or huge values
             check_samples(mono, self.clip_id)
         most = round(self.limits.max_clip_seconds * self.settings.rate)
         if self.windower.total + len(mono) > most:

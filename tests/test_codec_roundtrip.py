@@ -209,3 +209,25 @@ def test_noise_over_floor_tells_a_lowpass_from_a_transparent_codec(white_noise):
     pcm = measure_roundtrip(white_noise, RATE, "pcm16").decoded
     assert noise_over_floor_db(white_noise, mp3, RATE, edges)[-1] > -1.0
     assert np.all(noise_over_floor_db(white_noise, pcm, RATE, edges) < -40.0)
+
+
+@pytest.mark.parametrize(
+    ("spec", "integer"),
+    [
+        ("pcm16", True),
+        ("flac", True),
+        ("sbc:bitpool=35", True),
+        ("aptx", True),
+        ("mp3:64k", False),
+        ("aac:64k", False),
+        ("opus:32k", False),
+        ("vorbis:64k", False),
+    ],
+)
+def test_a_stream_decoder_says_whether_its_samples_came_as_integers(spec, integer, clip):
+    """The server skips its NaN and magnitude check only where this says integers."""
+    encoder = StreamEncoder(spec, RATE, 1)
+    decoder = StreamDecoder(spec, RATE, 1, codec_delay(spec, RATE, 1))
+    assert not decoder.integer_samples  # nothing decoded yet: nothing vouched for
+    decoder.feed(encoder.encode(clip) + encoder.finish())
+    assert decoder.integer_samples is integer

@@ -56,6 +56,8 @@ class Pcm16Decoder:
     the same floats FFmpeg's decoder gives, without an FFmpeg call and a frame per packet
     (which was most of a pcm16 stream's decoding cost on the server)."""
 
+    integer_samples = True  # as PyAVDecoder's: 16-bit samples are finite and within full scale
+
     def __init__(self, stage: str, channels: int):
         self.stage, self.channels = stage, channels
 

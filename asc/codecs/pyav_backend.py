@@ -29,6 +29,7 @@ _PCM_CHUNK = 1024  # samples per packet for codecs without a frame size (PCM)
 # AV_CODEC_CAP_SMALL_LAST_FRAME | AV_CODEC_CAP_VARIABLE_FRAME_SIZE: a short last frame is fine.
 _SHORT_LAST_FRAME_OK = (1 << 6) | (1 << 16)
 _DTYPE_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}
+_INTEGER_FORMATS = frozenset({"u8", "u8p", "s16", "s16p", "s32", "s32p", "s64", "s64p"})
 
 
 def codec_rate(r: Resolved) -> int:
@@ -194,6 +195,9 @@ class PyAVDecoder:
         except av.error.FFmpegError as e:
             raise DecodeError(f"{r.stage}: the stream header does not open {name}: {e}") from e
         self._ctx = ctx
+        # Every frame so far came as integers: their float copy is finite and within full
+        # scale by construction, so a caller may skip looking for NaN or huge samples in it.
+        self.integer_samples = True
         self._resampler = (
             soxr.ResampleStream(self.rate, r.rate, r.channels, dtype="float32", quality="HQ")
             if self.rate != r.rate
@@ -212,6 +216,8 @@ class PyAVDecoder:
                 f"{frame.sample_rate} Hz; its header opened {codec_channels(self.resolved)} at "
                 f"{self.rate} Hz"
             )
+        if frame.format.name not in _INTEGER_FORMATS:
+            self.integer_samples = False
         return frame
 
     def _collect(self, frames: list[av.AudioFrame], last: bool = False) -> np.ndarray:

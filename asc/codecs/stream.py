@@ -164,6 +164,11 @@ class StreamDecoder:
         self.total: int | None = None  # from the end frame
         self.truncated = False
 
+    @property
+    def integer_samples(self) -> bool:
+        """Whether everything decoded so far came from integer samples (see PyAVDecoder)."""
+        return self._decoder is not None and self._decoder.integer_samples
+
     def _take_frame(self) -> tuple[bytes, bytes] | None:
         buf = self._buffer
         if not buf:
