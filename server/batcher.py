@@ -207,7 +207,13 @@ class DynamicBatcher(Generic[In, Out]):
         if self.metrics is not None:
             for entry in batch:
                 self.metrics.queue_delay.labels(self.name).observe(started - entry.queued)
-        await self._isolating(loop, batch)
+        try:
+            await self._isolating(loop, batch)
+        except Exception as e:  # past the isolation (a runner's wrong count of outputs, say)
+            log.error("%s pass failed outside its forward pass", self.name, exc_info=e)
+            for entry in batch:  # fail them, so no caller waits for ever
+                if not entry.future.done():
+                    entry.future.set_exception(e)
 
     async def _isolating(self, loop: asyncio.AbstractEventLoop, batch: list[Entry]) -> None:
         """Run ``batch``; if the pass raises, run each half again, so only culprits fail."""
@@ -228,6 +234,8 @@ class DynamicBatcher(Generic[In, Out]):
             if not future.done():
                 future.set_exception(e)
             return
+        if len(outputs) != len(batch):  # no output can be trusted to be whose
+            raise RuntimeError(f"{self.name} gave {len(outputs)} outputs for {len(batch)} items")
         ended = time.perf_counter()
         self._passes.append((started, ended))
         if self.metrics is not None:

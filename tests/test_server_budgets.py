@@ -407,3 +407,31 @@ def test_a_flood_waits_behind_other_streams_and_fills_few_places_of_a_pass():
     assert first[0] == "g0" and "h0" in first  # another stream's window leads the pass
     assert sorted(first) == ["f0", "f1", "g0", "h0"]  # and the flood fills two places at most
     assert len(alone) == 8  # with nobody else about, a flood fills whole passes
+
+
+def test_a_pass_that_breaks_past_the_forward_pass_fails_its_items_and_not_the_batcher():
+    """A runner that returns one output too few: its pass's callers get the error instead of
+    waiting for ever, and the next pass runs."""
+    calls: list[int] = []
+
+    def short_by_one(items: list[int]) -> list[int]:
+        calls.append(len(items))
+        return [2 * i for i in items][: -1 if len(calls) == 1 else None]
+
+    async def main():
+        pool = ThreadPoolExecutor(1)
+        batcher = DynamicBatcher("short", short_by_one, pool, max_batch=4, max_delay_s=0.5)
+        batcher.start()
+        first = [batcher.submit_nowait(i, owner=i) for i in range(3)]
+        failed = await asyncio.wait_for(
+            asyncio.gather(*first, return_exceptions=True), timeout=10
+        )
+        later = await asyncio.wait_for(batcher.submit_nowait(5, owner="later"), timeout=10)
+        await batcher.close()
+        pool.shutdown()
+        return failed, later
+
+    failed, later = asyncio.run(main())
+    assert calls[0] == 3
+    assert all("gave 2 outputs for 3 items" in str(f) for f in failed), failed
+    assert later == 10
