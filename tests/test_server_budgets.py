@@ -423,9 +423,7 @@ def test_a_pass_that_breaks_past_the_forward_pass_fails_its_items_and_not_the_ba
         batcher = DynamicBatcher("short", short_by_one, pool, max_batch=4, max_delay_s=0.5)
         batcher.start()
         first = [batcher.submit_nowait(i, owner=i) for i in range(3)]
-        failed = await asyncio.wait_for(
-            asyncio.gather(*first, return_exceptions=True), timeout=10
-        )
+        failed = await asyncio.wait_for(asyncio.gather(*first, return_exceptions=True), timeout=10)
         later = await asyncio.wait_for(batcher.submit_nowait(5, owner="later"), timeout=10)
         await batcher.close()
         pool.shutdown()
