@@ -3,7 +3,8 @@
 Run: .venv/bin/python -m benchmarks.abuse [--good 8] [--seconds 60] [--audio-memory-mb 512]
      [--device cpu] [--quick]
 
-One real ``asc-server serve`` process (its RSS is sampled every 20 ms throughout). ``--good``
+One real ``asc-server serve`` process (its RSS, with its decoding processes', is sampled every
+20 ms throughout). ``--good``
 well-behaved devices stream 4 s clips at real time (0.2 s packets, 2 s windows, staggered
 starts), each on one long-lived stream, in three phases of ``--seconds``: alone, beside the
 abusers, alone again. A window's delay is measured by its client from the packet that
@@ -20,15 +21,17 @@ from the same audio's results alone; the ratio of p99 beside abuse to p99 alone 
 phases pooled, so drift of the machine shows rather than hides); what each abuser got back;
 the server's RSS idle, its peak per phase, the peak audio memory it reserved, and the memory
 budget the server states at start-up (its idle RSS + --audio-memory-mb + streams waiting for
-their config + --cache-mb + ClassifyClip's calls and queue + decode transients; gRPC's own
-transport buffers are outside it). Goals (issue: one client cannot hurt another): no good
-error or wrong result, p99 ratio at most 1.5, peak RSS under the stated budget.
+their config + --cache-mb + ClassifyClip's calls, queue and decoding processes + decode
+transients; gRPC's own transport buffers are outside it). Goals (issue: one client cannot
+hurt another): no good error or wrong result, p99 ratio at most 1.5, peak RSS under the
+stated budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import multiprocessing
 import os
@@ -64,6 +67,20 @@ AIO_OVERWRITE = "Internal error from Core"
 
 
 def rss_mb(pid: int) -> float:
+    """The server's RSS with its ClassifyClip decoding processes' (its children), which its
+    memory budget covers too."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    total = _own_rss_mb(pid)
+    for child in children:
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            total += _own_rss_mb(int(child))
+    return total
+
+
+def _own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

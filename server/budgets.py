@@ -30,6 +30,9 @@ from server.safe_log import shown
 MB = 1 << 20
 SAMPLE_BYTES = 4  # float32
 STREAM_OVERHEAD = 1 * MB  # decoders, result queue and bookkeeping of one open stream
+# A ClassifyClip decoding process (server/decode_sandbox.py) at rest: Python with PyAV and
+# numpy; 62 MB on the development machine (its peak RSS after `import server.bounded_decode`).
+DECODE_WORKER_MB = 64
 PENDING_SECONDS = 20.0  # windows a stream may have waiting for the models: at least this much
 CODEC_PACKET_SECONDS = 2.0  # audio one codec packet may add to a clip's buffer at once
 # What a window costs the models beyond its audio, in seconds of audio: a forward pass has a
@@ -393,6 +396,9 @@ def memory_budget(budgets: Budgets, decode_workers: int, model_rate: int) -> dic
         "cache": budgets.cache_bytes / MB,
         "classify": budgets.classify_calls * (2 * message + classify_audio),
         "classify queue": budgets.classify_queue_bytes / MB,
+        # each call's worker process: at rest, then holding the file, its audio and the reply
+        "decode workers": budgets.classify_calls
+        * (DECODE_WORKER_MB + message + 2 * classify_audio),
         # one message framed at a time on the event loop (its bytes twice), and each decode
         # worker's largest codec packet (stereo float32)
         "decode": 2 * message + decode_workers * 131072 * 2 * SAMPLE_BYTES / MB,

@@ -23,7 +23,7 @@ from asc.codecs.registry import lookup
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
 from server.batcher import BatcherClosed
-from server.bounded_decode import DecodedClip, decode_clip
+from server.bounded_decode import DecodedClip
 from server.errors import StreamError
 from server.handlers import Undecodable
 from server.session import MAX_RATE, MIN_RATE, check_duration, check_spec, window_and_hop
@@ -125,21 +125,20 @@ def check_request(
 async def decode_within_budget(
     service: SceneService, request: pb.ClipRequest, codec: str | None, label: str
 ) -> DecodedClip:
-    """The file decoded on the decode pool, stopping at ``classify_seconds`` of audio; a file
-    that does not decode is counted against its codec path."""
+    """The file decoded in a worker process (server/decode_sandbox.py), stopping at
+    ``classify_seconds`` of audio; a file that does not decode is counted against its codec
+    path."""
     rate = service.models.scene.rate
-    loop = asyncio.get_running_loop()
+    seconds = service.budgets.classify_seconds
     try:
-        return await loop.run_in_executor(
-            service.decode_pool,
-            lambda: decode_clip(
-                request.data,
-                rate,
-                request.clip_id,
-                service.budgets.classify_seconds,
-                codec,
-                request.sample_rate,
-            ),
+        return await service.decode_sandbox.decode(
+            request.data,
+            most_samples=round((seconds + 1.0) * rate),  # decode_clip stops past ``seconds``
+            rate=rate,
+            clip_id=request.clip_id,
+            max_seconds=seconds,
+            codec=codec,
+            raw_rate=request.sample_rate,
         )
     except StreamError as e:
         if e.code == grpc.StatusCode.DATA_LOSS:

@@ -44,6 +44,7 @@ from server.batcher import BatcherClosed, DynamicBatcher
 from server.budgets import Budgets, ClassifyRate, MemoryPool, StreamAccount
 from server.classify import ClassifySlots, classify_clip
 from server.clip_cache import ClipMemory
+from server.decode_sandbox import DecodeSandbox
 from server.errors import StreamError, detached
 from server.handlers import Undecodable
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
@@ -157,6 +158,7 @@ class SceneService(pbg.SceneClassifierServicer):
         self.classify_rate = ClassifyRate(budgets.classify_rate, budgets.classify_burst)
         self.decode_workers = decode_workers or default_decode_workers()
         self.decode_pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode")
+        self.decode_sandbox = DecodeSandbox(budgets.classify_calls, self.decode_pool)
         # A thread per pass that may run at once (--passes; one on a GPU).
         passes = max(m.passes for m in (models.scene, models.detector) if m is not None)
         self.inference_pool = ThreadPoolExecutor(passes, thread_name_prefix="inference")
@@ -177,10 +179,6 @@ class SceneService(pbg.SceneClassifierServicer):
         self._idle.set()
         self._log_limit = LogLimiter(burst=10, interval=60.0)
 
-    @property
-    def limits(self) -> Budgets:  # the name it used to have
-        return self.budgets
-
     def start(self) -> None:
         self.scene_batcher.start()
         if self.detector_batcher is not None:
@@ -200,6 +198,7 @@ class SceneService(pbg.SceneClassifierServicer):
         if self.detector_batcher is not None:
             await self.detector_batcher.close()
         self.decode_pool.shutdown(wait=False)
+        self.decode_sandbox.close()
         self.inference_pool.shutdown(wait=True)
 
     # -- logging, bounded ------------------------------------------------------------------

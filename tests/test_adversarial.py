@@ -12,7 +12,9 @@ while the case runs. Nothing here bounds a time: fairness figures are the abuse 
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -599,6 +601,40 @@ def test_an_eight_channel_file_is_classified(server):
     result, error = classify(server.target, pb.ClipRequest(clip_id="7.1", data=buffer.getvalue()))
     assert error is None, error.details()
     assert result.clip_id == "7.1" and result.summary.fine_label
+    assert server.proc.poll() is None and serving(server.target)
+
+
+def _decode_workers(server_pid: int) -> list[int]:
+    """The server's decoding processes (server/decode_sandbox.py), read from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+        if ppid == server_pid and b"server.decode_sandbox" in cmdline:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def test_a_decoding_process_that_dies_hurts_no_call(server):
+    """ClassifyClip decodes in worker processes, so a crash in FFmpeg ends a worker, not the
+    server. Here the workers are killed from outside: the stream beside them gets every result,
+    and the next call decodes in a fresh worker."""
+    data = encode(audio(2.0, 11), RATE, "flac")
+    first, error = classify(server.target, pb.ClipRequest(clip_id="w1", data=data))
+    assert error is None, error.details()
+    workers = _decode_workers(server.proc.pid)
+    assert workers, "ClassifyClip decoded without a worker process"
+    check = healthy_beside(server.target, "beside-kill")
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    check()
+    again, error = classify(server.target, pb.ClipRequest(clip_id="w2", data=data))
+    assert error is None, error.details()
+    assert list(again.summary.fine) == list(first.summary.fine)
+    assert not set(_decode_workers(server.proc.pid)) & set(workers)
     assert server.proc.poll() is None and serving(server.target)
 
 
