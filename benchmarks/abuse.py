@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import multiprocessing
 import os
@@ -53,7 +52,7 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import start_server
+from tests.servers import rss_mb, start_server
 
 RATE = 44100
 PACKET = 0.2  # seconds of audio per packet
@@ -64,27 +63,6 @@ MB = 1 << 20
 # grpc.aio clients report this instead of the server's status when a write fails because the
 # server already ended the call (grpc/grpc#36066); the sync client, the edge's, reports it.
 AIO_OVERWRITE = "Internal error from Core"
-
-
-def rss_mb(pid: int) -> float:
-    """The server's RSS with its ClassifyClip decoding processes' (its children), which its
-    memory budget covers too."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    total = _own_rss_mb(pid)
-    for child in children:
-        with contextlib.suppress(OSError):  # a child that ended meanwhile
-            total += _own_rss_mb(int(child))
-    return total
-
-
-def _own_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def payloads(codec: str, pcm: np.ndarray, rate: int, step_seconds: float) -> list[bytes]:
@@ -392,7 +370,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb(self.pid))
+            self.peak = max(self.peak, rss_mb(self.pid, children=True))
             time.sleep(0.02)
 
     def take(self) -> float:
@@ -461,7 +439,7 @@ def main() -> int:
     sampler = RssSampler(pid)
     try:
         asyncio.run(good_phase(server.target, min(args.good, 2), 3.0, "warm-up"))
-        idle = rss_mb(pid)
+        idle = rss_mb(pid, children=True)
         sampler.take()
         budget = server.ready["memory_budget_mb"]  # the server states it at start-up
         print(

@@ -27,7 +27,6 @@ import platform
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -36,18 +35,11 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import start_server
+from tests.servers import rss_mb, start_server
 
 RATE = 44100
 PACKET_SECONDS = 0.2
 CLIP_SECONDS = 10.0
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def encoded_clip(codec: str) -> list[bytes]:

@@ -18,6 +18,35 @@ REPO = Path(__file__).resolve().parent.parent
 SERVER = [sys.executable, "-m", "server.cli", "serve"]
 
 
+def child_pids(pid: int) -> list[int]:
+    """A process's children (a server's are its ClassifyClip decoding processes). The kernel
+    lists each under the thread that started it."""
+    pids = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(c) for c in children.read_text().split()]
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return pids
+
+
+def rss_mb(pid: int, children: bool = False) -> float:
+    """A process's resident memory in MB; with ``children``, its children's too (the server's
+    memory budget covers its decoding processes)."""
+    total = 0.0
+    for one in [pid] + (child_pids(pid) if children else []):
+        try:
+            status = Path(f"/proc/{one}/status").read_text()
+        except OSError:
+            if one == pid:
+                raise
+            continue  # a child that ended meanwhile
+        total += next(
+            int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")
+        )
+    return total
+
+
 @dataclass
 class ServerProcess:
     proc: subprocess.Popen

@@ -32,7 +32,7 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import run_stream, start_server
+from tests.servers import child_pids, rss_mb, run_stream, start_server
 
 RATE = 44100
 MAX_CLIP_SECONDS = 60
@@ -139,13 +139,6 @@ def scrape_value(text: str, name: str) -> float:
 
 def series(text: str, family: str) -> list[str]:
     return re.findall(rf"^{re.escape(family)}\{{[^}}]*\}} \S+$", text, re.MULTILINE)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def peak_growth(pid: int, work: Callable[[], object]) -> tuple[object, float]:
@@ -605,17 +598,12 @@ def test_an_eight_channel_file_is_classified(server):
 
 
 def _decode_workers(server_pid: int) -> list[int]:
-    """The server's decoding processes (server/decode_sandbox.py), read from /proc."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue  # a process that ended meanwhile
-        if ppid == server_pid and b"server.decode_sandbox" in cmdline:
-            pids.append(int(stat.parent.name))
-    return pids
+    """The server's decoding processes (server/decode_sandbox.py)."""
+    return [
+        pid
+        for pid in child_pids(server_pid)
+        if b"server.decode_sandbox" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
 
 
 def test_a_decoding_process_that_dies_hurts_no_call(server):

@@ -27,7 +27,13 @@ from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
-from tests.servers import ServerProcess, hold_idle_stream, run_stream, start_server
+from tests.servers import (
+    ServerProcess,
+    hold_idle_stream,
+    rss_mb,
+    run_stream,
+    start_server,
+)
 
 RATE = 44100
 EDGE = [sys.executable, "-m", "edge.cli"]
@@ -117,13 +123,6 @@ def streams_ended(text: str) -> float:
     return sum(
         float(m.group(1)) for m in re.finditer(r"^asc_streams_total\{[^}]*\} (\S+)$", text, re.M)
     )
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def config(**kw) -> pb.StreamConfig:
