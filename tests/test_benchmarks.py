@@ -194,3 +194,14 @@ def test_runtime_agreement_judges_the_runtimes_on_real_labels(tmp_path):
         assert onnx["labels as eager"] == "100.00 %"
         positive(onnx["items/s"])
     assert out.count("Fastest that agrees: onnxruntime") == 2
+
+
+def test_decode_sandbox_table():
+    out = run_benchmark("decode_sandbox")
+    assert out.startswith("worker start: ")
+    (rows,) = tables(out)
+    assert [row["codec"].strip("`") for row in rows] == ["flac", "mp3:64k"]
+    for row in rows:
+        for column in ("in-process ms/clip", "worker ms/clip", "worker / in-process"):
+            positive(row[column])
+        assert row["same samples"] == "yes"
