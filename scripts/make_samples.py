@@ -1,8 +1,10 @@
 """Writes samples/: one generated 10-second clip per scene class with its label, for the demo.
 
 The clips come from the same generator as the training corpus but from a seed the corpus never
-uses, so they are new locations the shipped models have not heard. Rerunning writes the same
-bytes: ``.venv/bin/python scripts/make_samples.py``.
+uses, so they are new locations the shipped models have not heard. The committed clips are
+generator 1.0's, the corpus the shipped ensemble was trained on; rerunning
+(``.venv/bin/python scripts/make_samples.py``) writes the current generator's, the same bytes
+each time.
 """
 
 from __future__ import annotations
