@@ -77,7 +77,7 @@ class DecodeWorker:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen | None = None
-        self.starts = 0  # processes started so far (tests and logs read it)
+        self.starts = 0  # processes started so far (the tests read it)
 
     @property
     def pid(self) -> int | None:
