@@ -9,6 +9,7 @@ import sys
 from asc.codecs.errors import CodecError
 from training.commands_corpora import add_corpus_stats_command, add_synth_commands
 from training.commands_evaluate import (
+    add_compare_command,
     add_evaluate_command,
     add_rate_accuracy_command,
     add_summarize_folds_command,
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_command(sub)
     add_experiment_commands(sub)  # experiment codec-augmentation, experiment lossy-detection
     add_rate_accuracy_command(sub)
+    add_compare_command(sub)
     add_corpus_stats_command(sub)
     add_summarize_folds_command(sub)
     add_describe_command(sub)

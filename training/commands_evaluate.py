@@ -1,4 +1,5 @@
-"""``asc-train evaluate``, ``rate-accuracy`` and ``summarize-folds``: score trained ensembles.
+"""``asc-train evaluate``, ``rate-accuracy``, ``compare`` and ``summarize-folds``: score trained
+ensembles.
 
 The scoring modules import torch; they are imported inside the command functions so that
 building the parser (and ``--help``) stays fast.
@@ -76,6 +77,18 @@ def cmd_summarize_folds(args: argparse.Namespace) -> int:
         return 2
     written = write_summary(Path(args.folder), results, args.command_line)
     print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from training.compare_reports import compare, comparison_table
+
+    try:
+        result = compare(Path(args.a), Path(args.b), seed=args.seed)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"asc-train: error: {e}", file=sys.stderr)
+        return 2
+    print(comparison_table(result))
     return 0
 
 
@@ -160,6 +173,21 @@ def add_rate_accuracy_command(sub: argparse._SubParsersAction) -> None:
     cli_flags.cache_dir(opts)
     cli_flags.workers(opts, "coding the test clips")
     opts.parser.set_defaults(run=cmd_rate_accuracy)
+
+
+def add_compare_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="two evaluation reports clip by clip: b minus a per path, with bootstrap intervals",
+    )
+    for name, which in (("a", "the model to compare against"), ("b", "the model compared")):
+        p.add_argument(  # required and positional: nothing for EnvOptions to say about a default
+            name,
+            help=f"{which}: an `asc-train evaluate` report (folder or results.json) or a folder "
+            "of fold*/results.json; both scored on the same test clips",
+        )
+    cli_flags.seed(EnvOptions(p), "the bootstrap's resampling")
+    p.set_defaults(run=cmd_compare)
 
 
 def add_summarize_folds_command(sub: argparse._SubParsersAction) -> None:
