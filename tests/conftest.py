@@ -22,6 +22,9 @@ def white_noise() -> np.ndarray:
     return (0.25 * rng.standard_normal((RATE * 4, 1))).clip(-1, 1).astype(np.float32)
 
 
+_ONNX_CACHE = [""]  # the folder this run made, removed when the run ends
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """A torch/torchaudio pair that cannot load stops the run at once with the fix, instead of
     surfacing as collection errors in every module that imports the feature code.
@@ -31,10 +34,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import os
     import tempfile
 
-    os.environ.setdefault("ASC_ONNX_CACHE", tempfile.mkdtemp(prefix="asc-onnx-"))
+    if "ASC_ONNX_CACHE" not in os.environ:
+        os.environ["ASC_ONNX_CACHE"] = _ONNX_CACHE[0] = tempfile.mkdtemp(prefix="asc-onnx-")
     from asc.torchaudio_pair import TorchaudioPairError, load_torchaudio
 
     try:
         load_torchaudio()
     except TorchaudioPairError as exc:
         pytest.exit(str(exc), returncode=2)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's graph folder goes with the run: each run made one and left it in /tmp."""
+    import shutil
+
+    if _ONNX_CACHE[0]:
+        shutil.rmtree(_ONNX_CACHE[0], ignore_errors=True)
