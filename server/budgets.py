@@ -394,7 +394,9 @@ def memory_budget(budgets: Budgets, decode_workers: int, model_rate: int) -> dic
         "audio": budgets.audio_bytes / MB,  # every configured stream's reservation
         "before config": PRE_CONFIG_SLOTS * STREAM_OVERHEAD / MB,
         "cache": budgets.cache_bytes / MB,
-        "classify": budgets.classify_calls * (2 * message + classify_audio),
+        # the request's bytes (gRPC holds them until the call ends) and the decoded audio; the
+        # copy of the file FFmpeg reads from lives in the call's worker, counted below
+        "classify": budgets.classify_calls * (message + classify_audio),
         "classify queue": budgets.classify_queue_bytes / MB,
         # each call's worker process: at rest, then holding the file, its audio and the reply
         "decode workers": budgets.classify_calls
