@@ -104,7 +104,7 @@ def test_features_speed_table():
     pytest.importorskip("librosa", reason="librosa (a dev dependency) is absent")
     from benchmarks.features_speed import TOLERANCE
 
-    out = run_benchmark("features_speed", "--device", "cpu")
+    out = run_benchmark("features_speed", "--device", "cpu", "--quick")
     (rows,) = tables(out)
     assert rows[0]["front end"].startswith("librosa")
     assert number(rows[0]["ratio to librosa"]) == 1.0
