@@ -22,7 +22,7 @@ def white_noise() -> np.ndarray:
     return (0.25 * rng.standard_normal((RATE * 4, 1))).clip(-1, 1).astype(np.float32)
 
 
-_ONNX_CACHE = [""]  # the folder this run made, removed when the run ends
+ONNX_CACHE = pytest.StashKey[str]()  # the folder this run made, removed when the run ends
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -35,7 +35,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     import tempfile
 
     if "ASC_ONNX_CACHE" not in os.environ:
-        os.environ["ASC_ONNX_CACHE"] = _ONNX_CACHE[0] = tempfile.mkdtemp(prefix="asc-onnx-")
+        folder = session.config.stash[ONNX_CACHE] = tempfile.mkdtemp(prefix="asc-onnx-")
+        os.environ["ASC_ONNX_CACHE"] = folder
     from asc.torchaudio_pair import TorchaudioPairError, load_torchaudio
 
     try:
@@ -48,5 +49,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The run's graph folder goes with the run: each run made one and left it in /tmp."""
     import shutil
 
-    if _ONNX_CACHE[0]:
-        shutil.rmtree(_ONNX_CACHE[0], ignore_errors=True)
+    if ONNX_CACHE in session.config.stash:
+        shutil.rmtree(session.config.stash[ONNX_CACHE], ignore_errors=True)

@@ -60,7 +60,7 @@ def test_folds_pool_and_reports_on_other_clips_are_refused(tmp_path: Path):
     assert pooled["accuracy"]["difference"] == pytest.approx(15 / CLIPS)
 
     other = report(tmp_path / "c", {"none": 30}, clips=[f"x{k}.wav" for k in range(CLIPS)])
-    with pytest.raises(ValueError, match="different test clips"):
+    with pytest.raises(ValueError, match="tested different clips"):
         compare(tmp_path / "a" / "fold1", other)
     with pytest.raises(ValueError, match="fold"):
         compare(tmp_path / "a", other)

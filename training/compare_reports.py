@@ -21,6 +21,7 @@ import numpy as np
 from training.augment import UNCODED
 from training.experiments.fold_summary import (
     Outcomes,
+    check_same_clips,
     fold_numbers,
     interval,
     outcomes,
@@ -43,19 +44,6 @@ def read_reports(where: Path) -> list[dict]:
     return read_folds(where, folds)
 
 
-def _check_paired(a: list[dict], b: list[dict], names: tuple[str, str]) -> None:
-    """Paired figures need the same clips, in the same order, fold by fold."""
-    if len(a) != len(b):
-        raise ValueError(f"{names[0]} has {len(a)} fold(s), {names[1]} has {len(b)}")
-    for k, (ra, rb) in enumerate(zip(a, b, strict=True)):
-        if ra["test_clips"] != rb["test_clips"]:
-            raise ValueError(
-                f"{names[0]} and {names[1]} were scored on different test clips"
-                + (f" (fold report {k + 1})" if len(a) > 1 else "")
-                + ": evaluate both on the same data and fold"
-            )
-
-
 def _kept_difference(a: Outcomes, a0: Outcomes, b: Outcomes, b0: Outcomes, rng) -> dict:
     """Share of its own uncoded accuracy that b keeps minus the share a keeps, paired."""
 
@@ -72,7 +60,7 @@ def compare(a_where: Path, b_where: Path, seed: int = 0) -> dict:
     the uncoded accuracy kept (where both reports scored the uncoded path)."""
     names = (str(a_where), str(b_where))
     reports_a, reports_b = read_reports(a_where), read_reports(b_where)
-    _check_paired(reports_a, reports_b, names)
+    check_same_clips(reports_a, reports_b, names=names)
     table_a, table_b = outcomes(reports_a), outcomes(reports_b)
     common = [path for path in table_a if path in table_b]
     if not common:

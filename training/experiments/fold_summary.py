@@ -12,6 +12,7 @@ zero. Inputs, under one folder: ``codec-augmentation/fold*/``, ``ensemble/fold*/
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def summarize(folder: Path, seed: int = 0) -> dict:
     if not folds:
         missing = [n for n in names if not found[n]] or names
         raise ValueError(f"{folder}: no fold reports under {', '.join(m + '/' for m in missing)}")
-    _check_same_clips(experiment_b, *models.values())
+    check_same_clips(experiment_b, *models.values())
     # Conditions every fold trained (a later fold may have run only some, to save time).
     common = set.intersection(*({c["condition"] for c in r["conditions"]} for r in experiment_b))
     per_condition = {
@@ -206,7 +207,7 @@ def remedies(folder: Path, rng: np.random.Generator) -> dict[str, dict]:
             read_folds(folder / name, folds),
             read_folds(folder / "ensemble-recipe", folds),
         )
-        _check_same_clips(remedy, recipe)
+        check_same_clips(remedy, recipe)
         table, base = outcomes(remedy), outcomes(recipe)
         out[name] = {
             "fold_numbers": folds,
@@ -216,12 +217,20 @@ def remedies(folder: Path, rng: np.random.Generator) -> dict[str, dict]:
     return out
 
 
-def _check_same_clips(*reports: list[dict]) -> None:
-    """Paired figures need every model of a fold scored on the same clips, in the same order."""
-    for fold_reports in zip(*reports, strict=True):
+def check_same_clips(*reports: list[dict], names: Sequence[str] = ()) -> None:
+    """Paired figures need every model scored on the same clips, in the same order, fold by
+    fold. ``reports``: each model's fold reports; ``names`` say whose they are in the error."""
+    who = " and ".join(names) or "fold reports of different experiments"
+    if len({len(r) for r in reports}) > 1:
+        counts = ", ".join(str(len(r)) for r in reports)
+        raise ValueError(f"{who} hold different numbers of fold reports ({counts})")
+    for k, fold_reports in enumerate(zip(*reports, strict=True), 1):
         first = fold_reports[0]["test_clips"]
         if any(r["test_clips"] != first for r in fold_reports[1:]):
-            raise ValueError("fold reports of different experiments tested different clips")
+            where = f" (fold report {k})" if len(reports[0]) > 1 else ""
+            raise ValueError(
+                f"{who} tested different clips{where}: score them on the same data and fold"
+            )
 
 
 def calibration(condition_1: dict[str, Outcomes] | None) -> list[dict]:
