@@ -29,11 +29,13 @@ lock:
 demo: setup
 	$(PY) scripts/demo.py
 
+# Two test processes (pytest-xdist), one per core of the 2-core machines CI runs on; each test
+# file stays in one process, so a module's corpus or servers are built once.
 test: setup
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 
 test-fast: setup
-	$(PY) -m pytest -q -m 'not slow'
+	$(PY) -m pytest -q -n 2 --dist loadfile -m 'not slow'
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,8 @@ again if it fails.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import importlib.util
 import io
 import os
 import tempfile
@@ -59,22 +61,18 @@ class Runtime:
     note: str  # one line for the server's log: why this runtime, how long the export took
 
 
+def _installed(*modules: str) -> bool:
+    """Found without importing: onnx alone takes about a second to import, and a server that
+    loads a cached graph never needs it (only the exporter writes through it)."""
+    return all(importlib.util.find_spec(name) is not None for name in modules)
+
+
 def onnxruntime_available() -> bool:
-    try:
-        import onnx  # noqa: F401  (the exporter writes through it)
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _installed("onnx", "onnxruntime")
 
 
 def openvino_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _installed("onnx", "openvino")
 
 
 def openvino_bf16() -> bool:
@@ -241,10 +239,8 @@ def cache_root() -> Path:
 def graph_path(cache_key: str, example: torch.Tensor, outputs: tuple[str, ...]) -> Path:
     """Where the graph of these weights, this input layout and these outputs is kept; the
     exporter's versions are in the key, so an upgrade exports afresh."""
-    import onnx
-
     parts = [cache_key, str(tuple(example.shape[1:-1])), ",".join(outputs)]
-    parts += [torch.__version__, onnx.__version__, str(OPSET)]
+    parts += [torch.__version__, importlib.metadata.version("onnx"), str(OPSET)]
     return cache_root() / (hashlib.sha256("|".join(parts).encode()).hexdigest()[:24] + ".onnx")
 
 

@@ -16,6 +16,7 @@ clips=${CLIPS_PER_CLASS:-100}
 epochs=${EPOCHS:-60}
 epoch_size=${EPOCH_SIZE:-1400}
 tracks=${TRACKS:-200}
+band_limit=${BAND_LIMIT:-0.5}  # share of training draws with a random lowpass in the features
 det_epochs=${DETECTOR_EPOCHS:-8}
 det_steps=${DETECTOR_STEPS:-200}
 det_copies=${DETECTOR_COPIES:-4}
@@ -27,7 +28,7 @@ if [ "$what" = all ] || [ "$what" = ensemble ]; then
 $train synth --out "$work/scenes" --clips-per-class "$clips" --seed 0
 $train fit-ensemble --data "$work/scenes" --preset compact \
   --augment-codecs "mp3:64k,aac:32k,he-aac:16k,he-aac:32k" --epochs "$epochs" \
-  --epoch-size "$epoch_size" --crop-frames 200 --band-limit 0.5 \
+  --epoch-size "$epoch_size" --crop-frames 200 --band-limit "$band_limit" \
   --device "$device" --cache-dir "$cache" --no-resume --out "$models"/ensemble.safetensors
 $train evaluate --checkpoint "$models"/ensemble.safetensors --data "$work/scenes" \
   --codecs "none,aac:64k,mp3:64k,opus:32k,he-aac:32k,sbc:64k,mp3:32k" \
