@@ -30,7 +30,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     surfacing as collection errors in every module that imports the feature code.
 
     The servers the tests start keep their exported ONNX graphs in one folder of this run (the
-    first start exports, the rest load and check), never in the user's own cache."""
+    first start exports, the rest load and check), never in the user's own cache. Under
+    pytest-xdist the controller makes it before its workers start, and they inherit it."""
     import os
     import tempfile
 
