@@ -204,8 +204,8 @@ def checked_graph(
                 return network, "cached graph", worst
         except Exception:  # a damaged or foreign file: export afresh below
             pass
-    graph = export(model, example, outputs)
-    try:
+    try:  # an exporter that cannot load (onnx is only found, not imported, beforehand) too
+        graph = export(model, example, outputs)
         network = build(graph)
         worst = disagreement(model, network, example, outputs)
     except Exception as e:  # a runtime that cannot compile or run this graph here
