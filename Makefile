@@ -31,11 +31,13 @@ demo: setup
 
 # Two test processes (pytest-xdist), one per core of the 2-core machines CI runs on; each test
 # file stays in one process, so a module's corpus or servers are built once.
+PYTEST = $(PY) -m pytest -q -n 2 --dist loadfile
+
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
+	$(PYTEST) --durations=25
 
 test-fast: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile -m 'not slow'
+	$(PYTEST) -m 'not slow'
 
 lint: setup
 	$(VENV)/bin/ruff check .
