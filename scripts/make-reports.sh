@@ -16,7 +16,7 @@ epochs=${EPOCHS:-20}
 epoch_size=${EPOCH_SIZE:-1400}
 det_epochs=${DETECTOR_EPOCHS:-8}
 det_steps=${DETECTOR_STEPS:-100}
-need_corpus scenes lossless
+if [ "$what" = detector-families ]; then need_corpus lossless; else need_corpus scenes lossless; fi
 if [ "$what" = all ] || [ "$what" = codec-augmentation ]; then
 $train experiment codec-augmentation --data "$work/scenes" --out reports/codec-augmentation \
   --epochs "$epochs" --epoch-size "$epoch_size" --quality-clips 0 --device "$device" \

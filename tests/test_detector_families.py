@@ -21,6 +21,7 @@ from asc.checkpoint import load
 from asc.codecs import parse_spec
 from asc.codecs.measure import measure_roundtrip
 from asc.codecs.registry import CODEC_FAMILIES
+from asc.codecs.sbc_trace import SbcTrace
 from tests.real_data import kitchen20_root
 from tests.test_reports import asc_train, assert_png
 from training.augment import canonical
@@ -289,3 +290,29 @@ def test_report_writes_every_table_and_plot(tiny):
     with open(out / "exclusions.csv", newline="") as f:
         assert [r["reason"] for r in csv.DictReader(f)] == ["lossy upload (.mp3)"] * 2
     assert "goals met" in tiny["printed"]
+
+
+def test_the_sbc_grid_test_joins_the_network(tiny):
+    """Each file's score is the surer of network and grid test, the grid test names SBC, and the
+    network's own figures are kept beside the joined ones."""
+    results = json.loads((tiny["out"] / "results.json").read_text())
+    assert results["sbc_grid"] is True
+    with open(tiny["out"] / "files.csv", newline="") as f:
+        files = list(csv.DictReader(f))
+    for r in files:
+        contrast = float(r["sbc_contrast_db"])
+        grid = SbcTrace(contrast, None, 0).lossy_probability
+        assert float(r["score"]) == pytest.approx(max(float(r["network_score"]), grid), abs=1e-4)
+        assert r["family_guess"] == ("sbc" if grid >= 0.5 else r["network_guess"])
+    # real codecs on generated and Kitchen20-shaped tracks: SBC copies carry a grid, no
+    # original does
+    originals = [float(r["sbc_contrast_db"]) for r in files if r["path"] == "none"]
+    sbc = [float(r["sbc_contrast_db"]) for r in files if r["path"] == "sbc:bitpool=35"]
+    assert max(originals) < 0.6 < min(sbc)
+    for source in results["sources"].values():
+        alone = source["network_alone"]
+        assert set(alone["families"]) == set(source["families"])
+        assert 0.0 <= alone["false_alarm"] <= 1.0
+        assert alone["false_alarm"] <= source["false_alarm"]  # the test only ever adds calls
+    readme = (tiny["out"] / "README.md").read_text()
+    assert "with grid test" in readme

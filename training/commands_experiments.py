@@ -105,6 +105,7 @@ def cmd_detector_families(args: argparse.Namespace) -> int:
         device=args.device,
         cache_dir=Path(args.cache_dir),
         workers=args.workers,
+        sbc_grid=not args.no_sbc_grid,
         command=args.command_line,
     )
     run = run_detector_families(cfg)
@@ -280,8 +281,14 @@ def _add_detector_families(experiments: argparse._SubParsersAction) -> None:
         default=0.5,
         help="mean lossy probability at or above which a file is called lossy",
     )
+    opts.add(
+        "--no-sbc-grid",
+        action="store_true",
+        help="score with the network alone, without the SBC grid test (asc.codecs.sbc_trace) "
+        "that the report otherwise runs on every file beside it",
+    )
     cli_flags.seed(opts, "the split; give the detector's training seed to test held-out tracks")
     cli_flags.device(opts)
     cli_flags.cache_dir(opts)
-    cli_flags.workers(opts, "coding the test tracks")
+    cli_flags.workers(opts, "coding the test tracks and the SBC grid test")
     opts.parser.set_defaults(run=cmd_detector_families)

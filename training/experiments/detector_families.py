@@ -27,6 +27,7 @@ from asc.models.detector import CODEC_FAMILIES, MASK_LOW_HZ, WINDOW_SECONDS, Los
 from training.augment import UNCODED, CodedCache
 from training.detector_data import DEVICE_COMMON, family_of, tracks_fingerprint
 from training.detector_sources import LosslessSet, lossless_set
+from training.experiments.detector_families_grid import NETWORK, combine, grid_scores, network_alone
 from training.experiments.detector_families_scores import (
     DETECTOR,
     GOALS,
@@ -62,6 +63,7 @@ class DetectorFamiliesConfig:
     device: str = "auto"
     cache_dir: Path = Path(".cache/coded")
     workers: int | None = None
+    sbc_grid: bool = True  # the grid test beside the network (asc.codecs.sbc_trace)
     progress: bool = True
     command: str = ""
 
@@ -83,6 +85,9 @@ def run_detector_families(cfg: DetectorFamiliesConfig) -> FamiliesRun:
     files = coded_test_files(cfg, found, codecs, cache)
     model = checkpoint.model.to(device).eval()
     score_files(files, model, checkpoint, device, cfg.progress)
+    if cfg.sbc_grid:
+        grid_scores(files, cfg.workers, cfg.progress)
+        combine(files)
     sources = {
         name: source_results([f for f in files if f.source == name], cache, cfg)
         for name in dict.fromkeys(f.source for f in files)
@@ -99,6 +104,7 @@ def run_detector_families(cfg: DetectorFamiliesConfig) -> FamiliesRun:
         "seed": cfg.seed,
         "max_tracks": cfg.max_tracks,
         "threshold": cfg.threshold,
+        "sbc_grid": cfg.sbc_grid,
         "thresholds": list(THRESHOLDS),
         "goals": GOALS,
         "device": str(device),
@@ -145,8 +151,8 @@ def score_files(
     for f in tqdm(files, desc="scoring", unit="file", disable=not progress):
         wave = load_mono(f.audio, rate)
         lossy, probs = file_scores(model, extractor, [wave], device, window)
-        f.scores[DETECTOR] = float(lossy[0])
-        f.family_guess = families[int(np.argmax(probs[0]))]
+        f.scores[NETWORK] = f.scores[DETECTOR] = float(lossy[0])
+        f.network_guess = f.family_guess = families[int(np.argmax(probs[0]))]
         if f.lossy:
             if held[0] != f.track:  # a track's files lie together: its original loads once
                 held = (f.track, load_mono(originals[f.track], rate).numpy())
@@ -176,7 +182,12 @@ def source_results(files: list[ScoredFile], cache: CodedCache, cfg: DetectorFami
     false_alarm = called_lossy(lossless, cfg.threshold)
     scores = np.array([f.score for f in files])
     truth = np.array([f.lossy for f in files])
+    alone = network_alone(files)
     return {
+        "network_alone": {
+            "families": family_rows(alone, cfg.threshold),
+            "false_alarm": called_lossy([f for f in alone if not f.lossy], cfg.threshold),
+        },
         "tracks": len(lossless),
         "files": len(files),
         "false_alarm": false_alarm,

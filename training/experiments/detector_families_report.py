@@ -43,6 +43,9 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
             "common": f.common,
             "score": round(f.score, 5),
             "family_guess": f.family_guess,
+            "network_score": round(f.scores.get("network", f.score), 5),
+            "network_guess": f.network_guess or f.family_guess,
+            "sbc_contrast_db": f.sbc_contrast_db,
             "noise_below_db": f.noise_below_db,
             "noise_above_db": f.noise_above_db,
         }
@@ -275,7 +278,32 @@ def _source_lines(name: str, source: dict, results: dict) -> list[str]:
         f"![{name}: per family](families-{name}.png) ![{name}: confusion](confusion-{name}.png)",
         "",
     ]
-    return lines
+    return lines + _grid_lines(source, results)
+
+
+def _grid_lines(source: dict, results: dict) -> list[str]:
+    """What the SBC grid test adds: the same files with the network alone, side by side."""
+    if not results.get("sbc_grid"):
+        return ["The SBC grid test was not run (`--no-sbc-grid`): the figures above are the "
+                "network's alone.", ""]  # fmt: skip
+    alone = source["network_alone"]
+    rows = [
+        [family, percent(alone["families"][family]["called_lossy"]), percent(row["called_lossy"]),
+         percent(alone["families"][family]["family_named"]), percent(row["family_named"])]
+        for family, row in source["families"].items()
+    ]  # fmt: skip
+    rows.append(["lossless (false alarms)", percent(alone["false_alarm"]),
+                 percent(source["false_alarm"]), "", ""])  # fmt: skip
+    return [
+        "The network alone against the detector with the SBC grid test beside it "
+        "(`asc.codecs.sbc_trace`; files.csv holds both scores and each file's grid contrast):",
+        "",
+        markdown_table(
+            ["family", "called lossy, network", "with grid test", "named, network", "with it"],
+            rows,
+        ),
+        "",
+    ]
 
 
 SETTING_HEADER = [

@@ -31,12 +31,15 @@ class ScoredFile:
     family: str  # the true family: "lossless", or the last codec's family
     common: bool  # at one of its family's common settings
     audio: Path
-    scores: dict[str, float] = field(default_factory=dict)  # {"detector": lossy probability}
+    # {"detector": lossy probability}, and its parts "network" and "sbc_grid" where run
+    scores: dict[str, float] = field(default_factory=dict)
     family_guess: str = ""
     # A coded copy's noise over the original's floor (asc.codecs.measure.noise_over_floor_db),
     # the highest 2 kHz band below and above the lowest cutoff of the detector's training mask.
     noise_below_db: float | None = None
     noise_above_db: float | None = None
+    network_guess: str = ""  # the family head's argmax, before the SBC grid test
+    sbc_contrast_db: float | None = None  # asc.codecs.sbc_trace; None where not run
 
     @property
     def lossy(self) -> bool:
