@@ -26,7 +26,15 @@ from server.batcher import BatcherClosed
 from server.bounded_decode import DecodedClip
 from server.errors import StreamError
 from server.handlers import Undecodable
-from server.session import MAX_RATE, MIN_RATE, check_duration, check_spec, window_and_hop
+from server.results import join_sbc_grid
+from server.session import (
+    MAX_RATE,
+    MIN_RATE,
+    check_duration,
+    check_spec,
+    sbc_grid,
+    window_and_hop,
+)
 from server.windows import window_spans
 
 if TYPE_CHECKING:
@@ -101,6 +109,12 @@ async def classify_clip(
         service.metrics.bytes.labels(label).inc(len(request.data))
         service.metrics.decoded_seconds.labels(label).inc(decoded.seconds)
         windows = await classify_windows(service, request, mono, spans, flood)
+        if request.detector and windows[0].detector_ran:
+            start, end = spans[0]
+            loop = asyncio.get_running_loop()
+            grid = await loop.run_in_executor(service.decode_pool, sbc_grid, mono[start:end], rate)
+            for result in windows if grid is not None else ():
+                join_sbc_grid(result, grid)
     return clip_result(service, request, path, label, len(mono) / rate, windows)
 
 

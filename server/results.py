@@ -96,3 +96,15 @@ def fill_detector(
         pb.ClassProbability(label=n, probability=float(p))
         for n, p in zip(names, families, strict=True)
     )
+
+
+def join_sbc_grid(result: pb.SceneResult, probability: float) -> None:
+    """Join the clip's SBC grid test (asc.codecs.sbc_trace) to a window's detector output: the
+    window is as lossy as the surer of the two says, and the family probabilities lean to
+    ``sbc`` by the test's probability, so a clip summary averaged from them names it too."""
+    names = [p.label for p in result.codec_families]
+    sbc = np.array([name == "sbc" for name in names], np.float64)
+    families = (1.0 - probability) * probs(result.codec_families) + probability * sbc
+    lossy = max(result.lossy_probability, probability)
+    del result.codec_families[:]
+    fill_detector(result, lossy, families, names)

@@ -19,6 +19,7 @@ import numpy as np
 from asc.audio import resample
 from asc.codecs.errors import CodecError, CodecUnavailable, DecodeError
 from asc.codecs.registry import resolve
+from asc.codecs.sbc_trace import sbc_trace
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
 from server.bounded_decode import IncrementalDecoder, check_samples
@@ -141,6 +142,9 @@ class ClipState:
     ended: bool = False  # its end_of_clip arrived
     failed: StreamError | None = None  # a fault found while decoding: the stream ends with it
     window_cpu: float = 0.0  # thread CPU seconds spent mixing, cutting and resampling windows
+    # The SBC grid test's lossy probability (asc.codecs.sbc_trace), run once per clip on its
+    # first window long enough, mono streams with the detector only; None until then.
+    sbc_grid: float | None = None
     _flushed: bool = False
     _complete: bool = False
 
@@ -226,6 +230,9 @@ class ClipState:
         started = time.thread_time()
         self.windows += 1
         self.limits.check_windows(self.clip_id, self.windows)
+        s = self.settings
+        if s.detector and s.channels == 1 and self.sbc_grid is None:
+            self.sbc_grid = sbc_grid(window.samples, s.rate)  # at the rate it was coded at
         wave = resample(window.samples, self.settings.rate, self.model_rate)
         samples = np.ascontiguousarray(wave, np.float32)
         self.window_cpu += time.thread_time() - started
@@ -288,6 +295,14 @@ class ClipState:
                 grpc.StatusCode.DATA_LOSS, f"clip {shown(self.clip_id)} ended without any audio"
             )
         check_duration(self.clip_id, self.seconds, self.limits.min_clip_seconds)
+
+
+def sbc_grid(samples: np.ndarray, rate: int) -> float | None:
+    """The SBC grid test's lossy probability for mono ``samples`` as decoded, at their own rate;
+    None where the test cannot run (a rate SBC lacks, too short, silent). Its cost is bounded:
+    a few dozen SBC codings of quarter-second segments, whatever the length."""
+    trace = sbc_trace(samples, rate)
+    return None if trace.bitpool is None else trace.lossy_probability
 
 
 def check_duration(clip_id: str, seconds: float, shortest: float) -> None:

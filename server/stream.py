@@ -33,6 +33,7 @@ from server.budgets import SAMPLE_BYTES, StreamAccount
 from server.clip_cache import Fingerprint, ReplayCheck
 from server.errors import StreamError, detached
 from server.handlers import Undecodable
+from server.results import join_sbc_grid
 from server.safe_log import shown
 from server.session import ClipState, StreamSettings, validate_config
 from server.windows import Window
@@ -437,6 +438,8 @@ class StreamReader:
                 )
             finally:
                 self.account.release(size)
+            if result.detector_ran and clip.sbc_grid is not None:
+                join_sbc_grid(result, clip.sbc_grid)
             result.codec_path = settings.codec
             result.last_window = last
             self.service.metrics.windows.labels(

@@ -173,6 +173,36 @@ def test_classify_clip_with_a_spec_and_by_probing(server):
     assert bad.value.code() == grpc.StatusCode.DATA_LOSS and "'z'" in bad.value.details()
 
 
+def family_probability(result: pb.SceneResult, family: str) -> float:
+    return next(p.probability for p in result.codec_families if p.label == family)
+
+
+def test_the_detector_names_sbc_by_its_frame_grid(server):
+    """SBC's noise hides under a recording's (the network alone calls such copies lossless); the
+    grid test (asc.codecs.sbc_trace) finds its frames in a mono stream and in a ClassifyClip
+    file, and finds none in the same audio sent losslessly."""
+    pcm = audio(4.0, 9)
+    clips = [("bt", pcm, "")]
+    sbc, error = run_stream(
+        server.target,
+        requests(config("sbc:bitpool=53", detector=True), packets("sbc:bitpool=53", clips)),
+    )
+    assert error is None
+    flac, error = run_stream(
+        server.target, requests(config("flac", detector=True), packets("flac", clips))
+    )
+    assert error is None
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pbg.SceneClassifierStub(channel)
+        data = encode(pcm, RATE, "sbc:bitpool=53")
+        request = pb.ClipRequest(clip_id="f", data=data, codec="sbc:bitpool=53", detector=True)
+        called = stub.ClassifyClip(request)
+    for summary in (summaries(sbc)[0], called.summary):
+        assert summary.codec_family == "sbc" and summary.lossy_probability >= 0.5
+        assert family_probability(summary, "sbc") >= 0.5
+    assert family_probability(summaries(flac)[0], "sbc") < 0.5
+
+
 def test_get_info_lists_codecs_and_models(server):
     with grpc.insecure_channel(server.target) as channel:
         info = pbg.SceneClassifierStub(channel).GetInfo(pb.InfoRequest())
