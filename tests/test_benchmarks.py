@@ -205,3 +205,15 @@ def test_decode_sandbox_table():
         for column in ("in-process ms/clip", "worker ms/clip", "worker / in-process"):
             positive(row[column])
         assert row["same samples"] == "yes"
+
+
+def test_sbc_grid_table():
+    (rows,) = tables(run_benchmark("sbc_grid"))
+    assert [row["work per clip"] for row in rows] == [
+        "detector network, every piece",
+        "grid test, lossless clip",
+        "grid test, sbc:bitpool=53 copy",
+    ]
+    for row in rows:
+        positive(row["CPU ms (mean)"])
+    assert rows[1]["called SBC"] == "0 of 1" and rows[2]["called SBC"] == "1 of 1"

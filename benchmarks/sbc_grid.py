@@ -1,0 +1,85 @@
+"""What the SBC grid test costs beside the detector's network, per 10-second mono clip.
+
+Run: .venv/bin/python -m benchmarks.sbc_grid [--clips 4] [--threads 1] [--quick]
+The server runs the grid test (asc.codecs.sbc_trace) once per clip with the detector on; the
+network runs on every 2-second piece of every window. Both are timed here in one run, on the
+same generated clips, as CPU seconds of this process: the grid test on each clip as sent
+losslessly and as an `sbc:bitpool=53` copy (its search stops at the same point either way),
+the network (features and model, eager PyTorch) on the clip's pieces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+
+from asc.checkpoint import load
+from asc.codecs import roundtrip
+from asc.codecs.sbc_trace import sbc_trace
+from asc.features import FeatureExtractor
+from asc.models.detector import WINDOW_SECONDS
+from asc.signals import full_band_clip
+from training.fit_detector import file_scores
+
+RATE = 44100
+
+
+def cpu_seconds(work) -> float:
+    started = time.process_time()
+    work()
+    return time.process_time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=4, help="default: %(default)s")
+    parser.add_argument("--threads", type=int, default=1, help="default: %(default)s")
+    parser.add_argument("--checkpoint", default="models/detector.safetensors")
+    parser.add_argument("--quick", action="store_true", help="one clip: a check that it runs")
+    args = parser.parse_args()
+    args.clips = 1 if args.quick else args.clips
+    torch.set_num_threads(args.threads)
+    checkpoint = load(args.checkpoint, expect_kind="lossy_detector")
+    model = checkpoint.model.eval()
+    extractor = FeatureExtractor(checkpoint.features)
+    window = int(WINDOW_SECONDS * RATE)
+    clips = [
+        full_band_clip(RATE, seconds=10.0, channels=1, seed=s)[:, 0] for s in range(args.clips)
+    ]
+    coded = [roundtrip(c, RATE, "sbc:bitpool=53") for c in clips]
+    file_scores(model, extractor, [torch.from_numpy(clips[0])], torch.device("cpu"), window)
+
+    def network(c: np.ndarray) -> None:
+        with torch.inference_mode():
+            file_scores(model, extractor, [torch.from_numpy(c)], torch.device("cpu"), window)
+
+    grid = {
+        "grid test, lossless clip": [timed_trace(c) for c in clips],
+        "grid test, sbc:bitpool=53 copy": [timed_trace(c) for c in coded],
+    }
+    base = float(np.mean([cpu_seconds(lambda c=c: network(c)) for c in clips]))
+    print(
+        f"# {args.clips} clips of 10 s, mono {RATE} Hz, {args.threads} torch thread(s), "
+        f"{platform.machine()}; CPU seconds of this process"
+    )
+    print("| work per clip | CPU ms (mean) | ratio to the network | called SBC |")
+    print("|---|---:|---:|---:|")
+    print(f"| detector network, every piece | {1000 * base:.0f} | 1.00 | – |")
+    for name, runs in grid.items():
+        mean = float(np.mean([seconds for seconds, _ in runs]))
+        called = sum(p >= 0.5 for _, p in runs)
+        print(f"| {name} | {1000 * mean:.0f} | {mean / base:.2f} | {called} of {len(runs)} |")
+
+
+def timed_trace(clip: np.ndarray) -> tuple[float, float]:
+    started = time.process_time()
+    probability = sbc_trace(clip, RATE).lossy_probability
+    return time.process_time() - started, probability
+
+
+if __name__ == "__main__":
+    main()
