@@ -142,8 +142,9 @@ class ClipState:
     ended: bool = False  # its end_of_clip arrived
     failed: StreamError | None = None  # a fault found while decoding: the stream ends with it
     window_cpu: float = 0.0  # thread CPU seconds spent mixing, cutting and resampling windows
-    # The SBC grid test's lossy probability (asc.codecs.sbc_trace), run once per clip on its
-    # first window long enough, mono streams with the detector only; None until then.
+    grid_test: bool = False  # run the SBC grid test on this clip (the stream's GridBudget)
+    # The SBC grid test's lossy probability (asc.codecs.sbc_trace), from the clip's first
+    # window long enough; None until then.
     sbc_grid: float | None = None
     _flushed: bool = False
     _complete: bool = False
@@ -230,9 +231,8 @@ class ClipState:
         started = time.thread_time()
         self.windows += 1
         self.limits.check_windows(self.clip_id, self.windows)
-        s = self.settings
-        if s.detector and s.channels == 1 and self.sbc_grid is None:
-            self.sbc_grid = sbc_grid(window.samples, s.rate)  # at the rate it was coded at
+        if self.grid_test and self.sbc_grid is None:  # at the rate it was coded at
+            self.sbc_grid = sbc_grid(window.samples, self.settings.rate)
         wave = resample(window.samples, self.settings.rate, self.model_rate)
         samples = np.ascontiguousarray(wave, np.float32)
         self.window_cpu += time.thread_time() - started
@@ -295,6 +295,28 @@ class ClipState:
                 grpc.StatusCode.DATA_LOSS, f"clip {shown(self.clip_id)} ended without any audio"
             )
         check_duration(self.clip_id, self.seconds, self.limits.min_clip_seconds)
+
+
+GRID_EVERY_SECONDS = 10.0
+
+
+@dataclass
+class GridBudget:
+    """At most one SBC grid test per ``GRID_EVERY_SECONDS`` of a stream's audio. The test costs
+    about what the detector's network does on 10 s (``benchmarks.sbc_grid``), once per clip, so
+    a stream of short clips would multiply it. Clips between tests take the stream's last
+    result: they come through the same codec path. Only mono streams with the detector on are
+    tested (mixing stereo to mono hides a joint-stereo grid)."""
+
+    enabled: bool
+    audio: float = GRID_EVERY_SECONDS  # seconds decoded since the last test: the first clip runs
+    last: float | None = None
+
+    def claim(self) -> bool:
+        if not self.enabled or self.audio < GRID_EVERY_SECONDS:
+            return False
+        self.audio = 0.0
+        return True
 
 
 def sbc_grid(samples: np.ndarray, rate: int) -> float | None:

@@ -35,7 +35,7 @@ from server.errors import StreamError, detached
 from server.handlers import Undecodable
 from server.results import join_sbc_grid
 from server.safe_log import shown
-from server.session import ClipState, StreamSettings, validate_config
+from server.session import ClipState, GridBudget, StreamSettings, validate_config
 from server.windows import Window
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class StreamReader:
         self.stopped: StreamError | None = None  # ended from outside (its memory taken back)
         self.device: str = ""
         self.delay: int | None = None  # the codec path's, measured before its first decoder
+        self.grid: GridBudget | None = None  # made with the first clip, once settings are known
         self._drain: asyncio.Future | None = None  # completes when the server starts draining
 
     # -- life cycle ----------------------------------------------------------------------
@@ -315,6 +316,8 @@ class StreamReader:
         # The stream's reservation holds one open clip; a further one borrows its buffer.
         borrowed = any(isinstance(c, ClipState) for c in self.clips.values())
         memory = self.account.borrow_clip(clip_id) if borrowed else 0
+        if self.grid is None:
+            self.grid = GridBudget(settings.detector and settings.channels == 1)
         try:
             clip = ClipState(
                 clip_id,
@@ -323,6 +326,7 @@ class StreamReader:
                 self.service.budgets,
                 self.delay,
                 memory=memory,
+                grid_test=self.grid.claim(),
             )
         except CodecError as e:  # e.g. a codec that cannot decode at this rate here
             if memory:
@@ -408,6 +412,9 @@ class StreamReader:
         settings = self.settings
         assert settings is not None
         decoded = clip.windower.total - before
+        if self.grid is not None:
+            self.grid.audio += decoded / settings.rate
+            self.grid.last = self.grid.last if clip.sbc_grid is None else clip.sbc_grid
         service.metrics.decoded_seconds.labels(self.path_label).inc(decoded / settings.rate)
         if clip.complete:
             del self.clips[clip.clip_id]
@@ -438,8 +445,11 @@ class StreamReader:
                 )
             finally:
                 self.account.release(size)
-            if result.detector_ran and clip.sbc_grid is not None:
-                join_sbc_grid(result, clip.sbc_grid)
+            grid = clip.sbc_grid
+            if grid is None and self.grid is not None:
+                grid = self.grid.last  # a clip the budget left untested
+            if result.detector_ran and grid is not None:
+                join_sbc_grid(result, grid)
             result.codec_path = settings.codec
             result.last_window = last
             self.service.metrics.windows.labels(

@@ -33,6 +33,7 @@ from server.errors import StreamError
 from server.fairness import Entry, FairQueue
 from server.inference import NonFiniteOutput, SceneRunner
 from server.safe_log import MAX_STATUS_BYTES, EscapingFilter, LogLimiter, shown, status_message
+from server.session import GRID_EVERY_SECONDS, GridBudget
 
 RATE = 44100
 ENSEMBLE = Path(__file__).resolve().parent.parent / "models" / "ensemble.safetensors"
@@ -433,3 +434,12 @@ def test_a_pass_that_breaks_past_the_forward_pass_fails_its_items_and_not_the_ba
     assert calls[0] == 3
     assert all("gave 2 outputs for 3 items" in str(f) for f in failed), failed
     assert later == 10
+
+
+def test_the_sbc_grid_test_runs_once_per_ten_seconds_of_a_stream():
+    budget = GridBudget(enabled=True)
+    assert budget.claim()  # the first clip is tested
+    assert not budget.claim()  # the next, before 10 s of audio, is not
+    budget.audio += GRID_EVERY_SECONDS
+    assert budget.claim() and not budget.claim()
+    assert not GridBudget(enabled=False).claim()  # stereo, or the detector off
