@@ -28,10 +28,11 @@ from training.fit_detector import file_scores
 RATE = 44100
 
 
-def cpu_seconds(work) -> float:
+def timed(work):
+    """(CPU seconds of this process, ``work()``'s value)."""
     started = time.process_time()
-    work()
-    return time.process_time() - started
+    value = work()
+    return time.process_time() - started, value
 
 
 def main() -> None:
@@ -58,10 +59,13 @@ def main() -> None:
             file_scores(model, extractor, [torch.from_numpy(c)], torch.device("cpu"), window)
 
     grid = {
-        "grid test, lossless clip": [timed_trace(c) for c in clips],
-        "grid test, sbc:bitpool=53 copy": [timed_trace(c) for c in coded],
+        name: [timed(lambda c=c: sbc_trace(c, RATE).lossy_probability) for c in waves]
+        for name, waves in (
+            ("grid test, lossless clip", clips),
+            ("grid test, sbc:bitpool=53 copy", coded),
+        )
     }
-    base = float(np.mean([cpu_seconds(lambda c=c: network(c)) for c in clips]))
+    base = float(np.mean([timed(lambda c=c: network(c))[0] for c in clips]))
     print(
         f"# {args.clips} clips of 10 s, mono {RATE} Hz, {args.threads} torch thread(s), "
         f"{platform.machine()}; CPU seconds of this process"
@@ -73,12 +77,6 @@ def main() -> None:
         mean = float(np.mean([seconds for seconds, _ in runs]))
         called = sum(p >= 0.5 for _, p in runs)
         print(f"| {name} | {1000 * mean:.0f} | {mean / base:.2f} | {called} of {len(runs)} |")
-
-
-def timed_trace(clip: np.ndarray) -> tuple[float, float]:
-    started = time.process_time()
-    probability = sbc_trace(clip, RATE).lossy_probability
-    return time.process_time() - started, probability
 
 
 if __name__ == "__main__":

@@ -108,13 +108,22 @@ async def classify_clip(
         flood = await service.classify_rate.take(caller, seconds, len(spans))
         service.metrics.bytes.labels(label).inc(len(request.data))
         service.metrics.decoded_seconds.labels(label).inc(decoded.seconds)
-        windows = await classify_windows(service, request, mono, spans, flood)
-        if request.detector and windows[0].detector_ran:
+        grid = None
+        if request.detector and service.models.detector is not None:
+            # on the decode pool while the windows are classified
             start, end = spans[0]
             loop = asyncio.get_running_loop()
-            grid = await loop.run_in_executor(service.decode_pool, sbc_grid, mono[start:end], rate)
-            for result in windows if grid is not None else ():
-                join_sbc_grid(result, grid)
+            grid = loop.run_in_executor(service.decode_pool, sbc_grid, mono[start:end], rate)
+        try:
+            windows = await classify_windows(service, request, mono, spans, flood)
+        except BaseException:
+            if grid is not None:
+                grid.cancel()
+            raise
+        probability = await grid if grid is not None else None
+        if probability is not None:
+            for result in windows:
+                join_sbc_grid(result, probability)
     return clip_result(service, request, path, label, len(mono) / rate, windows)
 
 

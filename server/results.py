@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from asc.codecs.sbc_trace import join_detector
 from proto import scene_classifier_pb2 as pb
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
 
@@ -99,12 +100,10 @@ def fill_detector(
 
 
 def join_sbc_grid(result: pb.SceneResult, probability: float) -> None:
-    """Join the clip's SBC grid test (asc.codecs.sbc_trace) to a window's detector output: the
-    window is as lossy as the surer of the two says, and the family probabilities lean to
-    ``sbc`` by the test's probability, so a clip summary averaged from them names it too."""
+    """A window's detector output joined by its clip's SBC grid test (asc.codecs.sbc_trace's
+    ``join_detector``); a clip summary averaged from such windows names ``sbc`` too."""
     names = [p.label for p in result.codec_families]
-    sbc = np.array([name == "sbc" for name in names], np.float64)
-    families = (1.0 - probability) * probs(result.codec_families) + probability * sbc
-    lossy = max(result.lossy_probability, probability)
+    network = probs(result.codec_families)
+    lossy, families = join_detector(result.lossy_probability, network, probability)
     del result.codec_families[:]
     fill_detector(result, lossy, families, names)

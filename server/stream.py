@@ -317,7 +317,8 @@ class StreamReader:
         borrowed = any(isinstance(c, ClipState) for c in self.clips.values())
         memory = self.account.borrow_clip(clip_id) if borrowed else 0
         if self.grid is None:
-            self.grid = GridBudget(settings.detector and settings.channels == 1)
+            detector = settings.detector and self.service.models.detector is not None
+            self.grid = GridBudget(detector and settings.channels == 1)
         try:
             clip = ClipState(
                 clip_id,

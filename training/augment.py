@@ -145,7 +145,7 @@ class CodedCache:
             if spec != UNCODED and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 jobs.append(Job(source, spec, self.rate, self.channels, target))
-        _run(_code_one, jobs, workers, progress, "coded copies")
+        parallel_map(_code_one, jobs, workers, progress, "coded copies")
         return mapping
 
     def measurements(
@@ -172,7 +172,7 @@ class CodedCache:
         ]
         for job in missing:
             job.target.parent.mkdir(parents=True, exist_ok=True)
-        _run(_measure_one, missing, workers, progress, f"measuring {spec}")
+        parallel_map(_measure_one, missing, workers, progress, f"measuring {spec}")
         return [json.loads(measurement_path(t).read_text()) for t in targets]
 
     def achieved_kbps(
@@ -186,18 +186,24 @@ class CodedCache:
         return bits / sum(m["seconds"] for m in measured) / 1000
 
 
-def _run(work, jobs: list[Job], workers: int | None, progress: bool, desc: str) -> None:
+def parallel_map(
+    work, jobs: list, workers: int | None, progress: bool, desc: str, unit: str = "clip"
+) -> list:
+    """``work`` over ``jobs`` in worker processes (one: in this process), results in order."""
     if not jobs:
-        return
+        return []
     workers = min(workers or os.cpu_count() or 1, len(jobs))
-    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress)
+    bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not progress)
+    results = []
     if workers == 1:
         for job in jobs:
-            work(job)
+            results.append(work(job))
             bar.update()
     else:
         # fresh interpreters: forking a parent that holds torch's thread pools can hang
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for _ in pool.map(work, jobs, chunksize=4):
+            for result in pool.map(work, jobs, chunksize=4):
+                results.append(result)
                 bar.update()
     bar.close()
+    return results

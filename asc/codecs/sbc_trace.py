@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asc.codecs.clip import roundtrip
-from asc.codecs.registry import SBC_BLOCKS, SBC_SUBBANDS
+from asc.codecs.registry import CODEC_FAMILIES, SBC_BLOCKS, SBC_SUBBANDS
 
 SBC_RATES = (16000, 32000, 44100, 48000)
 FRAME = SBC_SUBBANDS * SBC_BLOCKS
@@ -69,30 +69,42 @@ def sbc_trace(wave: np.ndarray, rate: int) -> SbcTrace:
     if not np.any(x[first : first + n]) or not np.any(x[second : second + n]):
         return UNTESTED  # digital silence: every coding leaves it alike
 
-    def noise(start: int, offset: int, bitpool: int, segments: int = 1) -> np.ndarray:
-        return _frame_noise_db(x[start + offset : start + offset + segments * n], rate, bitpool)
+    def noise(start: int, offset: int, bitpool: int, length: int) -> np.ndarray:
+        return _frame_noise_db(x[start + offset : start + offset + length], rate, bitpool)
 
     # The sub-band phase first (each bitpool, since a coarse coding's lattice is not a fine
-    # one's), then the frame among the offsets with that phase.
-    half = n // 2 // FRAME * FRAME  # enough frames to tell a phase, at half the cost
-
-    def phase_noise(offset: int, bitpool: int) -> float:
-        segment = x[first + offset : first + offset + half]
-        return float(np.mean(_frame_noise_db(segment, rate, bitpool)))
-
-    phases = {b: [phase_noise(o, b) for o in range(SBC_SUBBANDS)] for b in BITPOOLS}
+    # one's), on half a segment (enough frames to tell a phase), then the frame among the
+    # offsets with that phase.
+    half = n // 2 // FRAME * FRAME
+    phases = {
+        b: [float(np.mean(noise(first, o, b, half))) for o in range(SBC_SUBBANDS)] for b in BITPOOLS
+    }
     bitpool = max(BITPOOLS, key=lambda b: float(np.median(phases[b]) - min(phases[b])))
     phase = int(np.argmin(phases[bitpool]))
     grid = min(
         range(phase, FRAME, SBC_SUBBANDS),
-        key=lambda o: float(np.mean(noise(first, o, bitpool))),
+        key=lambda o: float(np.mean(noise(first, o, bitpool, n))),
     )
     offset = (first + grid) % FRAME
     on = (offset - second) % FRAME  # the same grid seen from the second segment
-    k = CONTRAST_SEGMENTS
-    off_grid = np.median([noise(second, on + d, bitpool, k) for d in OFF_GRID], axis=0)
-    contrast = float(np.median(off_grid - noise(second, on, bitpool, k)))
+    length = CONTRAST_SEGMENTS * n
+    off_grid = np.median([noise(second, on + d, bitpool, length) for d in OFF_GRID], axis=0)
+    contrast = float(np.median(off_grid - noise(second, on, bitpool, length)))
     return SbcTrace(round(contrast, 2), bitpool, offset)
+
+
+def join_detector(
+    lossy: float, families: np.ndarray, probability: float
+) -> tuple[float, np.ndarray]:
+    """The detector's network output (lossy probability, probabilities over ``CODEC_FAMILIES``)
+    joined by the grid test's probability: as lossy as the surer of the two says, and where the
+    test calls SBC the family probabilities lean to ``sbc`` by its probability, which makes
+    ``sbc`` their argmax; elsewhere they stay the network's. The server and the report join
+    the two this one way."""
+    if probability < 0.5:
+        return max(lossy, probability), families
+    sbc = np.array([name == "sbc" for name in CODEC_FAMILIES], np.float64)
+    return max(lossy, probability), (1.0 - probability) * np.asarray(families) + probability * sbc
 
 
 def _loudest_segments(x: np.ndarray, length: int) -> tuple[int, int]:

@@ -152,7 +152,8 @@ def score_files(
         wave = load_mono(f.audio, rate)
         lossy, probs = file_scores(model, extractor, [wave], device, window)
         f.scores[NETWORK] = f.scores[DETECTOR] = float(lossy[0])
-        f.network_guess = f.family_guess = families[int(np.argmax(probs[0]))]
+        f.network_families = probs[0]
+        f.family_guess = families[int(np.argmax(probs[0]))]
         if f.lossy:
             if held[0] != f.track:  # a track's files lie together: its original loads once
                 held = (f.track, load_mono(originals[f.track], rate).numpy())

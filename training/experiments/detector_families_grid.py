@@ -9,14 +9,14 @@ figures are kept, so the report shows what the test adds and what it costs in fa
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
-from tqdm import tqdm
+import numpy as np
 
 from asc.audio import load
-from asc.codecs.sbc_trace import sbc_trace
+from asc.codecs.registry import CODEC_FAMILIES
+from asc.codecs.sbc_trace import join_detector, sbc_trace
+from training.augment import parallel_map
 from training.experiments.detector_families_scores import DETECTOR, ScoredFile
 
 NETWORK = "network"
@@ -26,25 +26,20 @@ SBC_GRID = "sbc_grid"
 def grid_scores(files: list[ScoredFile], workers: int | None, progress: bool) -> None:
     """Each file's grid test on the file as stored (its rate, its channels), in parallel."""
     paths = [str(f.audio) for f in files]
-    workers = max(1, min(workers or multiprocessing.cpu_count(), len(paths)))
-    bar = tqdm(total=len(paths), desc="sbc grid", unit="file", disable=not progress)
-    # fresh interpreters: forking a parent that holds torch's thread pools can hang
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for f, (contrast, probability) in zip(
-            files, pool.map(_trace, paths, chunksize=8), strict=True
-        ):
-            f.sbc_contrast_db = contrast
-            f.scores[SBC_GRID] = probability
-            bar.update()
-    bar.close()
+    traced = parallel_map(_trace, paths, workers, progress, "sbc grid", unit="file")
+    for f, (contrast, probability) in zip(files, traced, strict=True):
+        f.sbc_contrast_db = contrast
+        f.scores[SBC_GRID] = probability
 
 
 def combine(files: list[ScoredFile]) -> None:
-    """The detector's call: the surer of network and grid test; the grid test names SBC."""
+    """The detector's call, joined as the server joins it (``join_detector``)."""
     for f in files:
-        grid = f.scores.get(SBC_GRID, 0.0)
-        f.scores[DETECTOR] = max(f.scores[NETWORK], grid)
-        f.family_guess = "sbc" if grid >= 0.5 else f.network_guess
+        lossy, families = join_detector(
+            f.scores[NETWORK], f.network_families, f.scores.get(SBC_GRID, 0.0)
+        )
+        f.scores[DETECTOR] = lossy
+        f.family_guess = CODEC_FAMILIES[int(np.argmax(families))]
 
 
 def network_alone(files: list[ScoredFile]) -> list[ScoredFile]:

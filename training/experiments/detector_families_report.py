@@ -12,6 +12,7 @@ import numpy as np
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.models.detector import MASK_LOW_HZ
 from training.experiments.detector_families import FamiliesRun
+from training.experiments.detector_families_grid import NETWORK
 from training.experiments.detector_families_scores import DETECTOR, ScoredFile
 from training.experiments.lossy_detection_report import plot_saliency
 from training.report import (
@@ -43,8 +44,8 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
             "common": f.common,
             "score": round(f.score, 5),
             "family_guess": f.family_guess,
-            "network_score": round(f.scores.get("network", f.score), 5),
-            "network_guess": f.network_guess or f.family_guess,
+            "network_score": round(f.scores.get(NETWORK, f.score), 5),
+            "network_guess": f.network_guess,
             "sbc_contrast_db": f.sbc_contrast_db,
             "noise_below_db": f.noise_below_db,
             "noise_above_db": f.noise_above_db,

@@ -38,7 +38,8 @@ class ScoredFile:
     # the highest 2 kHz band below and above the lowest cutoff of the detector's training mask.
     noise_below_db: float | None = None
     noise_above_db: float | None = None
-    network_guess: str = ""  # the family head's argmax, before the SBC grid test
+    # the family head's probabilities over CODEC_FAMILIES, before the SBC grid test
+    network_families: np.ndarray | None = None
     sbc_contrast_db: float | None = None  # asc.codecs.sbc_trace; None where not run
 
     @property
@@ -48,6 +49,13 @@ class ScoredFile:
     @property
     def score(self) -> float:
         return self.scores[DETECTOR]
+
+    @property
+    def network_guess(self) -> str:
+        """The family the network alone names (``family_guess`` where it was not kept)."""
+        if self.network_families is None:
+            return self.family_guess
+        return CODEC_FAMILIES[int(np.argmax(self.network_families))]
 
 
 def share(values) -> float | None:
