@@ -7,8 +7,8 @@
 # Environment: KITCHEN20 (default ../shared/data/kitchen20), PYTHON, DEVICE, CACHE, EPOCHS (30),
 # EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
 # B's training conditions, default all seven; the summary pools those every fold ran),
-# REMEDY_FOLDS (folds the remedies ensemble-broad and ensemble-bandlimit are tried on, default:
-# every fold run; "" skips them).
+# REMEDY_FOLDS (folds the remedies ensemble-broad, -bandlimit and -consistency are tried on,
+# default: every fold run; "" skips them).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -33,12 +33,16 @@ recipe=mp3:64k,aac:32k,he-aac:16k,he-aac:32k
 # with a quarter of the examples band-limited at random in the features (SBC and Opus unseen).
 broad=mp3:32k,$recipe
 band_limit=0.25
+# A third: ensemble-broad taught to answer each coded copy as it answers the original
+# (a Jensen-Shannon consistency term, AugMix's remedy for corruptions never trained on).
+consistency=10
 remedy_folds=${REMEDY_FOLDS-$folds}
 
 # Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do
   models_here="ensemble ensemble-recipe"
-  case " $remedy_folds " in *" $fold "*) models_here+=" ensemble-broad ensemble-bandlimit" ;; esac
+  remedies="ensemble-broad ensemble-bandlimit ensemble-consistency"
+  case " $remedy_folds " in *" $fold "*) models_here+=" $remedies" ;; esac
   for model in $models_here; do
     ckpt="$models/$model-fold$fold.safetensors"
     if [ ! -f "$out/$model/fold$fold/results.json" ]; then
@@ -47,6 +51,8 @@ for fold in $folds; do
       [ "$model" = ensemble-broad ] && augment=(--augment-codecs "$broad")
       [ "$model" = ensemble-bandlimit ] &&
         augment=(--augment-codecs "$broad" --band-limit "$band_limit")
+      [ "$model" = ensemble-consistency ] &&
+        augment=(--augment-codecs "$broad" --consistency "$consistency")
       $train fit-ensemble --data "$data" --fold "$fold" --seed "$fold" --out "$ckpt" \
         --epochs "$epochs" --epoch-size "$epoch_size" "${augment[@]}" --device "$device" \
         --cache-dir "$cache"

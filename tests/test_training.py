@@ -195,3 +195,38 @@ def test_band_limit_looks_like_a_codec_lowpass_to_the_model():
     assert abs(limited[0, 0].mean().item()) < 1e-4 and abs(limited[0, 0].std().item() - 1) < 1e-3
     assert (limited - coded).pow(2).mean() < 0.5 * (clean - coded).pow(2).mean()
     assert torch.equal(limit_band(clean, 0.0), clean)
+
+
+def test_consistency_term_is_the_jensen_shannon_divergence_of_each_pair():
+    import math
+
+    import torch
+
+    from training.fit_scene import consistency_loss
+
+    sure = torch.tensor([[20.0, -20.0], [20.0, -20.0]])  # two rows answering class 0
+    other = torch.tensor([[-20.0, 20.0], [20.0, -20.0]])  # the first pair disagrees
+    out = {"fine/a": torch.cat([sure, sure]), "scores": torch.zeros(4, 2)}
+    assert consistency_loss(out, 2).item() == pytest.approx(0.0, abs=1e-6)
+    out = {"fine/a": torch.cat([sure, other]), "coarse/a": torch.cat([sure, other])}
+    # each sub-model: JS of two opposite certain answers is ln 2, averaged over 2 pairs
+    assert consistency_loss(out, 2).item() == pytest.approx(2 * math.log(2) / 2, rel=1e-3)
+
+
+def test_training_with_the_consistency_term_learns_and_records_it(tmp_path, toy_scenes):
+    cfg = SceneTrainConfig(
+        data=toy_scenes,
+        out=tmp_path / "toy.safetensors",
+        augment_codecs=["mp3:32k"],
+        epochs=6,
+        batch_size=8,
+        consistency=10.0,
+        cache_dir=tmp_path / "cache",
+        workers=1,
+        progress=False,
+        crop_frames=30,
+    )
+    checkpoint = fit_ensemble(cfg)
+    history = checkpoint.metrics["history"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert checkpoint.extra["augmentations"]["consistency"] == 10.0

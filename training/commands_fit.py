@@ -33,6 +33,7 @@ def cmd_fit_ensemble(args: argparse.Namespace) -> int:
         crop_frames=0 if args.no_baseline_augment else args.crop_frames,
         spec_masks=not args.no_baseline_augment,
         band_limit=args.band_limit,
+        consistency=args.consistency,
         cache_dir=Path(args.cache_dir),
         workers=args.workers,
         resume=not args.no_resume,
@@ -232,6 +233,13 @@ def _ensemble_augment_flags(opts: EnvOptions) -> None:
         default=0.0,
         help="share of examples whose upper bands are cut at a random 4-16 kHz, as a codec's "
         "lowpass would (robustness to codecs never trained on); 0 turns it off",
+    )
+    opts.add(
+        "--consistency",
+        type=float,
+        default=0.0,
+        help="weight of a Jensen-Shannon term between each coded copy's class probabilities "
+        "and its original's (robustness to codecs never trained on); 0 turns it off",
     )
     opts.add(
         "--no-baseline-augment",

@@ -59,6 +59,10 @@ class SceneTrainConfig:
     # Share of training examples whose upper bands are cut as an unseen codec's lowpass would;
     # 0 turns it off. Not tied to any codec, so it prepares the model for ones never trained on.
     band_limit: float = 0.0
+    # Weight of a consistency term: each drawn example comes with its clip's original, and the
+    # loss adds this times the Jensen-Shannon divergence between the two's class probabilities
+    # (AugMix's remedy for unseen corruptions). 0 turns it off.
+    consistency: float = 0.0
     cache_dir: Path = Path(".cache/coded")
     workers: int | None = None
     resume: bool = True
@@ -167,6 +171,21 @@ def limit_band(x: torch.Tensor, prob: float, low: float = 0.55, high: float = 0.
         channels.append(torch.where(cut, torch.zeros_like(x[:, c]), x[:, c]) / std)
     limited = torch.stack(channels, dim=1)
     return torch.where(fires[:, None, None, None], limited, x)
+
+
+def consistency_loss(out: dict, pairs: int) -> torch.Tensor:
+    """Every sub-model's Jensen-Shannon divergence between the first ``pairs`` rows (coded
+    copies) and the next ``pairs`` rows (their originals): the model is taught to answer a copy
+    as it answers the original, whatever the codec, rather than to learn each codec's look."""
+    loss = torch.zeros((), device=next(iter(out.values())).device)
+    for key, logits in out.items():
+        if not key.startswith(("fine/", "coarse/")):
+            continue
+        p, q = logits[:pairs].softmax(-1), logits[pairs : 2 * pairs].softmax(-1)
+        log_m = ((p + q) / 2).clamp_min(1e-7).log()
+        kl = torch.nn.functional.kl_div
+        loss = loss + (kl(log_m, p, reduction="batchmean") + kl(log_m, q, reduction="batchmean"))
+    return loss / 2
 
 
 def ensemble_loss(
@@ -324,15 +343,26 @@ class SceneTask:
     def training_step(self, step: int) -> tuple[torch.Tensor, int]:
         size, device = self.cfg.batch_size, self.device
         idx = self.order[step * size : (step + 1) * size]
+        pairs = 0
+        if self.cfg.consistency > 0:  # half the batch drawn, each row with its original
+            idx = idx[: max(1, len(idx) // 2)]
+            pairs = len(idx)
+            idx = torch.cat([idx, idx % len(self.data.train)])  # condition 0 is the original
         x = self.augment(self.data.x_train[idx].to(device).float())
         fine = self.data.fine_idx[idx].to(device)
         coarse = self.data.coarse_map.to(device)[fine]
         perm, lam = None, 1.0
         if self.cfg.mixup_alpha > 0:
             lam = float(self.rng.beta(self.cfg.mixup_alpha, self.cfg.mixup_alpha))
-            perm = torch.randperm(len(idx), device=device)
+            perm = torch.randperm(len(idx) - pairs, device=device)
+            if pairs:  # both halves mixed with the same partners, so they stay pairs
+                perm = torch.cat([perm, perm + pairs])
             x = lam * x + (1 - lam) * x[perm]
-        return ensemble_loss(self.trainable(x), fine, coarse, perm, lam), len(idx)
+        out = self.trainable(x)
+        loss = ensemble_loss(out, fine, coarse, perm, lam)
+        if pairs:
+            loss = loss + self.cfg.consistency * consistency_loss(out, pairs)
+        return loss, len(idx)
 
     def validate(self) -> float:
         scores = predict(self.model, self.data.x_test, self.device)
@@ -453,6 +483,7 @@ def ensemble_checkpoint(
                 "crop_frames": cfg.crop_frames,
                 "spec_masks": cfg.spec_masks,
                 "band_limit": cfg.band_limit,
+                "consistency": cfg.consistency,
             },
         },
     )

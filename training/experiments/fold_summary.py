@@ -39,6 +39,8 @@ REMEDIES = {
     "ensemble-broad": "the recipe + `mp3:32k` copies (a low MP3 rate; SBC stays unseen)",
     "ensemble-bandlimit": "ensemble-broad + `--band-limit 0.25` (a quarter of the examples cut "
     "at a random 4-16 kHz in the features; SBC and Opus stay unseen)",
+    "ensemble-consistency": "ensemble-broad + `--consistency 10` (each coded copy drawn with its "
+    "original, and a Jensen-Shannon term between their answers; SBC and Opus stay unseen)",
 }
 
 
