@@ -61,7 +61,7 @@ bench: setup
 	$(PY) -m benchmarks.coding_pipeline
 	$(PY) -m benchmarks.abuse --seconds 20
 	$(PY) -m benchmarks.decode_sandbox
-	$(PY) -m benchmarks.sbc_grid
+	$(PY) -m benchmarks.grid_tests
 
 # The GPU set (issue targets for a GPU server): the paper-size and compact ensembles in fp32,
 # bf16 and compiled; the batcher, latency and stream capacity on CUDA; the front end on the GPU.

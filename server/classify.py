@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from asc.codecs.errors import CodecError
+from asc.codecs.grid_tests import grid_call
 from asc.codecs.registry import lookup
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
@@ -26,13 +27,12 @@ from server.batcher import BatcherClosed
 from server.bounded_decode import DecodedClip
 from server.errors import StreamError
 from server.handlers import Undecodable
-from server.results import join_sbc_grid
+from server.results import join_grid
 from server.session import (
     MAX_RATE,
     MIN_RATE,
     check_duration,
     check_spec,
-    sbc_grid,
     window_and_hop,
 )
 from server.windows import window_spans
@@ -113,17 +113,17 @@ async def classify_clip(
             # on the decode pool while the windows are classified
             start, end = spans[0]
             loop = asyncio.get_running_loop()
-            grid = loop.run_in_executor(service.decode_pool, sbc_grid, mono[start:end], rate)
+            grid = loop.run_in_executor(service.decode_pool, grid_call, mono[start:end], rate)
         try:
             windows = await classify_windows(service, request, mono, spans, flood)
         except BaseException:
             if grid is not None:
                 grid.cancel()
             raise
-        probability = await grid if grid is not None else None
-        if probability is not None:
+        call = await grid if grid is not None else None
+        if call is not None:
             for result in windows:
-                join_sbc_grid(result, probability)
+                join_grid(result, call)
     return clip_result(service, request, path, label, len(mono) / rate, windows)
 
 

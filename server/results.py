@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asc.codecs.sbc_trace import join_detector
+from asc.codecs.grid_tests import GridCall, join_detector
 from proto import scene_classifier_pb2 as pb
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
 
@@ -99,11 +99,11 @@ def fill_detector(
     )
 
 
-def join_sbc_grid(result: pb.SceneResult, probability: float) -> None:
-    """A window's detector output joined by its clip's SBC grid test (asc.codecs.sbc_trace's
-    ``join_detector``); a clip summary averaged from such windows names ``sbc`` too."""
+def join_grid(result: pb.SceneResult, call: GridCall) -> None:
+    """A window's detector output joined by its clip's grid tests (asc.codecs.grid_tests's
+    ``join_detector``); a clip summary averaged from such windows names their family too."""
     names = [p.label for p in result.codec_families]
     network = probs(result.codec_families)
-    lossy, families = join_detector(result.lossy_probability, network, probability)
+    lossy, families = join_detector(result.lossy_probability, network, call)
     del result.codec_families[:]
     fill_detector(result, lossy, families, names)

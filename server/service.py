@@ -1,9 +1,8 @@
 """The SceneClassifier gRPC service on grpc.aio.
 
-Per stream, a reader task (server/stream.py) takes packets, decodes them on the decode pool
-(never on the event loop) and submits finished windows to the model batchers; the handler here
-writes results in window order as their batches complete. Batchers are shared by every stream,
-which is what lets one forward pass serve many devices, and serve them in fair order.
+Per stream, a reader task (server/stream.py) decodes packets on the decode pool (never on the
+event loop) and submits windows to the model batchers, shared by every stream (one forward pass
+serves many devices, in fair order); the handler writes results in window order.
 
 One client cannot hurt another: each stream reserves the memory its settings need before it
 starts (server/budgets.py) and waits only on its own windows; the batchers give every stream
@@ -11,9 +10,8 @@ its share and isolate a failing item (server/batcher.py); a clip is answered fro
 for the very bytes it was classified from (server/clip_cache.py); every status message and log
 line is bounded and escaped (server/safe_log.py).
 
-Failures end only their own stream: the results of windows already accepted are written first,
-then the status whose message names the problem. On shutdown the server stops reading, answers
-every window already submitted, and ends streams with UNAVAILABLE so devices reconnect.
+Failures end only their own stream: accepted windows' results first, then the status naming the
+problem. On shutdown it answers every window submitted and ends streams with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -46,6 +44,7 @@ from server.classify import ClassifySlots, classify_clip
 from server.clip_cache import ClipMemory
 from server.decode_sandbox import DecodeSandbox
 from server.errors import StreamError, detached
+from server.grid_runner import GridRunner
 from server.handlers import Undecodable
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
 from server.metrics import ServerMetrics
@@ -159,6 +158,7 @@ class SceneService(pbg.SceneClassifierServicer):
         self.decode_workers = decode_workers or default_decode_workers()
         self.decode_pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode")
         self.decode_sandbox = DecodeSandbox(budgets.classify_calls, self.decode_pool)
+        self.grid_runner = GridRunner()
         # A thread per pass that may run at once (--passes; one on a GPU).
         passes = max(m.passes for m in (models.scene, models.detector) if m is not None)
         self.inference_pool = ThreadPoolExecutor(passes, thread_name_prefix="inference")
@@ -199,6 +199,7 @@ class SceneService(pbg.SceneClassifierServicer):
             await self.detector_batcher.close()
         self.decode_pool.shutdown(wait=False)
         self.decode_sandbox.close()
+        self.grid_runner.close()
         self.inference_pool.shutdown(wait=True)
 
     # -- logging, bounded ------------------------------------------------------------------

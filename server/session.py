@@ -9,6 +9,7 @@ decodes to never outgrows the stream's reserved memory, however much audio its b
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,8 @@ import numpy as np
 
 from asc.audio import resample
 from asc.codecs.errors import CodecError, CodecUnavailable, DecodeError
+from asc.codecs.grid_tests import GridCall
 from asc.codecs.registry import resolve
-from asc.codecs.sbc_trace import sbc_trace
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
 from server.bounded_decode import IncrementalDecoder, check_samples
@@ -142,10 +143,13 @@ class ClipState:
     ended: bool = False  # its end_of_clip arrived
     failed: StreamError | None = None  # a fault found while decoding: the stream ends with it
     window_cpu: float = 0.0  # thread CPU seconds spent mixing, cutting and resampling windows
-    grid_test: bool = False  # run the SBC grid test on this clip (the stream's GridBudget)
-    # The SBC grid test's lossy probability (asc.codecs.sbc_trace), from the clip's first
-    # window long enough; None until then.
-    sbc_grid: float | None = None
+    grid_test: bool = False  # run the grid tests on this clip (the stream's GridBudget)
+    # The samples of the clip's first window, at the stream's rate, for the grid tests
+    # (server/grid_runner.py), taken once; then the test's future, and its call when done.
+    grid_samples: np.ndarray | None = None
+    grid_future: asyncio.Future | None = None
+    grid: GridCall | None = None
+    grid_joined: bool = False  # a window took a call: the summary, averaged from them, has it
     _flushed: bool = False
     _complete: bool = False
 
@@ -231,8 +235,9 @@ class ClipState:
         started = time.thread_time()
         self.windows += 1
         self.limits.check_windows(self.clip_id, self.windows)
-        if self.grid_test and self.sbc_grid is None:  # at the rate it was coded at
-            self.sbc_grid = sbc_grid(window.samples, self.settings.rate)
+        if self.grid_test:  # at the rate it was coded at
+            self.grid_test = False
+            self.grid_samples = np.array(window.samples, np.float32)
         wave = resample(window.samples, self.settings.rate, self.model_rate)
         samples = np.ascontiguousarray(wave, np.float32)
         self.window_cpu += time.thread_time() - started
@@ -302,29 +307,22 @@ GRID_EVERY_SECONDS = 10.0
 
 @dataclass
 class GridBudget:
-    """At most one SBC grid test per ``GRID_EVERY_SECONDS`` of a stream's audio. The test costs
-    about what the detector's network does on 10 s (``benchmarks.sbc_grid``), once per clip, so
-    a stream of short clips would multiply it. Clips between tests take the stream's last
-    result: they come through the same codec path. Only mono streams with the detector on are
-    tested (mixing stereo to mono hides a joint-stereo grid)."""
+    """At most one run of the grid tests per ``GRID_EVERY_SECONDS`` of a stream's audio. They
+    cost a few times what the detector's network does on 10 s (``benchmarks.grid_tests``),
+    once per clip, so a stream of short clips would multiply it. Clips between tests take the
+    stream's last result: they come through the same codec path. Only mono streams with the
+    detector on are tested (mixing stereo to mono hides a joint-stereo grid)."""
 
     enabled: bool
     audio: float = GRID_EVERY_SECONDS  # seconds decoded since the last test: the first clip runs
-    last: float | None = None
+    last: GridCall | None = None  # the latest call of this stream's tests
+    pending: asyncio.Future | None = None  # its latest test, done or not
 
     def claim(self) -> bool:
         if not self.enabled or self.audio < GRID_EVERY_SECONDS:
             return False
         self.audio = 0.0
         return True
-
-
-def sbc_grid(samples: np.ndarray, rate: int) -> float | None:
-    """The SBC grid test's lossy probability for mono ``samples`` as decoded, at their own rate;
-    None where the test cannot run (a rate SBC lacks, too short, silent). Its cost is bounded:
-    a few dozen SBC codings of quarter-second segments, whatever the length."""
-    trace = sbc_trace(samples, rate)
-    return None if trace.bitpool is None else trace.lossy_probability
 
 
 def check_duration(clip_id: str, seconds: float, shortest: float) -> None:

@@ -32,10 +32,17 @@ from server.batcher import BatcherClosed
 from server.budgets import SAMPLE_BYTES, StreamAccount
 from server.clip_cache import Fingerprint, ReplayCheck
 from server.errors import StreamError, detached
+from server.grid_runner import wait_for_call
 from server.handlers import Undecodable
-from server.results import join_sbc_grid
+from server.results import join_grid
 from server.safe_log import shown
-from server.session import ClipState, GridBudget, StreamSettings, validate_config
+from server.session import (
+    GRID_EVERY_SECONDS,
+    ClipState,
+    GridBudget,
+    StreamSettings,
+    validate_config,
+)
 from server.windows import Window
 
 if TYPE_CHECKING:
@@ -397,6 +404,7 @@ class StreamReader:
                 service.decode_pool, self._timed_advance, clip, room, payloads, end
             )
             payloads, end = [], False  # taken
+            self._start_grid_test(clip)
             received = time.perf_counter()
             for window in windows:
                 seconds = len(window.samples) / clip.model_rate
@@ -415,7 +423,6 @@ class StreamReader:
         decoded = clip.windower.total - before
         if self.grid is not None:
             self.grid.audio += decoded / settings.rate
-            self.grid.last = self.grid.last if clip.sbc_grid is None else clip.sbc_grid
         service.metrics.decoded_seconds.labels(self.path_label).inc(decoded / settings.rate)
         if clip.complete:
             del self.clips[clip.clip_id]
@@ -425,6 +432,25 @@ class StreamReader:
             await self.results.put(self._track(asyncio.ensure_future(self._finish(clip))))
 
     # -- classification ----------------------------------------------------------------
+
+    def _start_grid_test(self, clip: ClipState) -> None:
+        """The grid tests of the clip's first window, off its path (server/grid_runner.py);
+        their call becomes the clip's and the stream's latest when it comes."""
+        if clip.grid_samples is None or self.grid is None:
+            return
+        samples, clip.grid_samples = clip.grid_samples, None
+        future = self.service.grid_runner.submit(samples, clip.settings.rate)
+        if future is None:  # too many tests wait: the stream's next clip tries again
+            self.grid.audio = GRID_EVERY_SECONDS
+            return
+        clip.grid_future = self.grid.pending = future
+        grid = self.grid
+
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled() and f.exception() is None and f.result() is not None:
+                clip.grid = grid.last = f.result()
+
+        future.add_done_callback(done)
 
     def _window_task(
         self, clip: ClipState, window: Window, received: float, last: bool, flood: bool
@@ -446,11 +472,12 @@ class StreamReader:
                 )
             finally:
                 self.account.release(size)
-            grid = clip.sbc_grid
+            grid = clip.grid
             if grid is None and self.grid is not None:
-                grid = self.grid.last  # a clip the budget left untested
+                grid = self.grid.last  # untested, or its test not done yet
             if result.detector_ran and grid is not None:
-                join_sbc_grid(result, grid)
+                join_grid(result, grid)
+                clip.grid_joined = True
             result.codec_path = settings.codec
             result.last_window = last
             self.service.metrics.windows.labels(
@@ -466,6 +493,13 @@ class StreamReader:
         service = self.service
         windows = [result for result, _ in await asyncio.gather(*clip.pending)]
         summary = service.summary(clip.clip_id, clip.settings.codec, clip.seconds, windows)
+        if summary.detector_ran and self.grid is not None and not clip.grid_joined:
+            # no window took a call: the summary waits a little for this clip's test (or
+            # the stream's latest) and takes it
+            await wait_for_call(clip.grid_future or self.grid.pending)
+            call = clip.grid or self.grid.last
+            if call is not None:
+                join_grid(summary, call)
         service.metrics.clips.labels(self.path_label).inc()
         if clip.label:
             correct = summary.fine_label == clip.label

@@ -207,13 +207,17 @@ def test_decode_sandbox_table():
         assert row["same samples"] == "yes"
 
 
-def test_sbc_grid_table():
-    (rows,) = tables(run_benchmark("sbc_grid"))
+def test_grid_tests_table():
+    (rows,) = tables(run_benchmark("grid_tests"))
     assert [row["work per clip"] for row in rows] == [
         "detector network, every piece",
-        "grid test, lossless clip",
-        "grid test, sbc:bitpool=53 copy",
+        "SBC test, lossless clip",
+        "SBC test, sbc:bitpool=53 copy",
+        "MDCT test, lossless clip",
+        "MDCT test, aac:128k copy",
+        "both, as the server runs them, lossless clip",
     ]
     for row in rows:
         positive(row["CPU ms (mean)"])
-    assert rows[1]["called SBC"] == "0 of 1" and rows[2]["called SBC"] == "1 of 1"
+    called = [row["called coded"] for row in rows[1:]]
+    assert called == ["0 of 1", "1 of 1", "0 of 1", "1 of 1", "0 of 1"]

@@ -19,6 +19,9 @@ import pytest
 
 from asc.checkpoint import load
 from asc.codecs import parse_spec
+from asc.codecs.grid_tests import surer_call
+from asc.codecs.mdct_trace import MIDPOINT as MDCT_MIDPOINT
+from asc.codecs.mdct_trace import MdctTrace
 from asc.codecs.measure import measure_roundtrip
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace
@@ -292,27 +295,34 @@ def test_report_writes_every_table_and_plot(tiny):
     assert "goals met" in tiny["printed"]
 
 
-def test_the_sbc_grid_test_joins_the_network(tiny):
-    """Each file's score is the surer of network and grid test, the grid test names SBC, and the
-    network's own figures are kept beside the joined ones."""
+def test_the_grid_tests_join_the_network(tiny):
+    """Each file's score is the surer of network and grid tests, the surer test names its
+    family, and the network's own figures are kept beside the joined ones."""
     results = json.loads((tiny["out"] / "results.json").read_text())
-    assert results["sbc_grid"] is True
+    assert results["grid_tests"] is True
     with open(tiny["out"] / "files.csv", newline="") as f:
         files = list(csv.DictReader(f))
     for r in files:
-        contrast = float(r["sbc_contrast_db"])
-        grid = SbcTrace(contrast, None, 0).lossy_probability
+        sbc = SbcTrace(float(r["sbc_contrast_db"]), 53, 0)
+        mdct = MdctTrace(r["mdct_family"] or None, float(r["mdct_excess"] or 0), 0)
+        call = surer_call(sbc, mdct)
+        assert call is not None
+        grid = call.probability
         assert float(r["score"]) == pytest.approx(max(float(r["network_score"]), grid), abs=1e-4)
-        assert r["family_guess"] == ("sbc" if grid >= 0.5 else r["network_guess"])
-    # real codecs on generated and Kitchen20-shaped tracks: SBC copies carry a grid, no
-    # original does
-    originals = [float(r["sbc_contrast_db"]) for r in files if r["path"] == "none"]
+        assert r["family_guess"] == (call.family if grid >= 0.5 else r["network_guess"])
+    # real codecs on generated and Kitchen20-shaped tracks: SBC copies carry SBC's grid, copies
+    # whose last hop is AAC carry AAC's, and no original carries either
+    originals = [r for r in files if r["path"] == "none"]
     sbc = [float(r["sbc_contrast_db"]) for r in files if r["path"] == "sbc:bitpool=35"]
-    assert max(originals) < 0.6 < min(sbc)
+    assert max(float(r["sbc_contrast_db"]) for r in originals) < 0.6 < min(sbc)
+    assert max(float(r["mdct_excess"]) for r in originals) < MDCT_MIDPOINT
+    aac = [r for r in files if r["path"] == "sbc:bitpool=53>aac:64k"]
+    found = [r for r in aac if r["mdct_family"] == "aac" and float(r["mdct_excess"]) > 20]
+    assert len(found) >= len(aac) / 2, [(r["mdct_family"], r["mdct_excess"]) for r in aac]
     for source in results["sources"].values():
         alone = source["network_alone"]
         assert set(alone["families"]) == set(source["families"])
         assert 0.0 <= alone["false_alarm"] <= 1.0
-        assert alone["false_alarm"] <= source["false_alarm"]  # the test only ever adds calls
+        assert alone["false_alarm"] <= source["false_alarm"]  # the tests only ever add calls
     readme = (tiny["out"] / "README.md").read_text()
-    assert "with grid test" in readme
+    assert "with grid tests" in readme

@@ -436,10 +436,34 @@ def test_a_pass_that_breaks_past_the_forward_pass_fails_its_items_and_not_the_ba
     assert later == 10
 
 
-def test_the_sbc_grid_test_runs_once_per_ten_seconds_of_a_stream():
+def test_the_grid_tests_run_once_per_ten_seconds_of_a_stream():
     budget = GridBudget(enabled=True)
     assert budget.claim()  # the first clip is tested
     assert not budget.claim()  # the next, before 10 s of audio, is not
     budget.audio += GRID_EVERY_SECONDS
     assert budget.claim() and not budget.claim()
     assert not GridBudget(enabled=False).claim()  # stereo, or the detector off
+
+
+def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
+    """At most GRID_QUEUE tests wait for the grid thread; past that a clip goes untested, and
+    a finished test's call comes back through wait_for_call."""
+    import asyncio
+
+    import numpy as np
+
+    from server.grid_runner import GridRunner, wait_for_call
+
+    async def run() -> tuple[list, object, int]:
+        runner = GridRunner(queue=2)
+        wave = np.random.default_rng(0).standard_normal(3 * 44100).astype(np.float32) * 0.1
+        futures = [runner.submit(wave, 44100) for _ in range(3)]
+        calls = [await wait_for_call(f) for f in futures]
+        left = runner.waiting
+        runner.close()
+        return futures, calls, left
+
+    futures, calls, left = asyncio.run(run())
+    assert futures[2] is None and calls[2] is None  # the third found two waiting
+    assert all(c is not None and c.probability < 0.5 for c in calls[:2])  # noise: no grid
+    assert left == 0

@@ -105,7 +105,7 @@ def cmd_detector_families(args: argparse.Namespace) -> int:
         device=args.device,
         cache_dir=Path(args.cache_dir),
         workers=args.workers,
-        sbc_grid=not args.no_sbc_grid,
+        grid_tests=not args.no_grid_tests,
         command=args.command_line,
     )
     run = run_detector_families(cfg)
@@ -282,13 +282,13 @@ def _add_detector_families(experiments: argparse._SubParsersAction) -> None:
         help="mean lossy probability at or above which a file is called lossy",
     )
     opts.add(
-        "--no-sbc-grid",
+        "--no-grid-tests",
         action="store_true",
-        help="score with the network alone, without the SBC grid test (asc.codecs.sbc_trace) "
-        "that the report otherwise runs on every file beside it",
+        help="score with the network alone, without the SBC and MDCT grid tests "
+        "(asc.codecs.grid_tests) that the report otherwise runs on every file beside it",
     )
     cli_flags.seed(opts, "the split; give the detector's training seed to test held-out tracks")
     cli_flags.device(opts)
     cli_flags.cache_dir(opts)
-    cli_flags.workers(opts, "coding the test tracks and the SBC grid test")
+    cli_flags.workers(opts, "coding the test tracks and the grid tests")
     opts.parser.set_defaults(run=cmd_detector_families)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asc.codecs.clip import roundtrip
-from asc.codecs.registry import CODEC_FAMILIES, SBC_BLOCKS, SBC_SUBBANDS
+from asc.codecs.registry import SBC_BLOCKS, SBC_SUBBANDS
 
 SBC_RATES = (16000, 32000, 44100, 48000)
 FRAME = SBC_SUBBANDS * SBC_BLOCKS
@@ -91,20 +91,6 @@ def sbc_trace(wave: np.ndarray, rate: int) -> SbcTrace:
     off_grid = np.median([noise(second, on + d, bitpool, length) for d in OFF_GRID], axis=0)
     contrast = float(np.median(off_grid - noise(second, on, bitpool, length)))
     return SbcTrace(round(contrast, 2), bitpool, offset)
-
-
-def join_detector(
-    lossy: float, families: np.ndarray, probability: float
-) -> tuple[float, np.ndarray]:
-    """The detector's network output (lossy probability, probabilities over ``CODEC_FAMILIES``)
-    joined by the grid test's probability: as lossy as the surer of the two says, and where the
-    test calls SBC the family probabilities lean to ``sbc`` by its probability, which makes
-    ``sbc`` their argmax; elsewhere they stay the network's. The server and the report join
-    the two this one way."""
-    if probability < 0.5:
-        return max(lossy, probability), families
-    sbc = np.array([name == "sbc" for name in CODEC_FAMILIES], np.float64)
-    return max(lossy, probability), (1.0 - probability) * np.asarray(families) + probability * sbc
 
 
 def _loudest_segments(x: np.ndarray, length: int) -> tuple[int, int]:

@@ -63,7 +63,7 @@ class DetectorFamiliesConfig:
     device: str = "auto"
     cache_dir: Path = Path(".cache/coded")
     workers: int | None = None
-    sbc_grid: bool = True  # the grid test beside the network (asc.codecs.sbc_trace)
+    grid_tests: bool = True  # the grid tests beside the network (asc.codecs.grid_tests)
     progress: bool = True
     command: str = ""
 
@@ -85,7 +85,7 @@ def run_detector_families(cfg: DetectorFamiliesConfig) -> FamiliesRun:
     files = coded_test_files(cfg, found, codecs, cache)
     model = checkpoint.model.to(device).eval()
     score_files(files, model, checkpoint, device, cfg.progress)
-    if cfg.sbc_grid:
+    if cfg.grid_tests:
         grid_scores(files, cfg.workers, cfg.progress)
         combine(files)
     sources = {
@@ -104,7 +104,7 @@ def run_detector_families(cfg: DetectorFamiliesConfig) -> FamiliesRun:
         "seed": cfg.seed,
         "max_tracks": cfg.max_tracks,
         "threshold": cfg.threshold,
-        "sbc_grid": cfg.sbc_grid,
+        "grid_tests": cfg.grid_tests,
         "thresholds": list(THRESHOLDS),
         "goals": GOALS,
         "device": str(device),

@@ -47,6 +47,8 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
             "network_score": round(f.scores.get(NETWORK, f.score), 5),
             "network_guess": f.network_guess,
             "sbc_contrast_db": f.sbc_contrast_db,
+            "mdct_family": f.mdct_family or "",
+            "mdct_excess": f.mdct_excess,
             "noise_below_db": f.noise_below_db,
             "noise_above_db": f.noise_above_db,
         }
@@ -283,9 +285,9 @@ def _source_lines(name: str, source: dict, results: dict) -> list[str]:
 
 
 def _grid_lines(source: dict, results: dict) -> list[str]:
-    """What the SBC grid test adds: the same files with the network alone, side by side."""
-    if not results.get("sbc_grid"):
-        return ["The SBC grid test was not run (`--no-sbc-grid`): the figures above are the "
+    """What the grid tests add: the same files with the network alone, side by side."""
+    if not results.get("grid_tests"):
+        return ["The grid tests were not run (`--no-grid-tests`): the figures above are the "
                 "network's alone.", ""]  # fmt: skip
     alone = source["network_alone"]
     rows = [
@@ -296,11 +298,12 @@ def _grid_lines(source: dict, results: dict) -> list[str]:
     rows.append(["lossless (false alarms)", percent(alone["false_alarm"]),
                  percent(source["false_alarm"]), "", ""])  # fmt: skip
     return [
-        "The network alone against the detector with the SBC grid test beside it "
-        "(`asc.codecs.sbc_trace`; files.csv holds both scores and each file's grid contrast):",
+        "The network alone against the detector with the grid tests beside it "
+        "(`asc.codecs.grid_tests`; files.csv holds both scores, the SBC test's contrast and the "
+        "MDCT test's family and excess):",
         "",
         markdown_table(
-            ["family", "called lossy, network", "with grid test", "named, network", "with it"],
+            ["family", "called lossy, network", "with grid tests", "named, network", "with them"],
             rows,
         ),
         "",

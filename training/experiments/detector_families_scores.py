@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asc.codecs.grid_tests import GridCall
 from asc.codecs.registry import CODEC_FAMILIES
 from training.augment import UNCODED
 from training.experiments.lossy_detection_scores import THRESHOLDS
@@ -31,16 +32,21 @@ class ScoredFile:
     family: str  # the true family: "lossless", or the last codec's family
     common: bool  # at one of its family's common settings
     audio: Path
-    # {"detector": lossy probability}, and its parts "network" and "sbc_grid" where run
+    # {"detector": lossy probability}, and the network's own under "network"
     scores: dict[str, float] = field(default_factory=dict)
     family_guess: str = ""
     # A coded copy's noise over the original's floor (asc.codecs.measure.noise_over_floor_db),
     # the highest 2 kHz band below and above the lowest cutoff of the detector's training mask.
     noise_below_db: float | None = None
     noise_above_db: float | None = None
-    # the family head's probabilities over CODEC_FAMILIES, before the SBC grid test
+    # the family head's probabilities over CODEC_FAMILIES, before the grid tests
     network_families: np.ndarray | None = None
-    sbc_contrast_db: float | None = None  # asc.codecs.sbc_trace; None where not run
+    # The grid tests (asc.codecs.grid_tests) where run: the SBC contrast, the MDCT test's family
+    # and excess, and the surer test's call.
+    sbc_contrast_db: float | None = None
+    mdct_family: str | None = None
+    mdct_excess: float | None = None
+    grid: GridCall | None = None
 
     @property
     def lossy(self) -> bool:

@@ -1,11 +1,12 @@
-"""What the SBC grid test costs beside the detector's network, per 10-second mono clip.
+"""What the codecs' grid tests cost beside the detector's network, per 10-second mono clip.
 
-Run: .venv/bin/python -m benchmarks.sbc_grid [--clips 4] [--threads 1] [--quick]
-The server runs the grid test (asc.codecs.sbc_trace) once per clip with the detector on; the
-network runs on every 2-second piece of every window. Both are timed here in one run, on the
-same generated clips, as CPU seconds of this process: the grid test on each clip as sent
-losslessly and as an `sbc:bitpool=53` copy (its search stops at the same point either way),
-the network (features and model, eager PyTorch) on the clip's pieces.
+Run: .venv/bin/python -m benchmarks.grid_tests [--clips 4] [--threads 1] [--quick]
+The server runs the grid tests (asc.codecs.grid_tests: SBC's and the MDCT codecs') once per
+clip with the detector on; the network runs on every 2-second piece of every window. All are
+timed here in one run, on the same generated clips, as CPU seconds of this process: each test
+on each clip as sent losslessly and as a copy its test should find (`sbc:bitpool=53`,
+`aac:128k`; their searches stop at the same point either way), and the network (features and
+model, eager PyTorch) on the clip's pieces.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 from asc.checkpoint import load
 from asc.codecs import roundtrip
+from asc.codecs.grid_tests import grid_call
+from asc.codecs.mdct_trace import mdct_trace
 from asc.codecs.sbc_trace import sbc_trace
 from asc.features import FeatureExtractor
 from asc.models.detector import WINDOW_SECONDS
@@ -51,26 +54,36 @@ def main() -> None:
     clips = [
         full_band_clip(RATE, seconds=10.0, channels=1, seed=s)[:, 0] for s in range(args.clips)
     ]
-    coded = [roundtrip(c, RATE, "sbc:bitpool=53") for c in clips]
+    sbc = [roundtrip(c, RATE, "sbc:bitpool=53") for c in clips]
+    aac = [np.round(roundtrip(c, RATE, "aac:128k") * 32768) / 32768 for c in clips]  # as stored
     file_scores(model, extractor, [torch.from_numpy(clips[0])], torch.device("cpu"), window)
 
     def network(c: np.ndarray) -> None:
         with torch.inference_mode():
             file_scores(model, extractor, [torch.from_numpy(c)], torch.device("cpu"), window)
 
+    tests = {
+        "SBC test": lambda c: sbc_trace(c, RATE).lossy_probability,
+        "MDCT test": lambda c: mdct_trace(c, RATE).lossy_probability,
+        "both, as the server runs them": lambda c: grid_call(c, RATE).probability,
+    }
+    cases = [
+        ("SBC test", "lossless clip", clips),
+        ("SBC test", "sbc:bitpool=53 copy", sbc),
+        ("MDCT test", "lossless clip", clips),
+        ("MDCT test", "aac:128k copy", aac),
+        ("both, as the server runs them", "lossless clip", clips),
+    ]
     grid = {
-        name: [timed(lambda c=c: sbc_trace(c, RATE).lossy_probability) for c in waves]
-        for name, waves in (
-            ("grid test, lossless clip", clips),
-            ("grid test, sbc:bitpool=53 copy", coded),
-        )
+        f"{test}, {what}": [timed(lambda c=c, t=tests[test]: t(c)) for c in waves]
+        for test, what, waves in cases
     }
     base = float(np.mean([timed(lambda c=c: network(c))[0] for c in clips]))
     print(
         f"# {args.clips} clips of 10 s, mono {RATE} Hz, {args.threads} torch thread(s), "
         f"{platform.machine()}; CPU seconds of this process"
     )
-    print("| work per clip | CPU ms (mean) | ratio to the network | called SBC |")
+    print("| work per clip | CPU ms (mean) | ratio to the network | called coded |")
     print("|---|---:|---:|---:|")
     print(f"| detector network, every piece | {1000 * base:.0f} | 1.00 | – |")
     for name, runs in grid.items():

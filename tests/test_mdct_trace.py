@@ -1,0 +1,94 @@
+"""The MDCT grid test (asc.codecs.mdct_trace) and the join of the grid tests to the network
+(asc.codecs.grid_tests), on real codecs: real recordings and generated tracks, coded by the
+engine's own AAC, Vorbis, MP3, Opus, HE-AAC, SBC and aptX, never a stand-in."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from asc.audio import load
+from asc.codecs import roundtrip
+from asc.codecs.grid_tests import GridCall, grid_call, join_detector
+from asc.codecs.mdct_trace import FRAME, UNTESTED, mdct_trace
+from asc.codecs.registry import CODEC_FAMILIES
+from tests.real_data import kitchen20_root
+from training.corpora import write_lossless_corpus
+
+RATE = 44100
+
+
+def as_stored(wave: np.ndarray) -> np.ndarray:
+    """A decoded copy as a 16-bit file holds it."""
+    return (np.round(np.asarray(wave, np.float64) * 32768) / 32768).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def real() -> list[np.ndarray]:
+    root = kitchen20_root()
+    with (root / "meta.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    # one clip from each of four classes, as recorded (mono, 44.1 kHz)
+    picked = {r["label"]: r for r in rows if r["label"] in ("blender", "cutlery", "drawer", "peel")}
+    assert len(picked) == 4
+    return [load(root / r["filename"], rate=RATE, channels=1)[0] for r in picked.values()]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> list[np.ndarray]:
+    root = write_lossless_corpus(tmp_path_factory.mktemp("mdct"), 2, seed=3, seconds=3.0, workers=1)
+    return [load(p)[0] for p in sorted((root / "audio").iterdir())]
+
+
+def test_real_recordings_show_no_grid_and_their_aac_copies_do(real):
+    at_256k = []
+    for wave in real:
+        assert mdct_trace(wave, RATE).lossy_probability < 0.5
+        trace = mdct_trace(as_stored(roundtrip(wave, RATE, "aac:128k")), RATE)
+        assert trace.lossy_probability >= 0.5 and trace.family == "aac", trace
+        at_256k.append(mdct_trace(as_stored(roundtrip(wave, RATE, "aac:256k")), RATE))
+    # at 256 kbit/s fewer coefficients quantise to zero: a quiet clip can show too few
+    found = [t for t in at_256k if t.lossy_probability >= 0.5 and t.family == "aac"]
+    assert len(found) >= 3 and all(t.offset == 0 for t in at_256k), at_256k
+
+
+def test_the_window_names_the_codec(generated):
+    for wave in generated:
+        trace = mdct_trace(as_stored(roundtrip(wave, RATE, "vorbis:96k")), RATE)
+        assert trace.family == "vorbis" and trace.lossy_probability >= 0.5, trace
+        trace = mdct_trace(as_stored(roundtrip(wave, RATE, "fdk-aac:128k")), RATE)
+        assert trace.family == "aac" and trace.lossy_probability >= 0.5, trace
+
+
+def test_codecs_without_such_a_grid_are_not_called(real):
+    wave = real[0]
+    for spec in ("mp3:128k", "opus:64k", "he-aac:32k", "sbc:bitpool=53", "aptx"):
+        trace = mdct_trace(as_stored(roundtrip(wave, RATE, spec)), RATE)
+        assert trace.lossy_probability < 0.5, (spec, trace)
+
+
+def test_the_grid_is_found_wherever_the_wave_starts(real):
+    coded = as_stored(roundtrip(real[1], RATE, "aac:128k"))
+    cut = 301  # the wave now starts 301 samples into an AAC frame
+    trace = mdct_trace(coded[cut:], RATE)
+    assert trace.lossy_probability >= 0.5
+    assert trace.offset == (-cut) % FRAME
+
+
+def test_what_cannot_be_tested_says_so(real):
+    assert mdct_trace(real[0][: RATE // 4], RATE) == UNTESTED  # too short for its frames
+    assert mdct_trace(np.zeros((3 * RATE, 2), np.float32), RATE) == UNTESTED  # silence
+    assert UNTESTED.lossy_probability < 0.01
+    assert grid_call(np.zeros(RATE // 8, np.float32), RATE) is None  # neither test can run
+
+
+def test_the_join_takes_the_surer_and_names_the_grids_family():
+    network = np.array([0.7, 0.3] + [0.0] * (len(CODEC_FAMILIES) - 2))  # lossless, then mp3
+    lossy, families = join_detector(0.2, network, GridCall("aac", 0.9))
+    assert lossy == 0.9 and CODEC_FAMILIES[int(np.argmax(families))] == "aac"
+    assert families.sum() == pytest.approx(1.0)
+    lossy, families = join_detector(0.2, network, GridCall("vorbis", 0.3))
+    assert lossy == 0.3 and np.array_equal(families, network)  # a doubtful test names nothing
+    assert join_detector(0.8, network, None) == (0.8, network)
