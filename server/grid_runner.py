@@ -3,8 +3,9 @@
 A test costs a few times what the detector's network does on a 10 s clip. Run where a window
 is cut, it held that stream's window back by its whole cost and took a decode thread from every
 other stream. Here the tests run in one thread of their own, so together they never take more
-than one core, and at most ``GRID_QUEUE`` wait: past that a clip goes untested (its stream's
-next clip tries again) rather than holding audio for a test that would come too late. A clip's
+than one core. A stream has one test at a time (a clip cut while its stream's test runs shares
+it), and at most ``GRID_QUEUE`` wait: past that a clip goes untested (its stream's next clip
+tries again) rather than holding audio for a test that would come too late. A clip's
 windows take its call once it is there; its summary waits for it up to ``GRID_WAIT_SECONDS``.
 """
 
@@ -17,8 +18,8 @@ import numpy as np
 
 from asc.codecs.grid_tests import GridCall, grid_call
 
-GRID_QUEUE = 4
-GRID_WAIT_SECONDS = 5.0
+GRID_QUEUE = 16
+GRID_WAIT_SECONDS = 10.0
 
 
 class GridRunner:

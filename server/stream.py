@@ -439,6 +439,9 @@ class StreamReader:
         if clip.grid_samples is None or self.grid is None:
             return
         samples, clip.grid_samples = clip.grid_samples, None
+        if self.grid.pending is not None and not self.grid.pending.done():
+            clip.grid_future = self.grid.pending  # one test per stream at a time: share it
+            return
         future = self.service.grid_runner.submit(samples, clip.settings.rate)
         if future is None:  # too many tests wait: the stream's next clip tries again
             self.grid.audio = GRID_EVERY_SECONDS
