@@ -24,3 +24,16 @@ def kitchen20_root() -> Path:
             "set ASC_KITCHEN20 to a copy to run this test"
         )
     return KITCHEN20
+
+
+def kitchen20_clips(labels: tuple[str, ...], rate: int) -> list:
+    """One Kitchen20 clip of each label, as recorded (mono, at ``rate``)."""
+    import csv
+
+    from asc.audio import load
+
+    root = kitchen20_root()
+    with (root / "meta.csv").open() as f:
+        picked = {r["label"]: r for r in csv.DictReader(f) if r["label"] in labels}
+    assert len(picked) == len(labels), sorted(picked)
+    return [load(root / picked[label]["filename"], rate=rate, channels=1)[0] for label in labels]

@@ -4,8 +4,6 @@ engine's own AAC, Vorbis, MP3, Opus, HE-AAC, SBC and aptX, never a stand-in."""
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
@@ -14,7 +12,7 @@ from asc.codecs import roundtrip
 from asc.codecs.grid_tests import GridCall, grid_call, join_detector
 from asc.codecs.mdct_trace import FRAME, UNTESTED, mdct_trace
 from asc.codecs.registry import CODEC_FAMILIES
-from tests.real_data import kitchen20_root
+from tests.real_data import kitchen20_clips
 from training.corpora import write_lossless_corpus
 
 RATE = 44100
@@ -27,13 +25,7 @@ def as_stored(wave: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def real() -> list[np.ndarray]:
-    root = kitchen20_root()
-    with (root / "meta.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    # one clip from each of four classes, as recorded (mono, 44.1 kHz)
-    picked = {r["label"]: r for r in rows if r["label"] in ("blender", "cutlery", "drawer", "peel")}
-    assert len(picked) == 4
-    return [load(root / r["filename"], rate=RATE, channels=1)[0] for r in picked.values()]
+    return kitchen20_clips(("blender", "cutlery", "drawer", "peel"), RATE)
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,13 @@ coded by the engine's own SBC, aptX and MP3, never a stand-in."""
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
 from asc.audio import load
 from asc.codecs import roundtrip
 from asc.codecs.sbc_trace import FRAME, UNTESTED, sbc_trace
-from tests.real_data import kitchen20_root
+from tests.real_data import kitchen20_clips
 from training.corpora import write_lossless_corpus
 
 RATE = 44100
@@ -29,13 +27,7 @@ def generated(tmp_path_factory) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def real() -> list[np.ndarray]:
-    root = kitchen20_root()
-    with (root / "meta.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    # one clip from each of four classes, as recorded (mono, 44.1 kHz)
-    picked = {r["label"]: r for r in rows if r["label"] in ("blender", "cutlery", "drawer", "peel")}
-    assert len(picked) == 4
-    return [load(root / r["filename"], rate=RATE, channels=1)[0] for r in picked.values()]
+    return kitchen20_clips(("blender", "cutlery", "drawer", "peel"), RATE)
 
 
 def test_generated_originals_show_no_grid_and_sbc_copies_do(generated):
