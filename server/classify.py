@@ -19,13 +19,13 @@ import grpc
 import numpy as np
 
 from asc.codecs.errors import CodecError
-from asc.codecs.grid_tests import grid_call
 from asc.codecs.registry import lookup
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
 from server.batcher import BatcherClosed
 from server.bounded_decode import DecodedClip
 from server.errors import StreamError
+from server.grid_runner import wait_for_call
 from server.handlers import Undecodable
 from server.results import join_grid
 from server.session import (
@@ -110,17 +110,17 @@ async def classify_clip(
         service.metrics.decoded_seconds.labels(label).inc(decoded.seconds)
         grid = None
         if request.detector and service.models.detector is not None:
-            # on the decode pool while the windows are classified
+            # in the grid tests' own thread (server/grid_runner.py) while the windows are
+            # classified; None where too many tests wait
             start, end = spans[0]
-            loop = asyncio.get_running_loop()
-            grid = loop.run_in_executor(service.decode_pool, grid_call, mono[start:end], rate)
+            grid = service.grid_runner.submit(mono[start:end], rate)
         try:
             windows = await classify_windows(service, request, mono, spans, flood)
         except BaseException:
             if grid is not None:
                 grid.cancel()
             raise
-        call = await grid if grid is not None else None
+        call = await wait_for_call(grid)
         if call is not None:
             for result in windows:
                 join_grid(result, call)

@@ -1,4 +1,5 @@
-"""The grid tests of streams' clips (asc.codecs.grid_tests), off the windows' path.
+"""The grid tests (asc.codecs.grid_tests) of streams' clips and ClassifyClip files, off the
+windows' path.
 
 A test costs a few times what the detector's network does on a 10 s clip. Run where a window
 is cut, it held that stream's window back by its whole cost and took a decode thread from every
@@ -6,7 +7,8 @@ other stream. Here the tests run in one thread of their own, so together they ne
 than one core. A stream has one test at a time (a clip cut while its stream's test runs shares
 it), and at most ``GRID_QUEUE`` wait: past that a clip goes untested (its stream's next clip
 tries again) rather than holding audio for a test that would come too late. A clip's
-windows take its call once it is there; its summary waits for it up to ``GRID_WAIT_SECONDS``.
+windows take its call once it is there; its summary (or a ClassifyClip answer) waits for it up
+to ``GRID_WAIT_SECONDS``.
 """
 
 from __future__ import annotations
