@@ -25,6 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from asc.codecs.clip import encode
+from asc.codecs.spec import parse_spec
 from server.bounded_decode import decode_clip
 from server.decode_sandbox import DecodeSandbox
 
@@ -41,26 +42,33 @@ def _files(codec: str) -> list[bytes]:
     return files
 
 
-async def _timed(sandbox: DecodeSandbox, data: bytes) -> tuple[float, float, bool]:
-    """(in-process ms, in-worker ms, same samples) for one file."""
+async def _timed(sandbox: DecodeSandbox, data: bytes, raw: str | None) -> tuple[float, float, bool]:
+    """(in-process ms, in-worker ms, same samples) for one file; ``raw`` names a codec FFmpeg
+    cannot probe (sbc, aptx), as a ClassifyClip request must."""
+    request = {"codec": raw, "raw_rate": 44100 if raw else 0}
     started = time.perf_counter()
-    here = decode_clip(data, MODEL_RATE, "bench", MAX_SECONDS)
+    here = decode_clip(data, MODEL_RATE, "bench", MAX_SECONDS, **request)
     here_ms = 1000 * (time.perf_counter() - started)
     started = time.perf_counter()
     there = await sandbox.decode(
         data, round((MAX_SECONDS + 1) * MODEL_RATE), rate=MODEL_RATE, clip_id="bench",
-        max_seconds=MAX_SECONDS, codec=None,
+        max_seconds=MAX_SECONDS, **request,
     )  # fmt: skip
     there_ms = 1000 * (time.perf_counter() - started)
     return here_ms, there_ms, bool(np.array_equal(here.mono, there.mono))
+
+
+def _raw(codec: str) -> str | None:
+    last = parse_spec(codec).stages[-1].name
+    return last if last in ("sbc", "aptx") else None
 
 
 async def main_async(codecs: list[str], rounds: int) -> None:
     pool = ThreadPoolExecutor(1)
     sandbox = DecodeSandbox(1, pool)
     first = _files(codecs[0])[0]
-    _, cold, _ = await _timed(sandbox, first)
-    _, warm, _ = await _timed(sandbox, first)
+    _, cold, _ = await _timed(sandbox, first, _raw(codecs[0]))
+    _, warm, _ = await _timed(sandbox, first, _raw(codecs[0]))
     print(f"worker start: {cold - warm:.0f} ms (first call {cold:.0f} ms, a warm one {warm:.0f})")
     print("\n| codec | in-process ms/clip | worker ms/clip | worker / in-process | same samples |")
     print("|---|---:|---:|---:|---|")
@@ -68,7 +76,7 @@ async def main_async(codecs: list[str], rounds: int) -> None:
         files = _files(codec)
         here, there, same = [], [], True
         for _ in range(rounds):
-            runs = [await _timed(sandbox, data) for data in files]
+            runs = [await _timed(sandbox, data, _raw(codec)) for data in files]
             here.append(sum(r[0] for r in runs) / len(runs))
             there.append(sum(r[1] for r in runs) / len(runs))
             same = same and all(r[2] for r in runs)
@@ -80,7 +88,7 @@ async def main_async(codecs: list[str], rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--codecs", default="pcm16,flac,mp3:64k,aac:64k,opus:32k")
+    parser.add_argument("--codecs", default="pcm16,flac,mp3:64k,aac:64k,opus:32k,sbc:64k,aptx")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per codec (default 3)")
     parser.add_argument("--quick", action="store_true", help="flac and mp3:64k, one round")
     args = parser.parse_args()

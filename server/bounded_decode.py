@@ -2,11 +2,12 @@
 
 A few bytes of compressed silence decode to minutes of audio, so the decoded size must be
 checked while decoding, not after. ``IncrementalDecoder`` is the engine's ``StreamDecoder``
-taking a stream's bytes without decoding them, then decoding one codec packet at a time as
-the stream's windows are taken, so a message holding an hour of FLAC silence costs one window
-of memory and is refused once its clip passes ``--max-clip-seconds``. ``decode_clip`` decodes
-a whole ClassifyClip file frame by frame into mono at the model's rate, stopping at
-``--classify-max-seconds``, and checks that the container holds the codec the request names.
+taking a stream's bytes without decoding them, then decoding a few codec packets at a time
+(until ``RUN_SAMPLES``) as the stream's windows are taken, so a message holding an hour of FLAC
+silence costs one window of memory and is refused once its clip passes
+``--max-clip-seconds``. ``decode_clip`` decodes a whole ClassifyClip file frame by frame into
+mono at the model's rate, stopping at ``--classify-max-seconds``, and checks that the container
+holds the codec the request names.
 
 Decoded audio must be finite and within ``MAX_ABS_SAMPLE`` (full scale is 1.0): NaN or
 1e30 would make the front end's power spectrum overflow into NaN probabilities.
@@ -26,7 +27,7 @@ import soxr
 from asc.codecs.backends import open_decoder
 from asc.codecs.errors import DecodeError
 from asc.codecs.pcm import Pcm16Decoder
-from asc.codecs.pyav_backend import frame_to_array
+from asc.codecs.pyav_backend import frames_to_array
 from asc.codecs.spec import CodecSpec
 from asc.codecs.stream import END, HEADER, PACKET, StreamDecoder, _read_varint, unpack
 from server.errors import StreamError
@@ -35,6 +36,8 @@ from server.safe_log import shown
 # Raw PCM packets decoded in one call, at most this many bytes: a call per 1024-sample packet
 # spends more on the call than on the decoding.
 PCM_JOIN_BYTES = 65536
+# Codec packets decoded in one run, until this many samples (at the codec's rate) came out.
+RUN_SAMPLES = 4096
 MAX_ABS_SAMPLE = 1000.0  # +60 dB over full scale: no recording, a sure sign of garbage
 # FFmpeg decoder names each registry codec's data may show up as.
 DECODED_AS = {
@@ -86,7 +89,7 @@ def check_samples(x: np.ndarray, clip_id: str) -> None:
 
 
 class IncrementalDecoder(StreamDecoder):
-    """``StreamDecoder`` split in two: ``add`` frames bytes, ``next_audio`` decodes one packet.
+    """``StreamDecoder`` split in two: ``add`` frames bytes, ``next_audio`` decodes a few packets.
 
     The output, packet by packet, is exactly ``StreamDecoder.feed``'s (tests compare them).
     """
@@ -94,6 +97,8 @@ class IncrementalDecoder(StreamDecoder):
     def __init__(self, spec: str | CodecSpec, rate: int, channels: int, delay: int):
         super().__init__(spec, rate, channels, delay)
         self._packets: deque[bytes | int] = deque()  # codec packets; an int: the end's total
+        # a packet's error, raised once the audio of the packets before it is taken
+        self._failed: DecodeError | None = None
 
     def add(self, data: bytes) -> None:
         """Take framed bytes; only the framing is read. DecodeError for a corrupt stream."""
@@ -114,21 +119,41 @@ class IncrementalDecoder(StreamDecoder):
 
     @property
     def waiting(self) -> bool:
-        return bool(self._packets)
+        return bool(self._packets) or self._failed is not None
 
     def next_audio(self) -> np.ndarray | None:
         """The next codec packet's audio (possibly empty), or None when nothing waits. Raw
         PCM packets that wait side by side come as one: each is whole samples, so joined they
-        decode to the same audio, in a fraction of the calls."""
+        decode to the same audio, in a fraction of the calls; other codecs' packets come in runs
+        (``_decode_run``)."""
+        if self._failed is not None:
+            raise self._failed
         while self._packets:
             item = self._packets.popleft()
             if isinstance(item, int):
                 self.total = item
                 continue
             if isinstance(self._decoder, Pcm16Decoder):
-                item = self._join_pcm(item)
-            return self._emit(self._decoder.decode(item))
+                return self._emit(self._decoder.decode(self._join_pcm(item)))
+            return self._emit(self._decode_run(item))
         return None
+
+    def _decode_run(self, first: bytes) -> np.ndarray:
+        """``first`` and the codec packets right behind it, until RUN_SAMPLES are decoded, as
+        one array (SBC's packets are 128 samples each, and converting them one at a time cost
+        more than decoding them). A packet that fails behind good ones ends the run, and its
+        error waits for the next call, so the good ones' audio is kept."""
+        frames = self._decoder.frames_of(first)
+        samples = sum(f.samples for f in frames)
+        while samples < RUN_SAMPLES and self._packets and isinstance(self._packets[0], bytes):
+            try:
+                more = self._decoder.frames_of(self._packets.popleft())
+            except DecodeError as e:
+                self._failed = e
+                break
+            frames += more
+            samples += sum(f.samples for f in more)
+        return self._decoder.audio_of(frames)
 
     def _join_pcm(self, first: bytes) -> bytes:
         """``first`` and the whole-sample PCM packets right behind it, up to PCM_JOIN_BYTES; a
@@ -163,32 +188,43 @@ class DecodedClip:
 class _MonoAudio:
     """A file's frames gathered as mono at the model's rate, refused past ``max_seconds``.
 
-    The resampler is set up from the first frame, since only decoding tells the true rate."""
+    The resampler is set up from the first frame, since only decoding tells the true rate.
+    Frames are converted in runs of ``RUN_SAMPLES`` (SBC's frames are 128 samples each)."""
 
     def __init__(self, rate: int, clip_id: str, max_seconds: float, too_long: StreamError):
         self.rate, self.clip_id = rate, clip_id
         self.max_seconds, self.too_long = max_seconds, too_long
         self.parts: list[np.ndarray] = []
+        self.waiting: list[av.AudioFrame] = []  # not yet converted
+        self.waiting_samples = 0
         self.source_samples = 0
         self.source_rate = 0
         self.resampler = None
 
     def add(self, frame: av.AudioFrame, stream: av.audio.stream.AudioStream) -> None:
-        x = frame_to_array(frame)
-        mono = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
         if not self.source_rate:
             self.source_rate = int(frame.sample_rate or stream.rate or self.rate)
             if self.source_rate != self.rate:
                 self.resampler = soxr.ResampleStream(
                     self.source_rate, self.rate, 1, dtype="float32", quality="HQ"
                 )
-        self.source_samples += len(mono)
+        self.source_samples += frame.samples
         if self.source_samples > self.max_seconds * self.source_rate:
             raise self.too_long  # whatever the packets claimed
+        self.waiting.append(frame)
+        self.waiting_samples += frame.samples
+        if self.waiting_samples >= RUN_SAMPLES:
+            self._convert()
+
+    def _convert(self) -> None:
+        mono = frames_to_array(self.waiting, 1)[:, 0]
+        self.waiting, self.waiting_samples = [], 0
         check_samples(mono, self.clip_id)
-        self.parts.append(self.resampler.resample_chunk(mono) if self.resampler else mono.copy())
+        self.parts.append(self.resampler.resample_chunk(mono) if self.resampler else mono)
 
     def flush(self) -> None:
+        if self.waiting:
+            self._convert()
         if self.resampler is not None:
             self.parts.append(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True))
 

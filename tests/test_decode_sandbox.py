@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
-from asc.codecs.clip import encode
+from asc.codecs.clip import decode, encode
 from asc.signals import full_band_clip
 from server.bounded_decode import decode_clip
 from server.decode_sandbox import DecodeSandbox, DecodeWorker
@@ -143,3 +143,18 @@ def test_a_call_that_ends_while_its_worker_hangs_has_the_worker_killed(sandbox, 
     assert not Path(f"/proc/{hung}").exists()  # killed and reaped
     assert _decode(sandbox, flac).seconds == pytest.approx(3.0)
     assert sandbox.workers[0].pid != hung
+
+
+@pytest.mark.parametrize("spec", ["sbc:64k", "aptx", "mp3:64k"])
+def test_a_file_decoded_in_runs_of_frames_gives_the_engines_samples(spec):
+    """decode_clip converts a file's frames in runs (SBC's are 128 samples each); the samples
+    are the engine's own decoder's, mixed to mono, and the refusal past the budget holds."""
+    stereo = full_band_clip(RATE, 3.0, channels=2, seed=6)
+    last = spec.split(":")[0]
+    raw = last if last in ("sbc", "aptx") else None
+    data = encode(stereo, RATE, spec)
+    clip = decode_clip(data, RATE, "c", SECONDS, raw, RATE)
+    reference, _ = decode(data, RATE, 2, spec)
+    np.testing.assert_allclose(clip.mono, reference.mean(axis=1), atol=1e-6)
+    with pytest.raises(StreamError, match="more than 1 s of audio"):
+        decode_clip(data, RATE, "c", 1.0, raw, RATE)

@@ -62,14 +62,23 @@ class Pcm16Decoder:
         self.stage, self.channels = stage, channels
 
     def decode(self, payload: bytes) -> np.ndarray:
-        if not payload:
-            raise DecodeError(f"{self.stage}: empty packet")
-        if len(payload) % (2 * self.channels):
-            raise DecodeError(
-                f"{self.stage}: undecodable packet ({len(payload)} bytes): not a whole number of "
-                f"{self.channels}-channel 16-bit samples"
-            )
-        samples = np.frombuffer(payload, dtype="<i2").reshape(-1, self.channels)
+        return self.decode_packets([payload])
+
+    def decode_packets(self, payloads: list[bytes]) -> np.ndarray:
+        """Several packets in order, each checked alone (a half sample is not absorbed into
+        its neighbours), then read as one."""
+        if not payloads:
+            return np.zeros((0, self.channels), np.float32)
+        for payload in payloads:
+            if not payload:
+                raise DecodeError(f"{self.stage}: empty packet")
+            if len(payload) % (2 * self.channels):
+                raise DecodeError(
+                    f"{self.stage}: undecodable packet ({len(payload)} bytes): not a whole "
+                    f"number of {self.channels}-channel 16-bit samples"
+                )
+        joined = payloads[0] if len(payloads) == 1 else b"".join(payloads)
+        samples = np.frombuffer(joined, dtype="<i2").reshape(-1, self.channels)
         return samples.astype(np.float32) / np.float32(32768.0)
 
     def flush(self) -> np.ndarray:

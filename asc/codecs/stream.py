@@ -218,8 +218,7 @@ class StreamDecoder:
             elif kind == HEADER:
                 raise DecodeError("corrupt stream: a second header frame")
             elif kind == PACKET:
-                for packet in unpack(payload):
-                    parts.append(self._emit(self._decoder.decode(packet)))
+                parts.append(self._emit(self._decoder.decode_packets(unpack(payload))))
             else:
                 self.total = _read_varint(payload)
         return np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
