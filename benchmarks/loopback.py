@@ -168,17 +168,19 @@ async def paced_streams(
     max_batch: int,
     detector: bool = False,
     limits: Budgets | None = None,
+    grid_outcomes: dict[str, float] | None = None,
 ) -> list[StreamStats]:
     """``streams`` real-time streams against a fresh server (``limits``: its budgets, the
     server's defaults if None), starting at staggered offsets.
 
     A stream the server ends with an error keeps what it received: its missing clips show in
-    ``StreamStats.clips``.
+    ``StreamStats.clips``. ``grid_outcomes``, where given, is filled with the server's count of
+    grid tests by outcome (asc_grid_tests: run, skipped, failed).
     """
     rng = random.Random(streams)
     clip_seconds = packet_seconds * len(payloads)
     stats = [StreamStats() for _ in range(streams)]
-    async with serving(models, max_batch, 10.0, limits) as (target, _):
+    async with serving(models, max_batch, 10.0, limits) as (target, service):
         await asyncio.gather(
             *(
                 run_stream(
@@ -195,4 +197,14 @@ async def paced_streams(
             ),
             return_exceptions=True,
         )
+        if grid_outcomes is not None:
+            # A clip whose window took its stream's last call does not wait for its own test:
+            # let the tests still queued finish before they are counted.
+            for _ in range(600):
+                if not service.grid_runner.waiting:
+                    break
+                await asyncio.sleep(0.1)
+            sample = service.metrics.registry.get_sample_value
+            for outcome in ("run", "skipped", "failed"):
+                grid_outcomes[outcome] = sample("asc_grid_tests_total", {"outcome": outcome}) or 0
     return stats

@@ -112,6 +112,14 @@ class ServerMetrics:
             ["stage"],
             registry=r,
         )
+        self.grid_tests = Counter(
+            "asc_grid_tests",
+            "The lossy detector's grid tests (SBC's and the MDCT codecs' frame grids) by outcome: "
+            "run, failed, or skipped (the grid tests' queue was full; the clip takes its "
+            "stream's last call)",
+            ["outcome"],
+            registry=r,
+        )
         self.detector_positives = Counter(
             "asc_detector_positives",
             "Windows the lossy detector judged lossy (probability >= 0.5)",

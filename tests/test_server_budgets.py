@@ -198,7 +198,9 @@ def test_fair_queue_fills_a_pass_with_one_shape_and_drops_cancelled_items():
 # --- decoding -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", ["pcm16", "flac", "opus:32k", "mp3:64k", "aac:32k", "sbc:64k"])
+@pytest.mark.parametrize(
+    "spec", ["pcm16", "flac", "opus:32k", "mp3:64k", "aac:32k", "vorbis:96k", "sbc:64k", "aptx"]
+)
 def test_incremental_decoding_equals_the_engines_decoder(spec):
     pcm = full_band_clip(RATE, 2.0, 1, seed=3)
     encoder = StreamEncoder(spec, RATE, 1)
@@ -228,6 +230,29 @@ def test_joined_pcm_packets_still_refuse_a_broken_one():
     assert first is not None and len(first) == 2 * 4096  # both good packets in one call
     np.testing.assert_array_equal(first[:4096, 0], np.arange(-2048, 2048) / 32768.0)
     with pytest.raises(DecodeError, match="not a whole number"):
+        decoder.next_audio()
+
+
+def test_a_broken_packet_in_a_run_keeps_the_audio_before_it():
+    """SBC's packets decode in runs; a corrupt one behind good ones ends the run, the good
+    ones' audio comes out, and the error follows on the next call, not lost and not skipped."""
+    pcm = full_band_clip(RATE, 0.5, 1, seed=4)
+    data = StreamEncoder("sbc:64k", RATE, 1).encode(pcm)
+    probe = IncrementalDecoder("sbc:64k", RATE, 1, 0)
+    probe.add(data)
+    packets = [p for p in probe._packets if isinstance(p, bytes)]
+    header = StreamEncoder("sbc:64k", RATE, 1).encode(np.zeros((0, 1), np.float32))
+    broken = b"\x00" * len(packets[0])
+    decoder = IncrementalDecoder("sbc:64k", RATE, 1, 0)
+    decoder.add(header + frame(PACKET, pack([*packets[:10], broken, *packets[10:20]])))
+    first = decoder.next_audio()
+    assert first is not None and len(first) == 10 * 128  # one run: the ten good packets
+    reference = StreamDecoder("sbc:64k", RATE, 1, 0)
+    np.testing.assert_array_equal(first, reference.feed(header + frame(PACKET, pack(packets[:10]))))
+    assert decoder.waiting
+    with pytest.raises(DecodeError, match="undecodable packet"):
+        decoder.next_audio()
+    with pytest.raises(DecodeError, match="undecodable packet"):  # and stays refused
         decoder.next_audio()
 
 
@@ -446,19 +471,24 @@ def test_the_grid_tests_run_once_per_ten_seconds_of_a_stream():
 
 
 def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
-    """At most GRID_QUEUE tests wait for the grid thread; past that a clip goes untested, and
-    a finished test's call comes back through wait_for_call."""
+    """At most GRID_QUEUE tests wait for the grid thread; past that a clip goes untested (and
+    is counted so), and a finished test's call comes back through wait_for_call."""
     import asyncio
 
     import numpy as np
 
     from server.grid_runner import GridRunner, wait_for_call
+    from server.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
 
     async def run() -> tuple[list, object, int]:
-        runner = GridRunner(queue=2)
+        runner = GridRunner(metrics.grid_tests, queue=2)
         wave = np.random.default_rng(0).standard_normal(3 * 44100).astype(np.float32) * 0.1
         futures = [runner.submit(wave, 44100) for _ in range(3)]
         calls = [await wait_for_call(f) for f in futures]
+        # the thread rests three times a test's CPU before the next (GRID_CPU_SHARE)
+        assert runner._rested_at > time.monotonic()
         left = runner.waiting
         runner.close()
         return futures, calls, left
@@ -467,3 +497,9 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
     assert futures[2] is None and calls[2] is None  # the third found two waiting
     assert all(c is not None and c.probability < 0.5 for c in calls[:2])  # noise: no grid
     assert left == 0
+
+    def counted(outcome: str) -> float:
+        value = metrics.registry.get_sample_value("asc_grid_tests_total", {"outcome": outcome})
+        return value or 0.0
+
+    assert (counted("run"), counted("skipped"), counted("failed")) == (2, 1, 0)
