@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python -m benchmarks.stream_capacity [--device auto] [--preset compact]
      [--runtime auto] [--detector] [--budget-ms 1000] [--start 8] [--max-streams 4096]
-     [--clips 2] [--codec pcm16] [--packet-ms 500] [--audio-memory-mb 16384] [--quick]
+     [--clips 2] [--codec pcm16] [--packet-ms 500] [--audio-memory-mb 16384]
+     [--grid-cpu-share 0.25] [--at STREAMS [--repeat 3]] [--quick]
 
 A number of streams is sustained when every clip comes back and the p99 latency from a clip's
 last packet to its result stays within ``--budget-ms`` while each stream sends one packet of
@@ -14,7 +15,10 @@ OpenVINO for the ensemble, bfloat16 where the CPU has it, and ONNX Runtime for t
 ``eager`` is how this was measured first), and with ``--detector`` every stream asks for the
 detector, and each probe also prints how many grid tests ran per clip sent (a stream's clips
 within 10 s of its last test, and clips that found the grid tests' queue full, go untested) and
-how many clips found the queue full.
+how many clips found the queue full; ``--grid-cpu-share`` sets the most of one core the grid
+tests take, as the server's flag does (0: off). ``--at`` probes one number of streams,
+``--repeat`` times, instead of searching: a fixed load, for setups compared side by side. Each
+probe also prints the CPU time this process (the server and the clients) spent per clip sent.
 The server's budget for reserved audio memory is raised (each 10 s stream reserves about 8 MB,
 so the server's 2,048 MB default turns streams away past about 250): a probe measures the CPU.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
+import resource
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +61,7 @@ class Probe:
     send_lag_p99_ms: float
     grid_tested: float  # share of the clips whose grid test ran (with --detector)
     grid_skipped: int  # clips that found the grid tests' queue full
+    cpu_ms_per_clip: float  # this process's CPU (server and clients) per clip sent
 
     def sustained(self, budget_ms: float) -> bool:
         return self.clips_back == self.clips_sent and self.p99_ms <= budget_ms
@@ -76,9 +82,11 @@ async def probe(
 ) -> Probe:
     detector = models.detector is not None
     grid: dict[str, float] = {}
+    cpu = process_cpu_seconds()
     stats = await paced_streams(
         models, streams, clips, codec, payloads, packet_seconds, max_batch, detector, limits, grid
     )
+    cpu = process_cpu_seconds() - cpu
     ms = [1000 * x for s in stats for x in s.latencies]
     lags = [1000 * x for s in stats for x in s.send_lags]
     return Probe(
@@ -90,7 +98,14 @@ async def probe(
         send_lag_p99_ms=percentile(lags, 99),
         grid_tested=grid["run"] / (streams * clips),
         grid_skipped=round(grid["skipped"]),
+        cpu_ms_per_clip=1000 * cpu / (streams * clips),
     )
+
+
+def process_cpu_seconds() -> float:
+    """User and system CPU time of this process, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def main() -> None:
@@ -131,6 +146,19 @@ async def main() -> None:
         "this budget, is what a probe finds (default: %(default)s; the server's own: 2048)",
     )
     parser.add_argument(
+        "--grid-cpu-share",
+        type=float,
+        default=0.25,
+        help="the most of one core the detector's grid tests take, as the server's flag "
+        "(default: %(default)s, the server's; 0: off)",
+    )
+    parser.add_argument(
+        "--at", type=int, default=0, help="probe this many streams only (default: search)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="with --at: probes in turn (default: 1)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="1 and 2 streams, 1 clip each (default: off)"
     )
     args = parser.parse_args()
@@ -142,7 +170,9 @@ async def main() -> None:
     models = Models(scene, detector)
     packet_seconds = args.packet_ms / 1000
     payloads = encoded_clip(args.codec, 10.0, packet_seconds)
-    limits = Budgets(audio_bytes=round(args.audio_memory_mb * 2**20))
+    limits = Budgets(
+        audio_bytes=round(args.audio_memory_mb * 2**20), grid_cpu_share=args.grid_cpu_share
+    )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(
         f"# {args.preset} ensemble{' and detector' if args.detector else ''} on {device} "
@@ -150,11 +180,12 @@ async def main() -> None:
         f"threads; {args.codec}, 10 s clips at real time in {args.packet_ms:g} ms packets, "
         f"{args.clips} per stream; "
         f"budget p99 <= {args.budget_ms:.0f} ms"
+        + (f"; grid tests' share of a core {args.grid_cpu_share:g}" if args.detector else "")
     )
     tested = " grid tests run / clips (skipped: queue full) |" if args.detector else ""
     head = "| streams | clips back | p50 (ms) | p99 (ms) | client send lag p99 (ms) |"
-    print(f"{head}{tested} verdict |")
-    print(f"|---:|---:|---:|---:|---:|{'---:|' if args.detector else ''}---|")
+    print(f"{head}{tested} CPU per clip (ms) | verdict |")
+    print(f"|---:|---:|---:|---:|---:|{'---:|' if args.detector else ''}---:|---|")
 
     async def run(n: int) -> Probe:
         p = await probe(
@@ -170,11 +201,15 @@ async def main() -> None:
         tested = f" {100 * p.grid_tested:.0f} % ({p.grid_skipped}) |" if args.detector else ""
         print(
             f"| {n} | {p.clips_back}/{p.clips_sent} | {p.p50_ms:.0f} | {p.p99_ms:.0f} | "
-            f"{p.send_lag_p99_ms:.0f} |{tested} {verdict} |",
+            f"{p.send_lag_p99_ms:.0f} |{tested} {p.cpu_ms_per_clip:.0f} | {verdict} |",
             flush=True,
         )
         return p
 
+    if args.at:
+        for _ in range(args.repeat):
+            await run(args.at)
+        return
     best, failed, bound = 0, None, False
     n = args.start
     while n <= args.max_streams:  # doubling

@@ -63,6 +63,7 @@ class Budgets:
     classify_burst: float = 120.0  # ... and at once, before that rate applies
     classify_calls: int = 2  # ClassifyClip calls decoding and classifying at once
     classify_queue_bytes: int = 64 * MB  # files of ClassifyClip calls waiting for their turn
+    grid_cpu_share: float = 0.25  # the most of one core the detector's grid tests take; 0: none
     max_id_chars: int = 256  # device id, clip id, label
     max_spec_chars: int = 200  # a codec spec as sent
     max_hops: int = 4  # stages of a codec chain

@@ -238,6 +238,15 @@ def _budget_flags(serve: ServerOptions) -> None:
         help="memory of finished clips' results, which answers a device resending the same "
         "clip without classifying it again",
     )
+    opts.add(
+        "--grid-cpu-share",
+        env="GRID_CPU_SHARE",
+        type=float,
+        default=0.25,
+        help="the most of one core the detector's frame-grid tests (which find SBC's and the "
+        "MDCT codecs' frames) may take, 0 to 1; under load they take it from the windows' "
+        "latency; 0 turns them off (the detector's network alone)",
+    )
 
 
 def _memory_budget_flags(opts: EnvOptions) -> None:

@@ -158,7 +158,7 @@ class SceneService(pbg.SceneClassifierServicer):
         self.decode_workers = decode_workers or default_decode_workers()
         self.decode_pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode")
         self.decode_sandbox = DecodeSandbox(budgets.classify_calls, self.decode_pool)
-        self.grid_runner = GridRunner(metrics.grid_tests)
+        self.grid_runner = GridRunner(metrics.grid_tests, budgets.grid_cpu_share)
         # A thread per pass that may run at once (--passes; one on a GPU).
         passes = max(m.passes for m in (models.scene, models.detector) if m is not None)
         self.inference_pool = ThreadPoolExecutor(passes, thread_name_prefix="inference")

@@ -303,26 +303,56 @@ class ClipState:
 
 
 GRID_EVERY_SECONDS = 10.0
+GRID_EVERY_MOST_SECONDS = 320.0
+
+
+def same_call(a: GridCall | None, b: GridCall | None) -> bool:
+    """Two calls that say the same thing: the same family on the same side of 0.5, or none."""
+    if a is None or b is None:
+        return a is b
+    return a.family == b.family and (a.probability >= 0.5) == (b.probability >= 0.5)
 
 
 @dataclass
 class GridBudget:
-    """At most one run of the grid tests per ``GRID_EVERY_SECONDS`` of a stream's audio. They
-    cost a few times what the detector's network does on 10 s (``benchmarks.grid_tests``),
-    once per clip, so a stream of short clips would multiply it. Clips between tests take the
-    stream's last result: they come through the same codec path. Only mono streams with the
-    detector on are tested (mixing stereo to mono hides a joint-stereo grid)."""
+    """When a stream's clips get the grid tests: the first clip, then once per ``every``
+    seconds of its audio. They cost more than the detector's network does on 10 s
+    (``benchmarks.grid_tests``), so a stream of short clips would multiply it. Clips between
+    tests take the stream's last call: they come through the same codec path. ``every``
+    starts at ``GRID_EVERY_SECONDS`` and doubles, up to ``GRID_EVERY_MOST_SECONDS``, each time a
+    test repeats the stream's last call, and drops back where one differs: a stream whose path
+    has been named twice stops paying for the same answer (under load the tests' CPU comes out
+    of the windows' latency), and one whose audio changes is looked at again soon. Only mono
+    streams with the detector on are tested (mixing stereo to mono hides a joint-stereo grid)."""
 
     enabled: bool
     audio: float = GRID_EVERY_SECONDS  # seconds decoded since the last test: the first clip runs
-    last: GridCall | None = None  # the latest call of this stream's tests
+    every: float = GRID_EVERY_SECONDS  # seconds of audio between tests, for now
+    tested: int = 0  # tests that came back
+    previous: GridCall | None = None  # the latest test's call, none included
+    last: GridCall | None = None  # the latest call of this stream's tests (not none)
     pending: asyncio.Future | None = None  # its latest test, done or not
 
     def claim(self) -> bool:
-        if not self.enabled or self.audio < GRID_EVERY_SECONDS:
+        if not self.enabled or self.audio < self.every:
             return False
         self.audio = 0.0
         return True
+
+    def retry(self) -> None:
+        """The claimed test did not run (its queue was full): the next clip tries again."""
+        self.audio = self.every
+
+    def settle(self, call: GridCall | None) -> None:
+        """A test came back: its call (none where neither test could run) sets when the next
+        test is, and becomes the stream's if it is one."""
+        repeated = self.tested > 0 and same_call(call, self.previous)
+        longer = min(2 * self.every, GRID_EVERY_MOST_SECONDS)
+        self.every = longer if repeated else GRID_EVERY_SECONDS
+        self.tested += 1
+        self.previous = call
+        if call is not None:
+            self.last = call
 
 
 def check_duration(clip_id: str, seconds: float, shortest: float) -> None:

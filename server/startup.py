@@ -95,6 +95,8 @@ def build_budgets(args: argparse.Namespace, max_message_bytes: int) -> Budgets:
         raise StartupError(f"--max-overlap must be at least 1, got {args.max_overlap}")
     if args.cache_mb < 0:
         raise StartupError(f"--cache-mb must not be negative, got {args.cache_mb}")
+    if not 0 <= args.grid_cpu_share <= 1:
+        raise StartupError(f"--grid-cpu-share must be within 0 to 1, got {args.grid_cpu_share}")
     if args.classify_rate < 0:
         raise StartupError(f"--classify-rate must not be negative, got {args.classify_rate}")
     return Budgets(
@@ -108,6 +110,7 @@ def build_budgets(args: argparse.Namespace, max_message_bytes: int) -> Budgets:
         classify_seconds=args.classify_max_seconds,
         classify_calls=args.classify_calls,
         classify_rate=args.classify_rate,
+        grid_cpu_share=args.grid_cpu_share,
     )
 
 

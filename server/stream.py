@@ -37,7 +37,6 @@ from server.handlers import Undecodable
 from server.results import join_grid
 from server.safe_log import shown
 from server.session import (
-    GRID_EVERY_SECONDS,
     ClipState,
     GridBudget,
     StreamSettings,
@@ -325,7 +324,8 @@ class StreamReader:
         memory = self.account.borrow_clip(clip_id) if borrowed else 0
         if self.grid is None:
             detector = settings.detector and self.service.models.detector is not None
-            self.grid = GridBudget(detector and settings.channels == 1)
+            tested = detector and settings.channels == 1 and self.service.grid_runner.share > 0
+            self.grid = GridBudget(tested)
         try:
             clip = ClipState(
                 clip_id,
@@ -444,14 +444,15 @@ class StreamReader:
             return
         future = self.service.grid_runner.submit(samples, clip.settings.rate)
         if future is None:  # too many tests wait: the stream's next clip tries again
-            self.grid.audio = GRID_EVERY_SECONDS
+            self.grid.retry()
             return
         clip.grid_future = self.grid.pending = future
         grid = self.grid
 
         def done(f: asyncio.Future) -> None:
-            if not f.cancelled() and f.exception() is None and f.result() is not None:
-                clip.grid = grid.last = f.result()
+            if not f.cancelled() and f.exception() is None:
+                grid.settle(f.result())
+                clip.grid = f.result() or clip.grid
 
         future.add_done_callback(done)
 

@@ -140,8 +140,23 @@ def test_stream_capacity_searches_and_reports():
         assert r["verdict"] in ("sustained", "falls behind", "client-bound")
         if r["verdict"] == "sustained":
             assert back == sent and number(r["p99 (ms)"]) <= 1000
+        positive(r["CPU per clip (ms)"])
     last = out.strip().splitlines()[-1]
     assert last.startswith(("sustains ", "at least ")), last
+
+
+def test_stream_capacity_probes_a_fixed_load_with_the_detector():
+    """--at probes one number of streams --repeat times, no search; with --detector and the
+    grid tests off (--grid-cpu-share 0) no clip is grid-tested."""
+    out = run_benchmark(
+        "stream_capacity", "--detector", "--at", "2", "--repeat", "2", "--grid-cpu-share", "0",
+        timeout=240,
+    )  # fmt: skip
+    (probes,) = tables(out)
+    assert [int(r["streams"]) for r in probes] == [2, 2]
+    column = "grid tests run / clips (skipped: queue full)"
+    assert all(r[column] == "0 % (0)" for r in probes)
+    assert "sustains" not in out and "grid tests' share of a core 0" in out
 
 
 def test_runtime_speed_table():

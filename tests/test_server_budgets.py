@@ -22,6 +22,7 @@ import torch
 
 from asc.codecs.alignment import codec_delay
 from asc.codecs.errors import DecodeError
+from asc.codecs.grid_tests import GridCall
 from asc.codecs.stream import PACKET, StreamDecoder, StreamEncoder, frame, pack
 from asc.signals import full_band_clip
 from proto import scene_classifier_pb2 as pb
@@ -33,7 +34,7 @@ from server.errors import StreamError
 from server.fairness import Entry, FairQueue
 from server.inference import NonFiniteOutput, SceneRunner
 from server.safe_log import MAX_STATUS_BYTES, EscapingFilter, LogLimiter, shown, status_message
-from server.session import GRID_EVERY_SECONDS, GridBudget
+from server.session import GRID_EVERY_MOST_SECONDS, GRID_EVERY_SECONDS, GridBudget
 
 RATE = 44100
 ENSEMBLE = Path(__file__).resolve().parent.parent / "models" / "ensemble.safetensors"
@@ -467,7 +468,40 @@ def test_the_grid_tests_run_once_per_ten_seconds_of_a_stream():
     assert not budget.claim()  # the next, before 10 s of audio, is not
     budget.audio += GRID_EVERY_SECONDS
     assert budget.claim() and not budget.claim()
+    budget.retry()  # its test found the queue full: the next clip tries again
+    assert budget.claim()
     assert not GridBudget(enabled=False).claim()  # stereo, or the detector off
+
+
+def test_a_stream_whose_tests_repeat_their_call_is_tested_less_often():
+    """Each repeated call doubles the audio between tests, up to GRID_EVERY_MOST_SECONDS; a
+    call that differs brings them back to every GRID_EVERY_SECONDS, and a call of none counts
+    as a call for this but never replaces the stream's last."""
+    sbc, aac = GridCall("sbc", 0.9), GridCall("aac", 0.8)
+    budget = GridBudget(enabled=True)
+
+    def spacing(call: GridCall | None) -> float:
+        """Settle a test with ``call``; the seconds of audio until the next clip is tested."""
+        assert budget.claim()
+        budget.settle(call)
+        seconds = 0.0
+        while not budget.claim():
+            budget.audio += 1.0
+            seconds += 1.0
+        budget.audio = budget.every  # claimed only to measure: give it back
+        return seconds
+
+    assert spacing(sbc) == GRID_EVERY_SECONDS  # the first call: nothing to repeat yet
+    assert [spacing(sbc) for _ in range(3)] == [20, 40, 80]
+    assert budget.last == sbc
+    assert spacing(aac) == GRID_EVERY_SECONDS and budget.last == aac  # the audio changed
+    assert spacing(aac) == 20
+    assert spacing(GridCall("aac", 0.3)) == GRID_EVERY_SECONDS  # now under 0.5: not the same
+    for _ in range(10):
+        spacing(aac)
+    assert budget.every == GRID_EVERY_MOST_SECONDS
+    assert spacing(None) == GRID_EVERY_SECONDS and budget.last == aac
+    assert spacing(None) == 20 and budget.last == aac
 
 
 def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
@@ -483,14 +517,15 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
     metrics = ServerMetrics()
 
     async def run() -> tuple[list, object, int]:
-        runner = GridRunner(metrics.grid_tests, queue=2)
+        runner = GridRunner(metrics.grid_tests, 0.25, queue=2)
         wave = np.random.default_rng(0).standard_normal(3 * 44100).astype(np.float32) * 0.1
         futures = [runner.submit(wave, 44100) for _ in range(3)]
         calls = [await wait_for_call(f) for f in futures]
-        # the thread rests three times a test's CPU before the next (GRID_CPU_SHARE)
-        assert runner._rested_at > time.monotonic()
         left = runner.waiting
         runner.close()
+        off = GridRunner(metrics.grid_tests, 0.0)  # --grid-cpu-share 0: no tests, none counted
+        assert off.submit(wave, 44100) is None
+        off.close()
         return futures, calls, left
 
     futures, calls, left = asyncio.run(run())
@@ -503,3 +538,35 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
         return value or 0.0
 
     assert (counted("run"), counted("skipped"), counted("failed")) == (2, 1, 0)
+
+    # A quarter of one core: after each step of a test (an SBC coding, a batch of MDCT
+    # offsets) the thread rests three times that step's CPU, so a test spreads out.
+    runner = GridRunner(metrics.grid_tests, 0.25)
+    steps = 0
+    pace = runner._pace
+
+    def counting_pace() -> None:
+        nonlocal steps
+        steps += 1
+        pace()
+
+    runner._pace = counting_pace  # type: ignore[method-assign]
+    wall, cpu = time.monotonic(), time.thread_time()
+    runner._test(np.random.default_rng(1).standard_normal(3 * 44100).astype(np.float32), 44100)
+    wall, cpu = time.monotonic() - wall, time.thread_time() - cpu
+    runner.close()
+    assert steps > 20  # dozens of steps of a few milliseconds, not one of half a second
+    assert wall > 2 * cpu  # rests of 3x each step but the last
+
+
+def test_the_grid_tests_share_of_a_core_is_a_flag_within_0_to_1():
+    from server.flags import build_parser
+    from server.startup import StartupError, build_budgets
+
+    def budgets(*flags: str):
+        return build_budgets(build_parser().parse_args(["serve", *flags]), 16 * 2**20)
+
+    assert budgets().grid_cpu_share == 0.25
+    assert budgets("--grid-cpu-share", "0").grid_cpu_share == 0.0  # the tests off
+    with pytest.raises(StartupError, match=r"--grid-cpu-share must be within 0 to 1, got 1\.5"):
+        budgets("--grid-cpu-share", "1.5")

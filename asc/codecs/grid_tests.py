@@ -9,6 +9,7 @@ both take the surer test's call and join it to the network's output with ``join_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,9 +37,13 @@ def surer_call(sbc: SbcTrace, mdct: MdctTrace) -> GridCall | None:
     return max(calls, key=lambda c: c.probability) if calls else None
 
 
-def grid_call(wave: np.ndarray, rate: int) -> GridCall | None:
-    """Both grid tests on a wave as decoded, at the rate it was coded at."""
-    return surer_call(sbc_trace(wave, rate), mdct_trace(wave, rate))
+def grid_call(
+    wave: np.ndarray, rate: int, pace: Callable[[], None] | None = None
+) -> GridCall | None:
+    """Both grid tests on a wave as decoded, at the rate it was coded at. ``pace``, where
+    given, is called between their steps (a few milliseconds of CPU each), so that a caller
+    can spread a test's CPU over time (server/grid_runner.py)."""
+    return surer_call(sbc_trace(wave, rate, pace), mdct_trace(wave, rate, pace))
 
 
 def join_detector(

@@ -20,6 +20,7 @@ leave no such grid, and HE-AAC's core runs at half the rate, so those stay the n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,10 +81,11 @@ class MdctTrace:
 UNTESTED = MdctTrace(None, 0.0, 0)
 
 
-def mdct_trace(wave: np.ndarray, rate: int) -> MdctTrace:
+def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = None) -> MdctTrace:
     """The grid test of a wave (samples, or samples x channels, as it was decoded): the first
     channel and, for more than one, their mean (a codec's mid/side bands); ``UNTESTED`` where
-    the wave is too short for its frames or silent."""
+    the wave is too short for its frames or silent. ``pace``: called after each batch of
+    offsets' transforms (see ``asc.codecs.grid_tests.grid_call``)."""
     x = np.asarray(wave, dtype=np.float32)
     x = x[:, None] if x.ndim == 1 else x
     if len(x) < (FRAMES + 3) * FRAME or not np.any(x):
@@ -94,7 +96,7 @@ def mdct_trace(wave: np.ndarray, rate: int) -> MdctTrace:
     bins = slice(int(LOW * FRAME), int(HIGH * FRAME))
     best = UNTESTED
     for signal in signals:
-        grids = {f: _grid(signal, w, search, measure, bins) for f, w in _WINDOWS.items()}
+        grids = {f: _grid(signal, w, search, measure, bins, pace) for f, w in _WINDOWS.items()}
         excess = max(g.excess for g in grids.values())
         if best.family is None or excess > best.excess:
             # Either window shows a grid's zeros; the codec's own gives back more of them
@@ -112,7 +114,11 @@ class _Grid:
 
 
 def _zero_shares(
-    signal: np.ndarray, starts: np.ndarray, window: np.ndarray, bins: slice
+    signal: np.ndarray,
+    starts: np.ndarray,
+    window: np.ndarray,
+    bins: slice,
+    pace: Callable[[], None] | None,
 ) -> np.ndarray:
     """Per row of ``starts`` (offsets x frames), the share of its frames' coefficients that
     lie within ``ZERO`` of zero; a few offsets at a time, so memory stays small."""
@@ -121,17 +127,24 @@ def _zero_shares(
     for rows in np.array_split(starts, max(1, len(starts) // OFFSETS_AT_ONCE)):
         spectra = _mdct(frames[rows] * window)
         shares.append(np.mean(np.abs(spectra[..., bins]) < ZERO, axis=(-2, -1)))
+        if pace is not None:
+            pace()
     return np.concatenate(shares)
 
 
 def _grid(
-    signal: np.ndarray, window: np.ndarray, search: np.ndarray, measure: np.ndarray, bins: slice
+    signal: np.ndarray,
+    window: np.ndarray,
+    search: np.ndarray,
+    measure: np.ndarray,
+    bins: slice,
+    pace: Callable[[], None] | None,
 ) -> _Grid:
     offsets = np.arange(FRAME)
-    offset = int(np.argmax(_zero_shares(signal, offsets[:, None] + search, window, bins)))
+    offset = int(np.argmax(_zero_shares(signal, offsets[:, None] + search, window, bins, pace)))
     null = np.random.default_rng(0).choice(np.delete(offsets, offset), NULL_OFFSETS, replace=False)
     on, *off = _zero_shares(
-        signal, np.concatenate([[offset], null])[:, None] + measure, window, bins
+        signal, np.concatenate([[offset], null])[:, None] + measure, window, bins, pace
     )
     median = float(np.median(off))
     # the off-grid shares' spread, never below a binomial count's over the measured bins

@@ -16,6 +16,7 @@ at and one channel as coded: a downmixed joint-stereo stream or a resampled one 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,9 +58,10 @@ class SbcTrace:
 UNTESTED = SbcTrace(0.0, None, 0)
 
 
-def sbc_trace(wave: np.ndarray, rate: int) -> SbcTrace:
+def sbc_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = None) -> SbcTrace:
     """The grid contrast of a wave (samples, or samples x channels, as it was decoded);
-    ``UNTESTED`` where SBC cannot run at ``rate`` or the wave is too short or silent."""
+    ``UNTESTED`` where SBC cannot run at ``rate`` or the wave is too short or silent.
+    ``pace``: called after each SBC coding (see ``asc.codecs.grid_tests.grid_call``)."""
     x = np.asarray(wave, dtype=np.float32)
     x = x[:, None] if x.ndim == 1 else x
     n = int(SEGMENT_SECONDS * rate) // FRAME * FRAME
@@ -70,7 +72,10 @@ def sbc_trace(wave: np.ndarray, rate: int) -> SbcTrace:
         return UNTESTED  # digital silence: every coding leaves it alike
 
     def noise(start: int, offset: int, bitpool: int, length: int) -> np.ndarray:
-        return _frame_noise_db(x[start + offset : start + offset + length], rate, bitpool)
+        added = _frame_noise_db(x[start + offset : start + offset + length], rate, bitpool)
+        if pace is not None:
+            pace()
+        return added
 
     # The sub-band phase first (each bitpool, since a coarse coding's lattice is not a fine
     # one's), on half a segment (enough frames to tell a phase), then the frame among the
