@@ -11,8 +11,8 @@ import soxr
 from asc.codecs.alignment import codec_delay
 from asc.codecs.backends import open_encoder
 from asc.codecs.errors import CodecError, DecodeError
-from asc.codecs.pcm import as_pcm, match_channels
-from asc.codecs.pyav_backend import PyAVEncoder, frame_to_array
+from asc.codecs.pcm import as_pcm
+from asc.codecs.pyav_backend import PyAVEncoder, frames_to_array
 from asc.codecs.registry import resolve
 from asc.codecs.spec import CodecSpec, parse_spec
 from asc.codecs.stream import StreamDecoder, StreamEncoder
@@ -92,15 +92,14 @@ def decode(
             if not container.streams.audio:
                 raise DecodeError("no audio stream in the data")
             stream = container.streams.audio[0]
-            frames = [frame_to_array(f) for f in container.decode(stream)]
+            frames = list(container.decode(stream))
             source_rate = stream.codec_context.sample_rate or stream.rate
+            if not frames:
+                raise DecodeError(f"no audio decoded from {len(data)} bytes")
+            # converted in runs of frames, not one by one (SBC's frames are 128 samples)
+            x = frames_to_array(frames, channels or len(frames[0].layout.channels))
     except av.error.FFmpegError as e:
         raise DecodeError(f"undecodable audio data ({len(data)} bytes): {e}") from e
-    if not frames:
-        raise DecodeError(f"no audio decoded from {len(data)} bytes")
-    x = np.concatenate(frames)
-    if channels is not None:
-        x = match_channels(x, channels)
     if rate is not None and rate != source_rate:
         x = soxr.resample(x, source_rate, rate, quality="HQ").astype(np.float32)
         return x, rate

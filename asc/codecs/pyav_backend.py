@@ -61,11 +61,6 @@ def _packed(frame: av.AudioFrame) -> list[av.AudioFrame]:
     return resampler.resample(frame) + resampler.resample(None)
 
 
-def frame_to_array(frame: av.AudioFrame) -> np.ndarray:
-    """An FFmpeg audio frame as float32 (samples, channels)."""
-    return _alike_to_array([frame])
-
-
 def frames_to_array(frames: list[av.AudioFrame], channels: int) -> np.ndarray:
     """Decoded frames as one float32 (samples, ``channels``) array. Each run of frames of one
     format and layout is converted at once: a codec with short frames (SBC's are 128 samples)
