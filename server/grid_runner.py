@@ -5,11 +5,12 @@ A test costs more than the detector's network does on a 10 s clip. Run where a w
 it held that stream's window back by its whole cost and took a decode thread from every other
 stream. Here the tests run in one thread of their own, which rests after each step of a test
 (a few milliseconds of CPU) so that together they take at most ``share`` of one core
-(``--grid-cpu-share``). A stream has one test
-at a time (a clip cut while its stream's test runs shares it), and at most ``GRID_QUEUE``
-wait: past that a clip goes untested (its stream's next clip tries again) rather than holding
-audio for a test that would come too late. A clip's windows take its call once it is there;
-its summary (or a ClassifyClip answer) waits for it up to ``GRID_WAIT_SECONDS``.
+(``--grid-cpu-share``) once ``GRID_BURST_SECONDS`` of CPU is spent: on an idle server a test
+runs at full speed, so a ClassifyClip answer that waits for its test is not held back. A stream
+has one test at a time (a clip cut while its stream's test runs shares it), and at most
+``GRID_QUEUE`` wait: past that a clip goes untested (its stream's next clip tries again) rather
+than holding audio for a test that would come too late. A clip's windows take its call once it
+is there; its summary (or a ClassifyClip answer) waits for it up to ``GRID_WAIT_SECONDS``.
 """
 
 from __future__ import annotations
@@ -25,22 +26,25 @@ from asc.codecs.grid_tests import GridCall, grid_call
 
 GRID_QUEUE = 16
 GRID_WAIT_SECONDS = 10.0
+GRID_BURST_SECONDS = 0.5  # CPU the tests may take at full speed before the share applies
 
 
 class GridRunner:
     def __init__(self, outcomes: Counter, share: float, queue: int = GRID_QUEUE):
         """``outcomes``: the asc_grid_tests counter (labelled run, failed, skipped). ``share``:
-        the most of one core the tests take (after each step the thread rests its CPU time
-        times ``1 / share - 1``: at 0.25, three times); 0: no tests. The windows come first,
-        and a forward pass runs on every core: a test that held one core for its whole half
-        second held up each pass that ran beside it, so the rests come between steps, not
-        between tests."""
+        the most of one core the tests take, sustained; 0: no tests. The tests earn CPU at
+        ``share`` seconds per second, up to ``GRID_BURST_SECONDS``, and spend what each step
+        takes; a step that leaves them in debt is followed by the rest that repays it. The
+        windows come first, and a forward pass runs on every core: a test that held one core
+        for its whole half second held up each pass that ran beside it, so under load the
+        rests come between a test's steps, not between tests."""
         self.share = share
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="grid")
         self.queue = queue
         self.waiting = 0  # submitted and not yet done
         self.outcomes = outcomes
-        self._rested_at = 0.0  # time.monotonic() when the thread may take its next step
+        self._credit = GRID_BURST_SECONDS  # CPU seconds the tests may spend without a rest
+        self._credit_at = time.monotonic()  # when the credit was last brought up to date
         self._step_started = 0.0  # time.thread_time() when the current step began
 
     def submit(self, samples: np.ndarray, rate: int) -> asyncio.Future | None:
@@ -57,15 +61,21 @@ class GridRunner:
         return future
 
     def _test(self, samples: np.ndarray, rate: int) -> GridCall | None:
-        """One test on the grid thread, resting between its steps."""
-        self._pace()  # the rest the last test's last step earned
+        """One test on the grid thread, resting between its steps where it must."""
+        self._pace()  # the last test's last step is paid for first
         return grid_call(samples, rate, self._pace)
 
     def _pace(self) -> None:
-        """Between two steps: the rest the step just done earned, then the next begins."""
+        """Between two steps: the step just done is paid from the credit, and a debt is
+        repaid by resting; then the next step begins."""
         spent = time.thread_time() - self._step_started if self._step_started else 0.0
-        self._rested_at = max(self._rested_at, time.monotonic()) + spent * (1 / self.share - 1)
-        time.sleep(max(0.0, self._rested_at - time.monotonic()))
+        now = time.monotonic()
+        earned = (now - self._credit_at) * self.share
+        self._credit = min(GRID_BURST_SECONDS, self._credit + earned) - spent
+        self._credit_at = now
+        if self._credit < 0:
+            time.sleep(-self._credit / self.share)
+            self._credit, self._credit_at = 0.0, time.monotonic()
         self._step_started = time.thread_time()
 
     def _done(self, future: asyncio.Future) -> None:

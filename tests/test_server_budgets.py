@@ -504,14 +504,16 @@ def test_a_stream_whose_tests_repeat_their_call_is_tested_less_often():
     assert spacing(None) == 20 and budget.last == aac
 
 
-def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
+def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path(monkeypatch):
     """At most GRID_QUEUE tests wait for the grid thread; past that a clip goes untested (and
     is counted so), and a finished test's call comes back through wait_for_call."""
     import asyncio
+    from types import SimpleNamespace
 
     import numpy as np
 
-    from server.grid_runner import GridRunner, wait_for_call
+    from server import grid_runner
+    from server.grid_runner import GRID_BURST_SECONDS, GridRunner, wait_for_call
     from server.metrics import ServerMetrics
 
     metrics = ServerMetrics()
@@ -539,10 +541,12 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
 
     assert (counted("run"), counted("skipped"), counted("failed")) == (2, 1, 0)
 
-    # A quarter of one core: after each step of a test (an SBC coding, a batch of MDCT
-    # offsets) the thread rests three times that step's CPU, so a test spreads out.
+    # A quarter of one core, sustained: each step of a test (an SBC coding, a batch of MDCT
+    # offsets) is paid from a credit of CPU earned at 0.25 s per second, and a step that leaves
+    # a debt is followed by the rest that repays it; an idle server's test runs from the credit.
     runner = GridRunner(metrics.grid_tests, 0.25)
-    steps = 0
+    assert runner._credit == GRID_BURST_SECONDS
+    steps, slept = 0, 0.0
     pace = runner._pace
 
     def counting_pace() -> None:
@@ -550,13 +554,31 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path():
         steps += 1
         pace()
 
+    def timed_test() -> tuple[float, float]:
+        """Wall and CPU seconds of one test on this thread, and the rests within it."""
+        nonlocal slept
+        slept = 0.0
+        wall, cpu = time.monotonic(), time.thread_time()
+        runner._test(np.random.default_rng(1).standard_normal(3 * 44100).astype(np.float32), 44100)
+        return time.monotonic() - wall, time.thread_time() - cpu
+
+    def sleep(seconds: float) -> None:
+        nonlocal slept
+        slept += seconds
+        time.sleep(seconds)
+
     runner._pace = counting_pace  # type: ignore[method-assign]
-    wall, cpu = time.monotonic(), time.thread_time()
-    runner._test(np.random.default_rng(1).standard_normal(3 * 44100).astype(np.float32), 44100)
-    wall, cpu = time.monotonic() - wall, time.thread_time() - cpu
+    monkeypatch.setattr(grid_runner, "time", SimpleNamespace(
+        sleep=sleep, monotonic=time.monotonic, thread_time=time.thread_time
+    ))  # fmt: skip
+    runner._credit = 1000.0  # credit enough: no rest at all
+    timed_test()
+    assert slept == 0.0
+    runner._credit, steps = 0.0, 0  # none left: every step is repaid
+    wall, cpu = timed_test()
     runner.close()
     assert steps > 20  # dozens of steps of a few milliseconds, not one of half a second
-    assert wall > 2 * cpu  # rests of 3x each step but the last
+    assert slept > 0 and wall > 3 * cpu  # a quarter of a core: 4x the CPU but the last step
 
 
 def test_the_grid_tests_share_of_a_core_is_a_flag_within_0_to_1():
