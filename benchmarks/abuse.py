@@ -33,15 +33,12 @@ import argparse
 import asyncio
 import io
 import multiprocessing
-import os
 import platform
 import re
-import resource
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -50,6 +47,7 @@ import soundfile as sf
 from asc.codecs.clip import encode
 from asc.codecs.stream import StreamEncoder
 from asc.signals import full_band_clip
+from benchmarks.cpu_time import cpu_seconds
 from proto import scene_classifier_pb2 as pb
 from proto import scene_classifier_pb2_grpc as pbg
 from tests.servers import rss_mb, start_server
@@ -354,15 +352,6 @@ def abuse_process(target: str, seconds: float, floods: int, hogs: int, out) -> N
     start = cpu_seconds()
     outcomes = asyncio.run(abusers.run(floods, hogs))
     out.send((outcomes, cpu_seconds() - start))
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """CPU time (user + system) of a process: this one when ``pid`` is None."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the run ---------------------------------------------------------------------------------

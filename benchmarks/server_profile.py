@@ -33,11 +33,11 @@ from urllib.request import urlopen
 import numpy as np
 import torch
 
+from benchmarks.cpu_time import cpu_seconds
 from benchmarks.loopback import StreamStats, encoded_clip, run_stream
 from server.inference import SceneRunner
 
 ENSEMBLE = "models/ensemble.safetensors"
-TICKS = os.sysconf("SC_CLK_TCK")
 STAGES = (
     "decode",
     "windows",
@@ -47,13 +47,6 @@ STAGES = (
     "detector_model",
     "results",
 )
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of every thread of ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def stage_seconds(metrics_url: str) -> dict[str, float]:
@@ -108,11 +101,11 @@ def profile(runtime: str, args: argparse.Namespace, payloads: list[bytes]) -> di
         target = f"127.0.0.1:{ready['port']}"
         url = f"http://127.0.0.1:{ready['metrics_port']}/metrics"
         asyncio.run(load(target, 2, 1, payloads, args.codec))  # warm the server's first passes
-        cpu0, stages0 = process_cpu_seconds(proc.pid), stage_seconds(url)
+        cpu0, stages0 = cpu_seconds(proc.pid), stage_seconds(url)
         clients0 = time.process_time()
         elapsed = asyncio.run(load(target, args.streams, args.clips, payloads, args.codec))
         clients1 = time.process_time()
-        cpu1, stages1 = process_cpu_seconds(proc.pid), stage_seconds(url)
+        cpu1, stages1 = cpu_seconds(proc.pid), stage_seconds(url)
     finally:
         proc.terminate()
         proc.wait(60)

@@ -33,12 +33,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import platform
-import resource
 from dataclasses import dataclass
 
 import torch
 
 from asc.runtimes import RUNTIMES
+from benchmarks.cpu_time import cpu_seconds
 from benchmarks.loopback import (
     detector_runner,
     encoded_clip,
@@ -82,11 +82,11 @@ async def probe(
 ) -> Probe:
     detector = models.detector is not None
     grid: dict[str, float] = {}
-    cpu = process_cpu_seconds()
+    cpu = cpu_seconds()
     stats = await paced_streams(
         models, streams, clips, codec, payloads, packet_seconds, max_batch, detector, limits, grid
     )
-    cpu = process_cpu_seconds() - cpu
+    cpu = cpu_seconds() - cpu
     ms = [1000 * x for s in stats for x in s.latencies]
     lags = [1000 * x for s in stats for x in s.send_lags]
     return Probe(
@@ -100,12 +100,6 @@ async def probe(
         grid_skipped=round(grid["skipped"]),
         cpu_ms_per_clip=1000 * cpu / (streams * clips),
     )
-
-
-def process_cpu_seconds() -> float:
-    """User and system CPU time of this process, every thread included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 async def main() -> None:
