@@ -7,8 +7,8 @@
 # Environment: KITCHEN20 (default ../shared/data/kitchen20), PYTHON, DEVICE, CACHE, EPOCHS (30),
 # EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
 # B's training conditions, default all seven; the summary pools those every fold ran),
-# REMEDY_FOLDS (folds the remedies ensemble-broad, -bandlimit and -consistency are tried on,
-# default: every fold run; "" skips them).
+# REMEDY_FOLDS (folds the remedies ensemble-broad, -bandlimit, -consistency and -foreign are tried on,
+# default: every fold run; "" skips them), REMEDIES (which of them, default all four).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -36,12 +36,16 @@ band_limit=0.25
 # A third: ensemble-broad taught to answer each coded copy as it answers the original
 # (a Jensen-Shannon consistency term, AugMix's remedy for corruptions never trained on).
 consistency=10
+# A fourth: ensemble-broad + copies through two codecs no device streams, MPEG-1 Layer II
+# (sub-band quantisation noise over the full band, as SBC's) and AC-3 (an MDCT codec cutting at
+# 12 kHz): domain generalisation to unseen codecs; the paths unseen before stay unseen.
+foreign=$broad,mp2:64k,ac3:64k
 remedy_folds=${REMEDY_FOLDS-$folds}
+remedies=${REMEDIES:-ensemble-broad ensemble-bandlimit ensemble-consistency ensemble-foreign}
 
 # Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do
   models_here="ensemble ensemble-recipe"
-  remedies="ensemble-broad ensemble-bandlimit ensemble-consistency"
   case " $remedy_folds " in *" $fold "*) models_here+=" $remedies" ;; esac
   for model in $models_here; do
     ckpt="$models/$model-fold$fold.safetensors"
@@ -53,6 +57,7 @@ for fold in $folds; do
         augment=(--augment-codecs "$broad" --band-limit "$band_limit")
       [ "$model" = ensemble-consistency ] &&
         augment=(--augment-codecs "$broad" --consistency "$consistency")
+      [ "$model" = ensemble-foreign ] && augment=(--augment-codecs "$foreign")
       $train fit-ensemble --data "$data" --fold "$fold" --seed "$fold" --out "$ckpt" \
         --epochs "$epochs" --epoch-size "$epoch_size" "${augment[@]}" --device "$device" \
         --cache-dir "$cache"

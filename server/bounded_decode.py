@@ -52,6 +52,8 @@ DECODED_AS = {
     "vorbis": {"vorbis", "libvorbis"},
     "sbc": {"sbc"},
     "aptx": {"aptx"},
+    "mp2": {"mp2", "mp2float"},
+    "ac3": {"ac3", "ac3_fixed"},
 }
 # What a probed file may hold: the decoders of the codecs above and WAV's PCM variants, the
 # formats ClipRequest.data documents. FFmpeg has hundreds more, most rarely exercised; a client

@@ -35,6 +35,8 @@ def test_list_names_every_codec_and_its_state():
         "vorbis",
         "sbc",
         "aptx",
+        "mp2",
+        "ac3",
     ):
         assert f"\n{name} " in result.stdout
     assert "UNAVAILABLE" not in result.stdout  # make setup installs every library

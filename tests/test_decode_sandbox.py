@@ -145,7 +145,7 @@ def test_a_call_that_ends_while_its_worker_hangs_has_the_worker_killed(sandbox, 
     assert sandbox.workers[0].pid != hung
 
 
-@pytest.mark.parametrize("spec", ["sbc:64k", "aptx", "mp3:64k"])
+@pytest.mark.parametrize("spec", ["sbc:64k", "aptx", "mp3:64k", "mp2:64k", "ac3:64k"])
 def test_a_file_decoded_in_runs_of_frames_gives_the_engines_samples(spec):
     """decode_clip converts a file's frames in runs (SBC's are 128 samples each); the samples
     are the engine's own decoder's, mixed to mono, and the refusal past the budget holds."""

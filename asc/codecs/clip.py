@@ -27,6 +27,8 @@ _MUXER = {
     "aac": "adts",
     "sbc": "sbc",
     "aptx": "aptx",
+    "mp2": "mp2",
+    "ac3": "ac3",
 }
 # Raw formats FFmpeg cannot recognise from content alone.
 _DEMUXER = {"sbc": "sbc", "aptx": "aptx"}

@@ -25,6 +25,8 @@ _SAMPLE_FORMAT = {
     "aac": "fltp",
     "sbc": "s16",
     "aptx": "s32p",
+    "mp2": "s16",
+    "ac3": "fltp",
 }
 _PCM_CHUNK = 1024  # samples per packet for codecs without a frame size (PCM)
 _ENCODE_RUN = 4096  # samples handed to FFmpeg in one call, at most (or one frame if longer)

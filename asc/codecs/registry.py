@@ -18,6 +18,8 @@ MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 HE_AAC_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
 SBC_RATES = (16000, 32000, 44100, 48000)
+MP2_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+AC3_RATES = (32000, 44100, 48000)
 APTX_RATES = (8000, 16000, 24000, 32000, 44100, 48000)
 OPUS_BANDWIDTHS = (4000, 6000, 8000, 12000, 20000)
 OPUS_VBR_MODES = ("on", "off", "constrained")
@@ -171,6 +173,32 @@ CODECS: dict[str, CodecInfo] = {
             cbr=True,
         ),
         CodecInfo(
+            "mp2",
+            "mp2",
+            False,
+            "pyav",
+            "MPEG-1/2 Layer II (broadcast radio, DAB), CBR",
+            "mp2",
+            bitrate=(8000, 192000),
+            max_total=384000,
+            default_bitrate=96000,
+            rates=MP2_RATES,
+            cbr=True,
+        ),
+        CodecInfo(
+            "ac3",
+            "ac3",
+            False,
+            "pyav",
+            "ATSC A/52 (AC-3, Dolby Digital), CBR",
+            "ac3",
+            bitrate=(32000, 320000),
+            max_total=640000,
+            default_bitrate=96000,
+            rates=AC3_RATES,
+            cbr=True,
+        ),
+        CodecInfo(
             "aptx",
             "aptx",
             False,
@@ -206,6 +234,9 @@ REFERENCE_SPECS = (
     "sbc:bitpool=53>aac:64k",
 )
 
+# The lossy detector's family head, in its order. mp2 and ac3 are absent: the engine carries them
+# so that training can code copies through codecs a device never streams (domain
+# generalisation to unseen codecs); the detector was never taught them.
 CODEC_FAMILIES = ("lossless", "mp3", "aac", "he-aac", "opus", "vorbis", "sbc", "aptx")
 
 _PYAV_NAMES = {  # spec name -> (FFmpeg encoder, FFmpeg decoder)
@@ -216,6 +247,8 @@ _PYAV_NAMES = {  # spec name -> (FFmpeg encoder, FFmpeg decoder)
     "aac": ("aac", "aac"),
     "sbc": ("sbc", "sbc"),
     "aptx": ("aptx", "aptx"),
+    "mp2": ("mp2", "mp2"),
+    "ac3": ("ac3", "ac3"),
     "fdk-aac": (None, "aac"),
     "he-aac": (None, "aac"),
     "he-aac-v2": (None, "aac"),

@@ -41,6 +41,9 @@ REMEDIES = {
     "at a random 4-16 kHz in the features; SBC and Opus stay unseen)",
     "ensemble-consistency": "ensemble-broad + `--consistency 10` (each coded copy drawn with its "
     "original, and a Jensen-Shannon term between their answers; SBC and Opus stay unseen)",
+    "ensemble-foreign": "ensemble-broad + `mp2:64k` and `ac3:64k` copies (two codecs no device "
+    "streams: MPEG-1 Layer II's sub-band noise over the full band, AC-3's MDCT and 12 kHz cut; "
+    "SBC, Opus, Vorbis and aptX stay unseen)",
 }
 
 
