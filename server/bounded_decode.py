@@ -26,17 +26,15 @@ import soxr
 
 from asc.codecs.backends import open_decoder
 from asc.codecs.errors import DecodeError
-from asc.codecs.pcm import Pcm16Decoder
 from asc.codecs.pyav_backend import frames_to_array
 from asc.codecs.spec import CodecSpec
 from asc.codecs.stream import END, HEADER, PACKET, StreamDecoder, _read_varint, unpack
 from server.errors import StreamError
 from server.safe_log import shown
 
-# Raw PCM packets decoded in one call, at most this many bytes: a call per 1024-sample packet
-# spends more on the call than on the decoding.
-PCM_JOIN_BYTES = 65536
-# Codec packets decoded in one run, until this many samples (at the codec's rate) came out.
+# Codec packets decoded in one run, until this many samples (at the codec's rate) came out: a
+# call per short packet (SBC's 128 samples, a device's 1024-sample PCM) spends more on the call
+# than on the decoding.
 RUN_SAMPLES = 4096
 MAX_ABS_SAMPLE = 1000.0  # +60 dB over full scale: no recording, a sure sign of garbage
 # FFmpeg decoder names each registry codec's data may show up as.
@@ -124,10 +122,8 @@ class IncrementalDecoder(StreamDecoder):
         return bool(self._packets) or self._failed is not None
 
     def next_audio(self) -> np.ndarray | None:
-        """The next codec packet's audio (possibly empty), or None when nothing waits. Raw
-        PCM packets that wait side by side come as one: each is whole samples, so joined they
-        decode to the same audio, in a fraction of the calls; other codecs' packets come in runs
-        (``_decode_run``)."""
+        """The audio of the next run of codec packets (possibly empty), or None when nothing
+        waits (``_decode_run``)."""
         if self._failed is not None:
             raise self._failed
         while self._packets:
@@ -135,44 +131,27 @@ class IncrementalDecoder(StreamDecoder):
             if isinstance(item, int):
                 self.total = item
                 continue
-            if isinstance(self._decoder, Pcm16Decoder):
-                return self._emit(self._decoder.decode(self._join_pcm(item)))
             return self._emit(self._decode_run(item))
         return None
 
     def _decode_run(self, first: bytes) -> np.ndarray:
         """``first`` and the codec packets right behind it, until RUN_SAMPLES are decoded, as
-        one array (SBC's packets are 128 samples each, and converting them one at a time cost
-        more than decoding them). A packet that fails behind good ones ends the run, and its
-        error waits for the next call, so the good ones' audio is kept."""
-        frames = self._decoder.frames_of(first)
-        samples = sum(f.samples for f in frames)
+        one array: SBC's packets are 128 samples each, and converting them one at a time cost
+        more than decoding them; a device's short PCM packets are read at once the same way.
+        A packet that fails behind good ones ends the run, and its error waits for the next
+        call, so the good ones' audio is kept; one that fails first fails the call."""
+        decoder = self._decoder
+        frames = decoder.frames_of(first)
+        samples = decoder.samples_in(frames)
         while samples < RUN_SAMPLES and self._packets and isinstance(self._packets[0], bytes):
             try:
-                more = self._decoder.frames_of(self._packets.popleft())
+                more = decoder.frames_of(self._packets.popleft())
             except DecodeError as e:
                 self._failed = e
                 break
             frames += more
-            samples += sum(f.samples for f in more)
-        return self._decoder.audio_of(frames)
-
-    def _join_pcm(self, first: bytes) -> bytes:
-        """``first`` and the whole-sample PCM packets right behind it, up to PCM_JOIN_BYTES; a
-        packet that is not whole samples (or empty) is left to be decoded, and refused, alone."""
-        frame = 2 * self._decoder.channels
-        if not first or len(first) % frame:
-            return first
-        parts, size = [first], len(first)
-        while self._packets:
-            after = self._packets[0]
-            if isinstance(after, int) or not after or len(after) % frame:
-                break
-            if size + len(after) > PCM_JOIN_BYTES:
-                break
-            parts.append(self._packets.popleft())
-            size += len(after)
-        return first if len(parts) == 1 else b"".join(parts)
+            samples += decoder.samples_in(more)
+        return decoder.audio_of(frames)
 
     def finish(self, strict: bool = True) -> np.ndarray:
         if self._packets:

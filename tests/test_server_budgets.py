@@ -220,35 +220,29 @@ def test_incremental_decoding_equals_the_engines_decoder(spec):
     np.testing.assert_array_equal(np.concatenate(parts), expected)
 
 
-def test_joined_pcm_packets_still_refuse_a_broken_one():
-    """Whole-sample PCM packets decode in one call; a packet of a half sample behind them is
-    still refused, not absorbed into its neighbours."""
-    header = StreamEncoder("pcm16", RATE, 1).encode(np.zeros((0, 1), np.float32))
-    good = np.arange(-2048, 2048, dtype="<i2").tobytes()
-    decoder = IncrementalDecoder("pcm16", RATE, 1, 0)
-    decoder.add(header + frame(PACKET, pack([good, good, b"\x01\x02\x03", good])))
-    first = decoder.next_audio()
-    assert first is not None and len(first) == 2 * 4096  # both good packets in one call
-    np.testing.assert_array_equal(first[:4096, 0], np.arange(-2048, 2048) / 32768.0)
-    with pytest.raises(DecodeError, match="not a whole number"):
-        decoder.next_audio()
-
-
-def test_a_broken_packet_in_a_run_keeps_the_audio_before_it():
-    """SBC's packets decode in runs; a corrupt one behind good ones ends the run, the good
-    ones' audio comes out, and the error follows on the next call, not lost and not skipped."""
+@pytest.mark.parametrize(
+    ("spec", "packet_samples", "broken_packet"),
+    [("sbc:64k", 128, None), ("pcm16", 256, b"\x00" * 511)],  # pcm16: half a sample short
+)
+def test_a_broken_packet_in_a_run_keeps_the_audio_before_it(spec, packet_samples, broken_packet):
+    """Packets decode in runs (SBC's 128 samples, a device's short PCM packets), cut by one
+    rule; a corrupt one behind good ones ends the run, the good ones' audio comes out, and the
+    error follows on the next call, not lost and not skipped."""
     pcm = full_band_clip(RATE, 0.5, 1, seed=4)
-    data = StreamEncoder("sbc:64k", RATE, 1).encode(pcm)
-    probe = IncrementalDecoder("sbc:64k", RATE, 1, 0)
-    probe.add(data)
-    packets = [p for p in probe._packets if isinstance(p, bytes)]
-    header = StreamEncoder("sbc:64k", RATE, 1).encode(np.zeros((0, 1), np.float32))
-    broken = b"\x00" * len(packets[0])
-    decoder = IncrementalDecoder("sbc:64k", RATE, 1, 0)
+    if spec == "pcm16":  # the encoder's own PCM packets are 1024 samples; a device may send less
+        samples = (pcm * 32768).astype("<i2").tobytes()
+        packets = [samples[k : k + 512] for k in range(0, len(samples), 512)]
+    else:
+        probe = IncrementalDecoder(spec, RATE, 1, 0)
+        probe.add(StreamEncoder(spec, RATE, 1).encode(pcm))
+        packets = [p for p in probe._packets if isinstance(p, bytes)]
+    header = StreamEncoder(spec, RATE, 1).encode(np.zeros((0, 1), np.float32))
+    broken = broken_packet or b"\x00" * len(packets[0])
+    decoder = IncrementalDecoder(spec, RATE, 1, 0)
     decoder.add(header + frame(PACKET, pack([*packets[:10], broken, *packets[10:20]])))
     first = decoder.next_audio()
-    assert first is not None and len(first) == 10 * 128  # one run: the ten good packets
-    reference = StreamDecoder("sbc:64k", RATE, 1, 0)
+    assert first is not None and len(first) == 10 * packet_samples  # one run: ten good packets
+    reference = StreamDecoder(spec, RATE, 1, 0)
     np.testing.assert_array_equal(first, reference.feed(header + frame(PACKET, pack(packets[:10]))))
     assert decoder.waiting
     with pytest.raises(DecodeError, match="undecodable packet"):

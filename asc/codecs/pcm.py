@@ -61,25 +61,34 @@ class Pcm16Decoder:
     def __init__(self, stage: str, channels: int):
         self.stage, self.channels = stage, channels
 
-    def decode(self, payload: bytes) -> np.ndarray:
-        return self.decode_packets([payload])
+    def frames_of(self, payload: bytes) -> list[bytes]:
+        """One packet, checked alone (a half sample is never absorbed into its neighbours): the
+        same interface as PyAVDecoder's, so the server cuts runs of packets one way."""
+        if not payload:
+            raise DecodeError(f"{self.stage}: empty packet")
+        if len(payload) % (2 * self.channels):
+            raise DecodeError(
+                f"{self.stage}: undecodable packet ({len(payload)} bytes): not a whole "
+                f"number of {self.channels}-channel 16-bit samples"
+            )
+        return [payload]
 
-    def decode_packets(self, payloads: list[bytes]) -> np.ndarray:
-        """Several packets in order, each checked alone (a half sample is not absorbed into
-        its neighbours), then read as one."""
-        if not payloads:
+    def samples_in(self, frames: list[bytes]) -> int:
+        return sum(len(f) for f in frames) // (2 * self.channels)
+
+    def audio_of(self, frames: list[bytes]) -> np.ndarray:
+        """Checked packets, in order, read as one array."""
+        if not frames:
             return np.zeros((0, self.channels), np.float32)
-        for payload in payloads:
-            if not payload:
-                raise DecodeError(f"{self.stage}: empty packet")
-            if len(payload) % (2 * self.channels):
-                raise DecodeError(
-                    f"{self.stage}: undecodable packet ({len(payload)} bytes): not a whole "
-                    f"number of {self.channels}-channel 16-bit samples"
-                )
-        joined = payloads[0] if len(payloads) == 1 else b"".join(payloads)
+        joined = frames[0] if len(frames) == 1 else b"".join(frames)
         samples = np.frombuffer(joined, dtype="<i2").reshape(-1, self.channels)
         return samples.astype(np.float32) / np.float32(32768.0)
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        return self.audio_of(self.frames_of(payload))
+
+    def decode_packets(self, payloads: list[bytes]) -> np.ndarray:
+        return self.audio_of([f for payload in payloads for f in self.frames_of(payload)])
 
     def flush(self) -> np.ndarray:
         return np.zeros((0, self.channels), np.float32)

@@ -267,6 +267,9 @@ class PyAVDecoder:
             ) from e
         return [self._checked(f) for f in frames]
 
+    def samples_in(self, frames: list[av.AudioFrame]) -> int:
+        return sum(f.samples for f in frames)
+
     def audio_of(self, frames: list[av.AudioFrame], last: bool = False) -> np.ndarray:
         """Frames (of consecutive packets) as float32 at the stream's rate, converted at once:
         SBC's packets are 128 samples each, and converting them one by one cost more than
