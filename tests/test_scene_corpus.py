@@ -6,6 +6,8 @@ counts do not depend on clip length.
 
 import csv
 import hashlib
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -165,6 +167,38 @@ def test_phone_device_rolls_off_the_top_band():
         return float(10 * np.log10(top / mid))
 
     assert top_to_mid_db(phone) < top_to_mid_db(ref) - 6
+
+
+def test_brightness_tilts_a_clip_and_stays_off_by_default():
+    """--brightness draws a slope per clip (dB per octave around 1 kHz); off, it draws nothing,
+    so generator 2.0's clips keep their bytes (the corpus digests above hold them)."""
+
+    def high_to_low_db(x: np.ndarray) -> float:
+        freqs, power = power_spectrum(x, RATE)
+        high = power[(freqs > 4000) & (freqs < 7000)].mean()
+        low = power[(freqs > 250) & (freqs < 1000)].mean()
+        return float(10 * np.log10(high / low))
+
+    plain = synth_clip("park", "a", np.random.default_rng(3), seconds=2.0)
+    same = synth_clip("park", "a", np.random.default_rng(3), seconds=2.0, brightness=(0.0, 0.0))
+    assert np.array_equal(plain, same)
+    bright = synth_clip("park", "a", np.random.default_rng(3), seconds=2.0, brightness=(3.0, 3.0))
+    # 3 dB per octave over the ~3.5 octaves between the two bands' centres: about +10 dB
+    assert high_to_low_db(bright) > high_to_low_db(plain) + 6
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"), [("4,0", "needs LOW <= HIGH"), ("bright", "expected LOW,HIGH")]
+)
+def test_synth_refuses_a_bad_brightness_range(tmp_path: Path, value: str, needle: str):
+    command = [sys.executable, "-m", "training.cli", "synth", "--out", str(tmp_path / "c")]
+    result = subprocess.run(
+        [*command, "--clips-per-class", "2", "--brightness", value],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and needle in result.stderr
+    assert not (tmp_path / "c").exists()
 
 
 def test_unknown_scene_or_device_is_refused():

@@ -20,15 +20,28 @@ def cmd_synth(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.brightness[0] > args.brightness[1]:
+        print("asc-train: error: --brightness LOW,HIGH needs LOW <= HIGH", file=sys.stderr)
+        return 2
     out = write_scene_corpus(
         Path(args.out),
         args.clips_per_class,
         seed=args.seed,
         seconds=args.seconds,
         workers=args.workers,
+        brightness=args.brightness,
     )
     print(f"wrote a generated scene corpus (TAU 2020 Mobile layout) to {out}")
     return 0
+
+
+def _db_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        expected = f"expected LOW,HIGH in dB per octave, got {text!r}"
+        raise argparse.ArgumentTypeError(expected) from None
+    return low, high
 
 
 def cmd_synth_lossless(args: argparse.Namespace) -> int:
@@ -109,6 +122,14 @@ def add_synth_commands(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=10.0,
         help="length of each clip; 10 s matches TAU 2020 Mobile",
+    )
+    opts.add(
+        "--brightness",
+        type=_db_range,
+        default=(0.0, 0.0),
+        help="LOW,HIGH: tilt each clip's spectrum by a slope drawn from this range, in dB per "
+        "octave around 1 kHz (a close microphone, a bright capsule); 0,0 leaves generator "
+        "2.0's clips as they are",
     )
     cli_flags.seed(opts, "the generator; the same seed writes byte-identical files")
     cli_flags.workers(opts, "generating clips (any count writes the same files)")

@@ -45,14 +45,27 @@ def clip_level(rng: np.random.Generator) -> float:
     return float(np.clip(rng.normal(-34.0, 9.0), -55.0, -16.0))
 
 
+def tilt(mix: np.ndarray, rate: int, db_per_octave: float) -> np.ndarray:
+    """A recording chain's brightness: a power slope through 1 kHz over the whole band."""
+    spec = np.fft.rfft(mix)
+    spec *= np.sqrt(tilt_power(np.fft.rfftfreq(len(mix), 1.0 / rate), db_per_octave))
+    return np.fft.irfft(spec, len(mix)).astype(np.float32)
+
+
 def render_clip(
     location: Location,
     device: str,
     rng: np.random.Generator,
     seconds: float = 10.0,
     rate: int = 44100,
+    brightness: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
-    """One clip recorded at ``location`` on ``device``: float32 mono in [-1, 1]."""
+    """One clip recorded at ``location`` on ``device``: float32 mono in [-1, 1].
+
+    ``brightness`` (dB per octave around 1 kHz, a range drawn from per clip) tilts the whole
+    mix, as a close microphone or a bright capsule would. (0, 0), the default, draws nothing,
+    so generator 2.0's clips stay byte for byte what they were.
+    """
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
     profile = device_profile(device)
@@ -76,6 +89,8 @@ def render_clip(
     floor *= db_to_power(profile.floor_db) * scene_power / floor.sum()
     gain = profile.gain(ctx.bed.freqs)
     mix = wet + ctx.bed.render(rng, gain, floor)
+    if brightness != (0.0, 0.0):
+        mix = tilt(mix, rate, float(rng.uniform(*brightness)))
     mix *= np.float32(10 ** (clip_level(rng) / 20) / max(np.sqrt(np.mean(mix**2)), 1e-12))
     mix = compress(mix, rate, profile.compress)
     mix = nonlinear(mix, profile.drive, profile.asym)
@@ -87,7 +102,12 @@ def render_clip(
 
 
 def synth_clip(
-    scene: str, device: str, rng: np.random.Generator, seconds: float = 10.0, rate: int = 44100
+    scene: str,
+    device: str,
+    rng: np.random.Generator,
+    seconds: float = 10.0,
+    rate: int = 44100,
+    brightness: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """A clip of ``scene`` on ``device`` at a freshly drawn location: float32 (samples,)."""
-    return render_clip(draw_location(scene, rng), device, rng, seconds, rate)
+    return render_clip(draw_location(scene, rng), device, rng, seconds, rate, brightness)
