@@ -19,6 +19,10 @@ AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000
 HE_AAC_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
 SBC_RATES = (16000, 32000, 44100, 48000)
 MP2_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+# Layer II codes only these whole-stream bitrates (kbit/s): MPEG-1's at 32 kHz and above, the
+# lower sampling frequencies' (MPEG-2) below; FFmpeg refuses any other.
+MP2_KBPS = (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384)
+MP2_LSF_KBPS = (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
 AC3_RATES = (32000, 44100, 48000)
 APTX_RATES = (8000, 16000, 24000, 32000, 44100, 48000)
 OPUS_BANDWIDTHS = (4000, 6000, 8000, 12000, 20000)
@@ -413,6 +417,10 @@ def _resolve_bitrate(stage: Stage, info: CodecInfo, rate: int, channels: int) ->
         raise CodecError(f"{stage}: mp3 at {rate} Hz needs at least 32k (MPEG-1 layer III)")
     if info.name == "mp3" and rate < 32000 and bitrate > 160000:
         raise CodecError(f"{stage}: mp3 at {rate} Hz allows at most 160k (MPEG-2 layer III)")
+    table = MP2_KBPS if rate >= 32000 else MP2_LSF_KBPS
+    if info.name == "mp2" and bitrate not in [k * 1000 for k in table]:
+        allowed = ", ".join(f"{k}k" for k in table)
+        raise CodecError(f"{stage}: mp2 at {rate} Hz codes only these bitrates: {allowed}")
     return bitrate
 
 
