@@ -173,7 +173,7 @@ def test_the_console_script_exits_2_with_one_line(wav):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "asc-edge: error: unknown codec 'x'; known codecs: pcm16, flac, opus, mp3, aac, fdk-aac, "
-        "he-aac, he-aac-v2, vorbis, sbc, aptx"
+        "he-aac, he-aac-v2, vorbis, sbc, aptx, mp2, ac3"
     ]
 
 

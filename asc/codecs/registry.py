@@ -177,6 +177,15 @@ CODECS: dict[str, CodecInfo] = {
             cbr=True,
         ),
         CodecInfo(
+            "aptx",
+            "aptx",
+            False,
+            "pyav",
+            "Bluetooth aptX, fixed 4:1 on 16-bit stereo",
+            "aptx",
+            rates=APTX_RATES,
+        ),
+        CodecInfo(
             "mp2",
             "mp2",
             False,
@@ -201,15 +210,6 @@ CODECS: dict[str, CodecInfo] = {
             default_bitrate=96000,
             rates=AC3_RATES,
             cbr=True,
-        ),
-        CodecInfo(
-            "aptx",
-            "aptx",
-            False,
-            "pyav",
-            "Bluetooth aptX, fixed 4:1 on 16-bit stereo",
-            "aptx",
-            rates=APTX_RATES,
         ),
     ]
 }
