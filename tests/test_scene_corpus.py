@@ -170,8 +170,8 @@ def test_phone_device_rolls_off_the_top_band():
 
 
 def test_brightness_tilts_a_clip_and_stays_off_by_default():
-    """--brightness draws a slope per clip (dB per octave around 1 kHz); off, it draws nothing,
-    so generator 2.0's clips keep their bytes (the corpus digests above hold them)."""
+    """--brightness draws a slope per clip (dB per octave around 1 kHz); off, it draws nothing
+    from the clip's generator, so a clip rendered with (0, 0) equals one rendered without it."""
 
     def high_to_low_db(x: np.ndarray) -> float:
         freqs, power = power_spectrum(x, RATE)

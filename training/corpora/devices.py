@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.corpora.dsp import band_power, bump_power, tilt_power
+from training.corpora.dsp import band_power, bump_power, shaped, tilt_power
 
 TRAIN_DEVICES = ("a", "b", "c", "s1", "s2", "s3")
 EVAL_DEVICES = ("a", "b", "c", "s1", "s2", "s3", "s4", "s5", "s6")
@@ -141,9 +141,7 @@ def band_limit(x: np.ndarray, rate: int, cutoff: float) -> np.ndarray:
     """
     if cutoff >= FULL_BAND_HZ:
         return x
-    spec = np.fft.rfft(x)
-    spec *= np.sqrt(band_power(np.fft.rfftfreq(len(x), 1.0 / rate), hi=cutoff, order=24))
-    return np.fft.irfft(spec, len(x)).astype(np.float32)
+    return shaped(x, rate, lambda f: band_power(f, hi=cutoff, order=24))
 
 
 @functools.lru_cache(maxsize=64)

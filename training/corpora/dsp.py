@@ -43,6 +43,7 @@ __all__ = [
     "random_gain",
     "read_table",
     "resonance",
+    "shaped",
     "slow_curve",
     "smooth",
     "spectral_noise",
@@ -148,6 +149,14 @@ def bump_power(f: np.ndarray, centre: float, octaves: float, gain_db: float) -> 
 def tilt_power(f: np.ndarray, db_per_octave: float, ref: float = 1000.0) -> np.ndarray:
     """A power slope of ``db_per_octave`` through 1 at ``ref`` (flat below 20 Hz)."""
     return (np.maximum(f, 20.0) / ref) ** (db_per_octave / (10.0 * math.log10(2.0)))
+
+
+def shaped(x: np.ndarray, rate: int, power: Gain) -> np.ndarray:
+    """``x`` through a zero-phase filter of power response ``power`` (over frequencies in Hz),
+    in one FFT of its whole length: a recording chain's fixed colourations."""
+    spec = np.fft.rfft(x)
+    spec *= np.sqrt(power(np.fft.rfftfreq(len(x), 1.0 / rate)))
+    return np.fft.irfft(spec, len(x)).astype(np.float32)
 
 
 def pink_magnitude(f: np.ndarray) -> np.ndarray:

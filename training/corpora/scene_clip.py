@@ -12,7 +12,7 @@ from training.corpora.devices import (
     device_profile,
     nonlinear,
 )
-from training.corpora.dsp import db_to_power, fast_fft_size, tilt_power
+from training.corpora.dsp import db_to_power, fast_fft_size, shaped, tilt_power
 from training.corpora.rooms import room_impulse_response
 from training.corpora.scene_beds import BED_SOURCES
 from training.corpora.scene_context import Bed, ClipContext, Location, draw_motion
@@ -43,13 +43,6 @@ def clip_level(rng: np.random.Generator) -> float:
     Quiet clips matter to codecs: their psychoacoustic models drop what falls below the
     threshold of hearing."""
     return float(np.clip(rng.normal(-34.0, 9.0), -55.0, -16.0))
-
-
-def tilt(mix: np.ndarray, rate: int, db_per_octave: float) -> np.ndarray:
-    """A recording chain's brightness: a power slope through 1 kHz over the whole band."""
-    spec = np.fft.rfft(mix)
-    spec *= np.sqrt(tilt_power(np.fft.rfftfreq(len(mix), 1.0 / rate), db_per_octave))
-    return np.fft.irfft(spec, len(mix)).astype(np.float32)
 
 
 def render_clip(
@@ -90,7 +83,8 @@ def render_clip(
     gain = profile.gain(ctx.bed.freqs)
     mix = wet + ctx.bed.render(rng, gain, floor)
     if brightness != (0.0, 0.0):
-        mix = tilt(mix, rate, float(rng.uniform(*brightness)))
+        slope = float(rng.uniform(*brightness))
+        mix = shaped(mix, rate, lambda f: tilt_power(f, slope))
     mix *= np.float32(10 ** (clip_level(rng) / 20) / max(np.sqrt(np.mean(mix**2)), 1e-12))
     mix = compress(mix, rate, profile.compress)
     mix = nonlinear(mix, profile.drive, profile.asym)
