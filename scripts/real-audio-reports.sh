@@ -7,8 +7,9 @@
 # Environment: KITCHEN20 (default ../shared/data/kitchen20), PYTHON, DEVICE, CACHE, EPOCHS (30),
 # EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
 # B's training conditions, default all seven; the summary pools those every fold ran),
-# REMEDY_FOLDS (folds the remedies ensemble-broad, -bandlimit, -consistency and -foreign are tried on,
-# default: every fold run; "" skips them), REMEDIES (which of them, default all four).
+# REMEDY_FOLDS (folds the remedies ensemble-broad, -bandlimit, -consistency, -foreign and
+# -jitter are tried on, default: every fold run; "" skips them), REMEDIES (which of them,
+# default all five).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -40,8 +41,12 @@ consistency=10
 # (sub-band quantisation noise over the full band, as SBC's) and AC-3 (an MDCT codec cutting at
 # 12 kHz): domain generalisation to unseen codecs; the paths unseen before stay unseen.
 foreign=$broad,mp2:64k,ac3:64k
+# A fifth: ensemble-foreign + level noise in every band of half the examples' features (Opus at
+# 16 kbit/s keeps the band but not its levels; every training codec cuts a band instead).
+jitter=0.5
 remedy_folds=${REMEDY_FOLDS-$folds}
-remedies=${REMEDIES:-ensemble-broad ensemble-bandlimit ensemble-consistency ensemble-foreign}
+remedies=${REMEDIES:-ensemble-broad ensemble-bandlimit ensemble-consistency ensemble-foreign
+  ensemble-jitter}
 
 # Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do
@@ -58,6 +63,7 @@ for fold in $folds; do
       [ "$model" = ensemble-consistency ] &&
         augment=(--augment-codecs "$broad" --consistency "$consistency")
       [ "$model" = ensemble-foreign ] && augment=(--augment-codecs "$foreign")
+      [ "$model" = ensemble-jitter ] && augment=(--augment-codecs "$foreign" --jitter "$jitter")
       $train fit-ensemble --data "$data" --fold "$fold" --seed "$fold" --out "$ckpt" \
         --epochs "$epochs" --epoch-size "$epoch_size" "${augment[@]}" --device "$device" \
         --cache-dir "$cache"

@@ -185,7 +185,7 @@ def test_band_limit_looks_like_a_codec_lowpass_to_the_model():
     from asc.codecs import roundtrip
     from asc.features import LOGMEL, FeatureExtractor
     from asc.signals import full_band_clip
-    from training.fit_scene import limit_band
+    from training.spec_augment import limit_band
 
     clip = full_band_clip(44100, 4.0, 1, seed=5)
     extractor = FeatureExtractor(LOGMEL)
@@ -215,3 +215,26 @@ def test_consistency_term_is_the_jensen_shannon_divergence_of_each_pair():
     out = {"fine/a": torch.cat([sure, other]), "coarse/a": torch.cat([sure, other])}
     # each sub-model: JS of two opposite certain answers is ln 2, averaged over 2 pairs
     assert consistency_loss(out, 2).item() == pytest.approx(2 * math.log(2) / 2, rel=1e-3)
+
+
+def test_level_jitter_moves_every_band_and_keeps_the_clip_scaled():
+    import torch
+
+    from asc.features import LOGMEL, FeatureExtractor
+    from asc.signals import full_band_clip
+    from training.spec_augment import jitter_levels
+
+    clip = full_band_clip(44100, 4.0, 1, seed=6)
+    clean = FeatureExtractor(LOGMEL)(torch.from_numpy(clip[:, 0])[None])
+    torch.manual_seed(0)
+    jittered = jitter_levels(clean, 1.0, low=0.3, high=0.3)
+    moved = (jittered[0, 0] - clean[0, 0]).abs().mean(dim=1)  # per band
+    assert torch.all(moved > 0.1)  # every band, the top ones too: nothing is cut
+    assert abs(jittered[0, 0].mean().item()) < 1e-4 and abs(jittered[0, 0].std().item() - 1) < 1e-3
+    # The deltas follow the noisy levels, as the feature function computes them.
+    from asc.torchaudio_pair import load_torchaudio
+
+    deltas = load_torchaudio().functional.compute_deltas(jittered[:, 0], LOGMEL.delta_win)
+    assert torch.allclose(jittered[:, 1], deltas, atol=1e-5)
+    assert not torch.allclose(jittered[:, 1], clean[:, 1], atol=0.05)
+    assert torch.equal(jitter_levels(clean, 0.0), clean)

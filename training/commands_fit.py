@@ -33,6 +33,7 @@ def cmd_fit_ensemble(args: argparse.Namespace) -> int:
         crop_frames=0 if args.no_baseline_augment else args.crop_frames,
         spec_masks=not args.no_baseline_augment,
         band_limit=args.band_limit,
+        jitter=args.jitter,
         consistency=args.consistency,
         cache_dir=Path(args.cache_dir),
         workers=args.workers,
@@ -233,6 +234,13 @@ def _ensemble_augment_flags(opts: EnvOptions) -> None:
         default=0.0,
         help="share of examples whose upper bands are cut at a random 4-16 kHz, as a codec's "
         "lowpass would (robustness to codecs never trained on); 0 turns it off",
+    )
+    opts.add(
+        "--jitter",
+        type=float,
+        default=0.0,
+        help="share of examples with level noise in every band, as a low-rate codec that keeps "
+        "the band gives (robustness to codecs never trained on); 0 turns it off",
     )
     opts.add(
         "--consistency",

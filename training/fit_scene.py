@@ -23,7 +23,6 @@ from asc.audio import load
 from asc.checkpoint import Checkpoint, save
 from asc.features import LOGMEL, FeatureConfig, FeatureExtractor
 from asc.models.scene import ARCHITECTURES, SceneEnsemble, count_parameters
-from asc.torchaudio_pair import load_torchaudio
 from training.augment import UNCODED, CodedCache, parse_spec_list
 from training.datasets import Clip, SceneDataset, load_dataset
 from training.loop import (
@@ -35,8 +34,7 @@ from training.loop import (
     run_epochs,
     write_train_state,
 )
-
-torchaudio = load_torchaudio()
+from training.spec_augment import SpecAugment
 
 
 @dataclass
@@ -59,6 +57,9 @@ class SceneTrainConfig:
     # Share of training examples whose upper bands are cut as an unseen codec's lowpass would;
     # 0 turns it off. Not tied to any codec, so it prepares the model for ones never trained on.
     band_limit: float = 0.0
+    # Share of training examples with level noise in every band, as a low-rate coder that keeps
+    # the band gives (Opus at 16 kbit/s); 0 turns it off. Not tied to any codec either.
+    jitter: float = 0.0
     # Weight of a consistency term: each drawn example comes with its clip's original, and the
     # loss adds this times the Jensen-Shannon divergence between the two's class probabilities
     # (AugMix's remedy for unseen corruptions). 0 turns it off.
@@ -115,62 +116,6 @@ def limit_per_class(clips: list[Clip], limit: int | None) -> list[Clip]:
             counts[clip.label] = counts.get(clip.label, 0) + 1
             kept.append(clip)
     return kept
-
-
-class SpecAugment(torch.nn.Module):
-    """Random time crop, frequency/time masks and band limiting on a batch (training only)."""
-
-    def __init__(self, crop_frames: int, masks: bool, band_limit: float = 0.0):
-        super().__init__()
-        if not 0.0 <= band_limit <= 1.0:
-            raise ValueError(f"band_limit must lie in [0, 1], got {band_limit}")
-        self.crop_frames = crop_frames
-        self.band_limit = band_limit
-        self.masks = (
-            torch.nn.Sequential(
-                torchaudio.transforms.FrequencyMasking(16, iid_masks=True),
-                torchaudio.transforms.TimeMasking(40, iid_masks=True),
-            )
-            if masks
-            else torch.nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        frames = x.shape[-1]
-        if 0 < self.crop_frames < frames:
-            start = int(torch.randint(0, frames - self.crop_frames + 1, (1,)))
-            x = x[..., start : start + self.crop_frames]
-        if self.band_limit > 0:
-            x = limit_band(x, self.band_limit)
-        return self.masks(x)
-
-
-def limit_band(x: torch.Tensor, prob: float, low: float = 0.55, high: float = 0.92) -> torch.Tensor:
-    """What a codec's lowpass does to per-clip-scaled log-mels with deltas, drawn at random.
-
-    For each example, with probability ``prob``, the bands above a cutoff drawn between
-    ``low`` and ``high`` of the mel range (about 4 to 16 kHz at 44.1 kHz) fall to a floor below
-    the clip's quietest value (a coded band holds next to no energy), their deltas to zero, and
-    the clip is scaled to zero mean and unit variance again, as the feature function does.
-    Codecs the model never saw (SBC at low bitpools, MP3 at 32 kbit/s) cut lower than the
-    training codecs do; this is what lets it cope.
-    """
-    batch, _, bins, _ = x.shape
-    fires = torch.rand(batch, device=x.device) < prob
-    if not fires.any():
-        return x
-    cutoff = (low + (high - low) * torch.rand(batch, device=x.device)) * bins
-    above = torch.arange(bins, device=x.device)[None, :] >= cutoff[:, None]  # (batch, bins)
-    cut = (above & fires[:, None])[:, :, None]  # (batch, bins, 1)
-    level = x[:, 0].amin(dim=(1, 2), keepdim=True) - 3 * torch.rand(batch, 1, 1, device=x.device)
-    logmel = torch.where(cut, level, x[:, 0])
-    mean = logmel.mean(dim=(1, 2), keepdim=True)
-    std = logmel.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
-    channels = [(logmel - mean) / std]
-    for c in range(1, x.shape[1]):  # deltas are linear in the log-mels: same scale, zero where cut
-        channels.append(torch.where(cut, torch.zeros_like(x[:, c]), x[:, c]) / std)
-    limited = torch.stack(channels, dim=1)
-    return torch.where(fires[:, None, None, None], limited, x)
 
 
 def consistency_loss(out: dict, pairs: int) -> torch.Tensor:
@@ -424,7 +369,7 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
     epoch_size = min(cfg.epoch_size or len(data.x_train), len(data.x_train))
     steps_per_epoch = max(1, epoch_size // (cfg.batch_size * world))
     scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch)
-    augment = SpecAugment(cfg.crop_frames, cfg.spec_masks, cfg.band_limit)
+    augment = SpecAugment(cfg.crop_frames, cfg.spec_masks, cfg.band_limit, cfg.jitter)
     state_path = cfg.out.with_suffix(".train-state.pt")
     task = SceneTask(
         cfg, data, model, trainable, optimizer, scheduler, augment, device,
@@ -483,6 +428,7 @@ def ensemble_checkpoint(
                 "crop_frames": cfg.crop_frames,
                 "spec_masks": cfg.spec_masks,
                 "band_limit": cfg.band_limit,
+                "jitter": cfg.jitter,
                 "consistency": cfg.consistency,
             },
         },

@@ -44,6 +44,9 @@ REMEDIES = {
     "ensemble-foreign": "ensemble-broad + `mp2:64k` and `ac3:64k` copies (two codecs no device "
     "streams: MPEG-1 Layer II's sub-band noise over the full band, AC-3's MDCT and 12 kHz cut; "
     "SBC, Opus, Vorbis and aptX stay unseen)",
+    "ensemble-jitter": "ensemble-foreign + `--jitter 0.5` (half the examples with level noise "
+    "in every band of the features, as a low-rate coder that keeps the band gives; no codec "
+    "more, so SBC, Opus, Vorbis and aptX stay unseen)",
 }
 
 
