@@ -11,6 +11,13 @@ share of coefficients within two 16-bit steps of zero, with AAC's Kaiser-Bessel 
 Vorbis's: an offset whose zeros stand out is a codec's frame grid, and the window that gives
 back more of them names the codec.
 
+At high bitrates few coefficients quantise to zero, but AAC's quantiser leaves a second trace on
+the same frames: every coefficient it keeps is q^(4/3) 2^(s/4) for integers q and s (s one per
+scalefactor band), so on AAC's grid |c|^(3/4) falls on multiples of 2^(3s/16) in each band, up
+to 16-bit rounding, where a lossless recording's coefficients fall anywhere. The lattice test
+takes the offsets whose zeros stand out most, keeps the one whose bands lie closest to such a
+lattice, and measures that on other frames against off-grid offsets, as the zero test does.
+
 This reaches what the lossy detector's network misses on real recordings, FFmpeg's AAC at 256
 kbit/s whose noise hides under the recording's own, without any cue in the spectrum. MP3's
 hybrid filter bank and Opus's 48 kHz frames (which resampling moves off the wave's samples)
@@ -39,6 +46,28 @@ OFFSETS_AT_ONCE = 64  # offsets transformed together (64 x 8 frames: about 4 MB)
 # as not, and how fast the call turns.
 MIDPOINT = 5.0
 SCALE = 0.5
+# AAC-LC's long-block scalefactor bands at 44.1 and 48 kHz (ISO/IEC 14496-3, swb_offset_long_48),
+# those within the counted bins; AAC's quantiser's exponent and the lattice steps it leaves.
+AAC_BANDS = np.array(
+    [
+        *(40, 48, 56, 64, 72, 80, 88, 96, 108, 120, 132, 144, 160, 176, 196, 216, 240, 264),
+        *(292, 320, 352, 384, 416, 448, 480, 512, 544, 576, 608, 640, 672, 704),
+    ]
+)
+AAC_POWER = 0.75
+# A band's largest coefficient spans this many steps of a lattice tried on it: fewer tell no
+# lattice apart, more make the steps finer than 16-bit rounding at low levels.
+LATTICE_STEPS = (1.5, 40.0)
+LATTICE_FLOOR = 64.0 / 32768  # a band whose largest coefficient is below this is not counted
+LATTICE_KEPT = 4  # nor one with fewer coefficients that are not zero
+# The steps tried on a band, as multiples of its finest: 2^(3/16) apart, AAC's scalefactor step
+# seen through the 3/4 power (in this module's MDCT scale the steps are 2^(3s/16) exactly).
+_STEPS = np.exp2(
+    3 / 16 * np.arange(math.ceil(16 / 3 * math.log2(LATTICE_STEPS[1] / LATTICE_STEPS[0])) + 1)
+).astype(np.float32)
+LATTICE_CANDIDATES = 8  # offsets with the most zeros whose lattice is tried
+LATTICE_NULL = 16  # off-grid offsets the lattice is held against
+LATTICE_SPREAD = 0.004  # the least spread of off-grid lattice scores (their noise on real clips)
 
 
 def _windows() -> dict[str, np.ndarray]:
@@ -72,10 +101,11 @@ class MdctTrace:
     family: str | None  # "aac" or "vorbis": whose window gives back more zeros; None: untested
     excess: float  # the on-grid share of zeros over the off-grid ones, in their standard deviations
     offset: int  # the grid's offset from the wave's start, in samples
+    lattice: float = 0.0  # AAC's lattice on its best grid over off-grid offsets, likewise
 
     @property
     def lossy_probability(self) -> float:
-        return 1.0 / (1.0 + math.exp(-(self.excess - MIDPOINT) / SCALE))
+        return 1.0 / (1.0 + math.exp(-(max(self.excess, self.lattice) - MIDPOINT) / SCALE))
 
 
 UNTESTED = MdctTrace(None, 0.0, 0)
@@ -98,11 +128,20 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
     for signal in signals:
         grids = {f: _grid(signal, w, search, measure, bins, pace) for f, w in _WINDOWS.items()}
         excess = max(g.excess for g in grids.values())
-        if best.family is None or excess > best.excess:
+        candidates = np.unique(np.concatenate([g.candidates for g in grids.values()]))
+        lattice, at = _lattice(signal, candidates, search, measure, pace)
+        if lattice >= MIDPOINT > excess:
+            # No zeros stand out, but AAC's quantiser's lattice does. (Where zeros stand out the
+            # window names the codec: a low-rate Vorbis band of equal magnitudes sits on a
+            # lattice too.)
+            trace = MdctTrace("aac", round(excess, 2), at, round(lattice, 2))
+        else:
             # Either window shows a grid's zeros; the codec's own gives back more of them
             # (measured as a share, since the windows' off-grid spreads differ).
             family = max(grids, key=lambda f: grids[f].gain)
-            best = MdctTrace(family, round(excess, 2), grids[family].offset)
+            trace = MdctTrace(family, round(excess, 2), grids[family].offset, round(lattice, 2))
+        if best.family is None or max(trace.excess, trace.lattice) > max(best.excess, best.lattice):
+            best = trace
     return best
 
 
@@ -111,6 +150,7 @@ class _Grid:
     excess: float  # on-grid share of zeros over the off-grid median, in off-grid spreads
     gain: float  # the same, as a share of the coefficients
     offset: int
+    candidates: np.ndarray  # the offsets with the most zeros on the search frames, most first
 
 
 def _zero_shares(
@@ -141,7 +181,9 @@ def _grid(
     pace: Callable[[], None] | None,
 ) -> _Grid:
     offsets = np.arange(FRAME)
-    offset = int(np.argmax(_zero_shares(signal, offsets[:, None] + search, window, bins, pace)))
+    shares = _zero_shares(signal, offsets[:, None] + search, window, bins, pace)
+    candidates = np.argsort(-shares, kind="stable")[:LATTICE_CANDIDATES]
+    offset = int(candidates[0])
     null = np.random.default_rng(0).choice(np.delete(offsets, offset), NULL_OFFSETS, replace=False)
     on, *off = _zero_shares(
         signal, np.concatenate([[offset], null])[:, None] + measure, window, bins, pace
@@ -152,4 +194,55 @@ def _grid(
     p = min(max(median, 1.0 / count), 1.0 - 1.0 / count)
     spread = 1.4826 * float(np.median(np.abs(np.array(off) - median)))
     spread = max(spread, math.sqrt(p * (1 - p) / count))
-    return _Grid((on - median) / spread, on - median, offset)
+    return _Grid((on - median) / spread, on - median, offset, candidates)
+
+
+def _lattice(
+    signal: np.ndarray,
+    candidates: np.ndarray,
+    search: np.ndarray,
+    measure: np.ndarray,
+    pace: Callable[[], None] | None,
+) -> tuple[float, int]:
+    """AAC's lattice on the best of ``candidates`` (chosen on the search frames), measured on
+    the other frames against off-grid offsets: its excess in their spreads, and the offset."""
+    tried = _lattice_scores(signal, candidates[:, None] + search, pace)
+    offset = int(candidates[int(np.argmax(tried))])
+    others = np.delete(np.arange(FRAME), (offset + np.arange(-2, 3)) % FRAME)
+    null = np.random.default_rng(1).choice(others, LATTICE_NULL, replace=False)
+    on, *off = _lattice_scores(signal, np.concatenate([[offset], null])[:, None] + measure, pace)
+    median = float(np.median(off))
+    spread = max(1.4826 * float(np.median(np.abs(np.array(off) - median))), LATTICE_SPREAD)
+    return (on - median) / spread, offset
+
+
+def _lattice_scores(
+    signal: np.ndarray, starts: np.ndarray, pace: Callable[[], None] | None
+) -> np.ndarray:
+    """Per row of ``starts`` (offsets x frames), how close its frames' AAC bands lie to a
+    lattice of AAC's quantiser: per band and frame, the mean of cos(2 pi |c|^(3/4) / step) over
+    its coefficients that are not zero (zeros sit on every lattice, and are the zero test's) at
+    the best step the band allows (1 on the lattice, about 0 off it), over the counted bands."""
+    frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
+    edges = AAC_BANDS[:-1] - AAC_BANDS[0]
+    band_of_bin = np.repeat(np.arange(len(edges)), np.diff(AAC_BANDS))
+    scores = []
+    for row in starts:
+        c = np.abs(_mdct(frames[row] * _WINDOWS["aac"])[:, AAC_BANDS[0] : AAC_BANDS[-1]])
+        kept = (c >= ZERO).astype(np.float32)  # (frames, bins)
+        top = np.maximum.reduceat(c, edges, axis=1)  # (frames, bands)
+        # Each band's steps, the finest first: its largest coefficient spans at most the most
+        # steps allowed on it, and each next step is 2^(3/16) coarser.
+        first = np.ceil(16 / 3 * np.log2(np.maximum(top, 1e-12) ** AAC_POWER / LATTICE_STEPS[1]))
+        y = c**AAC_POWER * np.exp2(-3 / 16 * first)[:, band_of_bin]  # in the finest step's units
+        phase = np.cos((2 * np.pi) * y[:, :, None] / _STEPS) * kept[:, :, None]
+        count = np.add.reduceat(kept, edges, axis=1)
+        closeness = np.add.reduceat(phase, edges, axis=1) / np.maximum(count, 1)[:, :, None]
+        spans = (top**AAC_POWER * np.exp2(-3 / 16 * first))[:, :, None] / _STEPS
+        allowed = spans >= LATTICE_STEPS[0]
+        best = np.where(allowed, closeness, -1.0).max(axis=2)  # (frames, bands)
+        counted = allowed.any(axis=2) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
+        scores.append(float(best[counted].mean()) if counted.any() else 0.0)
+        if pace is not None:
+            pace()
+    return np.array(scores)
