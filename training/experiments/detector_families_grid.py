@@ -29,8 +29,9 @@ def grid_scores(files: list[ScoredFile], workers: int | None, progress: bool) ->
     """Each file's grid tests on the file as stored (its rate, its channels), in parallel."""
     paths = [str(f.audio) for f in files]
     traced = parallel_map(_trace, paths, workers, progress, "grid tests", unit="file")
-    for f, (contrast, family, excess, call) in zip(files, traced, strict=True):
-        f.sbc_contrast_db, f.mdct_family, f.mdct_excess, f.grid = contrast, family, excess, call
+    for f, (contrast, mdct, call) in zip(files, traced, strict=True):
+        f.sbc_contrast_db, f.grid = contrast, call
+        f.mdct_family, f.mdct_excess, f.mdct_lattice = mdct.family, mdct.excess, mdct.lattice
 
 
 def combine(files: list[ScoredFile]) -> None:
@@ -52,4 +53,4 @@ def network_alone(files: list[ScoredFile]) -> list[ScoredFile]:
 def _trace(path: str):
     wave, rate = load(path)
     sbc, mdct = sbc_trace(wave, rate), mdct_trace(wave, rate)
-    return sbc.contrast_db, mdct.family, mdct.excess, surer_call(sbc, mdct)
+    return sbc.contrast_db, mdct, surer_call(sbc, mdct)

@@ -49,6 +49,7 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
             "sbc_contrast_db": f.sbc_contrast_db,
             "mdct_family": f.mdct_family or "",
             "mdct_excess": f.mdct_excess,
+            "mdct_lattice": f.mdct_lattice,
             "noise_below_db": f.noise_below_db,
             "noise_above_db": f.noise_above_db,
         }

@@ -46,6 +46,7 @@ class ScoredFile:
     sbc_contrast_db: float | None = None
     mdct_family: str | None = None
     mdct_excess: float | None = None
+    mdct_lattice: float | None = None
     grid: GridCall | None = None
 
     @property
