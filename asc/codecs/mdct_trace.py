@@ -65,9 +65,12 @@ LATTICE_KEPT = 4  # nor one with fewer coefficients that are not zero
 _STEPS = np.exp2(
     3 / 16 * np.arange(math.ceil(16 / 3 * math.log2(LATTICE_STEPS[1] / LATTICE_STEPS[0])) + 1)
 ).astype(np.float32)
-LATTICE_CANDIDATES = 8  # offsets with the most zeros whose lattice is tried
+LATTICE_CANDIDATES = 8  # offsets with the most zeros whose lattice is tried, and as many more:
+LATTICE_SEARCH_BANDS = 13  # those whose lowest bands (0.9 to 3.8 kHz) lie closest on the
+LATTICE_SEARCH_FRAMES = 3  # loudest search frames
 LATTICE_NULL = 16  # off-grid offsets the lattice is held against
 LATTICE_SPREAD = 0.004  # the least spread of off-grid lattice scores (their noise on real clips)
+LATTICE_FRAMES_AT_ONCE = 64  # frames analysed together (64 x 664 bins x 24 steps: about 4 MB)
 
 
 def _windows() -> dict[str, np.ndarray]:
@@ -128,7 +131,11 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
     for signal in signals:
         grids = {f: _grid(signal, w, search, measure, bins, pace) for f, w in _WINDOWS.items()}
         excess = max(g.excess for g in grids.values())
-        candidates = np.unique(np.concatenate([g.candidates for g in grids.values()]))
+        candidates = np.unique(
+            np.concatenate(
+                [g.candidates for g in grids.values()] + [_lattice_search(signal, search, pace)]
+            )
+        )
         lattice, at = _lattice(signal, candidates, search, measure, pace)
         if lattice >= MIDPOINT > excess:
             # No zeros stand out, but AAC's quantiser's lattice does. (Where zeros stand out the
@@ -197,6 +204,18 @@ def _grid(
     return _Grid((on - median) / spread, on - median, offset, candidates)
 
 
+def _lattice_search(
+    signal: np.ndarray, search: np.ndarray, pace: Callable[[], None] | None
+) -> np.ndarray:
+    """The offsets whose low AAC bands lie closest to AAC's lattice on the loudest search frames:
+    where few coefficients quantise to zero, the zeros may not point at the grid."""
+    energy = [float(np.mean(np.square(signal[s : s + 2 * FRAME]))) for s in search]
+    frames = search[np.argsort(energy)[-LATTICE_SEARCH_FRAMES:]]
+    starts = np.arange(FRAME)[:, None] + frames
+    scores = _lattice_scores(signal, starts, pace, LATTICE_SEARCH_BANDS)
+    return np.argsort(-scores, kind="stable")[:LATTICE_CANDIDATES]
+
+
 def _lattice(
     signal: np.ndarray,
     candidates: np.ndarray,
@@ -217,32 +236,38 @@ def _lattice(
 
 
 def _lattice_scores(
-    signal: np.ndarray, starts: np.ndarray, pace: Callable[[], None] | None
+    signal: np.ndarray,
+    starts: np.ndarray,
+    pace: Callable[[], None] | None,
+    bands: int = len(AAC_BANDS) - 1,
 ) -> np.ndarray:
-    """Per row of ``starts`` (offsets x frames), how close its frames' AAC bands lie to a
-    lattice of AAC's quantiser: per band and frame, the mean of cos(2 pi |c|^(3/4) / step) over
-    its coefficients that are not zero (zeros sit on every lattice, and are the zero test's) at
-    the best step the band allows (1 on the lattice, about 0 off it), over the counted bands."""
+    """Per row of ``starts`` (offsets x frames), how close its frames' first ``bands`` AAC
+    bands lie to a lattice of AAC's quantiser: per band and frame, the mean of
+    cos(2 pi |c|^(3/4) / step) over its coefficients that are not zero (zeros sit on every
+    lattice, and are the zero test's) at the best step the band allows (1 on the lattice, about
+    0 off it), over the counted bands; a few rows at a time, so memory stays small."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
-    edges = AAC_BANDS[:-1] - AAC_BANDS[0]
-    band_of_bin = np.repeat(np.arange(len(edges)), np.diff(AAC_BANDS))
+    edges = AAC_BANDS[:bands] - AAC_BANDS[0]
+    band_of_bin = np.repeat(np.arange(bands), np.diff(AAC_BANDS[: bands + 1]))
     scores = []
-    for row in starts:
-        c = np.abs(_mdct(frames[row] * _WINDOWS["aac"])[:, AAC_BANDS[0] : AAC_BANDS[-1]])
-        kept = (c >= ZERO).astype(np.float32)  # (frames, bins)
-        top = np.maximum.reduceat(c, edges, axis=1)  # (frames, bands)
+    for rows in np.array_split(starts, max(1, starts.size // LATTICE_FRAMES_AT_ONCE)):
+        spectra = _mdct(frames[rows] * _WINDOWS["aac"])  # (rows, frames, FRAME)
+        c = np.abs(spectra[..., AAC_BANDS[0] : AAC_BANDS[bands]])
+        kept = (c >= ZERO).astype(np.float32)
+        top = np.maximum.reduceat(c, edges, axis=-1)  # (rows, frames, bands)
         # Each band's steps, the finest first: its largest coefficient spans at most the most
         # steps allowed on it, and each next step is 2^(3/16) coarser.
         first = np.ceil(16 / 3 * np.log2(np.maximum(top, 1e-12) ** AAC_POWER / LATTICE_STEPS[1]))
-        y = c**AAC_POWER * np.exp2(-3 / 16 * first)[:, band_of_bin]  # in the finest step's units
-        phase = np.cos((2 * np.pi) * y[:, :, None] / _STEPS) * kept[:, :, None]
-        count = np.add.reduceat(kept, edges, axis=1)
-        closeness = np.add.reduceat(phase, edges, axis=1) / np.maximum(count, 1)[:, :, None]
-        spans = (top**AAC_POWER * np.exp2(-3 / 16 * first))[:, :, None] / _STEPS
-        allowed = spans >= LATTICE_STEPS[0]
-        best = np.where(allowed, closeness, -1.0).max(axis=2)  # (frames, bands)
-        counted = allowed.any(axis=2) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
-        scores.append(float(best[counted].mean()) if counted.any() else 0.0)
+        unit = np.exp2(-3 / 16 * first)  # the finest step's reciprocal, per band
+        y = c**AAC_POWER * unit[..., band_of_bin]  # in the finest step's units
+        phase = np.cos((2 * np.pi) * y[..., None] / _STEPS) * kept[..., None]
+        count = np.add.reduceat(kept, edges, axis=-1)
+        closeness = np.add.reduceat(phase, edges, axis=-2) / np.maximum(count, 1)[..., None]
+        allowed = (top**AAC_POWER * unit)[..., None] / _STEPS >= LATTICE_STEPS[0]
+        best = np.where(allowed, closeness, -1.0).max(axis=-1)  # (rows, frames, bands)
+        counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
+        total = np.where(counted, best, 0.0).sum(axis=(1, 2))
+        scores.append(total / np.maximum(counted.sum(axis=(1, 2)), 1))
         if pace is not None:
             pace()
-    return np.array(scores)
+    return np.concatenate(scores)

@@ -301,7 +301,7 @@ def _grid_lines(source: dict, results: dict) -> list[str]:
     return [
         "The network alone against the detector with the grid tests beside it "
         "(`asc.codecs.grid_tests`; files.csv holds both scores, the SBC test's contrast and the "
-        "MDCT test's family and excess):",
+        "MDCT test's family, excess and lattice):",
         "",
         markdown_table(
             ["family", "called lossy, network", "with grid tests", "named, network", "with them"],
