@@ -75,10 +75,8 @@ def limit_band(x: torch.Tensor, prob: float, low: float = 0.55, high: float = 0.
     above = torch.arange(bins, device=x.device)[None, :] >= cutoff[:, None]  # (batch, bins)
     cut = (above & fires[:, None])[:, :, None]  # (batch, bins, 1)
     level = x[:, 0].amin(dim=(1, 2), keepdim=True) - 3 * torch.rand(batch, 1, 1, device=x.device)
-    logmel = torch.where(cut, level, x[:, 0])
-    mean = logmel.mean(dim=(1, 2), keepdim=True)
-    std = logmel.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
-    channels = [(logmel - mean) / std]
+    scaled, std = _rescaled(torch.where(cut, level, x[:, 0]))
+    channels = [scaled]
     for c in range(1, x.shape[1]):  # deltas are linear in the log-mels: same scale, zero where cut
         channels.append(torch.where(cut, torch.zeros_like(x[:, c]), x[:, c]) / std)
     limited = torch.stack(channels, dim=1)
@@ -105,11 +103,16 @@ def jitter_levels(
     if not fires.any():
         return x
     spread = low + (high - low) * torch.rand(batch, 1, 1, device=x.device)
-    logmel = x[:, 0] + spread * torch.randn_like(x[:, 0])
-    mean = logmel.mean(dim=(1, 2), keepdim=True)
-    std = logmel.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
-    channels = [(logmel - mean) / std]
+    channels = [_rescaled(x[:, 0] + spread * torch.randn_like(x[:, 0]))[0]]
     for _ in range(1, x.shape[1]):
         channels.append(torchaudio.functional.compute_deltas(channels[-1], delta_win))
     jittered = torch.stack(channels, dim=1)
     return torch.where(fires[:, None, None, None], jittered, x)
+
+
+def _rescaled(logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each clip's log-mels to zero mean and unit variance again, as the feature function
+    scales them, and the spread it divided by."""
+    mean = logmel.mean(dim=(1, 2), keepdim=True)
+    std = logmel.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+    return (logmel - mean) / std, std
