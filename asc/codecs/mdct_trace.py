@@ -85,6 +85,9 @@ def _windows() -> dict[str, np.ndarray]:
 
 
 _WINDOWS = {name: w.astype(np.float32) for name, w in _windows().items()}
+# How far each codec's long blocks may move along the wave: AAC's frames never do; a Vorbis
+# short block (256 samples) between long ones moves the later ones by a multiple of 128.
+_HOPS = {"aac": FRAME, "vorbis": 128}
 _SCALE = np.float32(0.5 * math.sqrt(2 / FRAME))  # scipy's DCT-IV is twice the sum
 
 
@@ -129,7 +132,9 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
     bins = slice(int(LOW * FRAME), int(HIGH * FRAME))
     best = UNTESTED
     for signal in signals:
-        grids = {f: _grid(signal, w, search, measure, bins, pace) for f, w in _WINDOWS.items()}
+        grids = {
+            f: _grid(signal, w, _HOPS[f], search, measure, bins, pace) for f, w in _WINDOWS.items()
+        }
         excess = max(g.excess for g in grids.values())
         candidates = np.unique(
             np.concatenate(
@@ -167,13 +172,13 @@ def _zero_shares(
     bins: slice,
     pace: Callable[[], None] | None,
 ) -> np.ndarray:
-    """Per row of ``starts`` (offsets x frames), the share of its frames' coefficients that
+    """Per entry of ``starts`` (offsets x frames), the share of its frame's coefficients that
     lie within ``ZERO`` of zero; a few offsets at a time, so memory stays small."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
     shares = []
     for rows in np.array_split(starts, max(1, len(starts) // OFFSETS_AT_ONCE)):
         spectra = _mdct(frames[rows] * window)
-        shares.append(np.mean(np.abs(spectra[..., bins]) < ZERO, axis=(-2, -1)))
+        shares.append(np.mean(np.abs(spectra[..., bins]) < ZERO, axis=-1))
         if pace is not None:
             pace()
     return np.concatenate(shares)
@@ -182,19 +187,37 @@ def _zero_shares(
 def _grid(
     signal: np.ndarray,
     window: np.ndarray,
+    hop: int,
     search: np.ndarray,
     measure: np.ndarray,
     bins: slice,
     pace: Callable[[], None] | None,
 ) -> _Grid:
+    """The zeros' grid for one window. ``hop``: the steps by which the codec's frames may move
+    along the wave, so each frame takes the best of the offsets ``hop`` apart (FRAME: frames
+    that never move, as AAC's; Vorbis's short blocks move its long ones by 128 samples)."""
     offsets = np.arange(FRAME)
     shares = _zero_shares(signal, offsets[:, None] + search, window, bins, pace)
-    candidates = np.argsort(-shares, kind="stable")[:LATTICE_CANDIDATES]
-    offset = int(candidates[0])
-    null = np.random.default_rng(0).choice(np.delete(offsets, offset), NULL_OFFSETS, replace=False)
-    on, *off = _zero_shares(
-        signal, np.concatenate([[offset], null])[:, None] + measure, window, bins, pace
+    candidates = np.argsort(-shares.mean(axis=1), kind="stable")[:LATTICE_CANDIDATES]
+    phases = FRAME // hop
+    free = shares.reshape(phases, hop, -1).max(axis=0).mean(axis=1)  # per offset modulo hop
+    base = int(np.argmax(free))
+    offset = base + hop * int(np.argmax(shares[base::hop].mean(axis=1)))
+    rng = np.random.default_rng(0)
+    if phases == 1:
+        null = rng.choice(np.delete(offsets, offset), NULL_OFFSETS, replace=False)
+    else:  # off the grid by more than its smear, modulo hop
+        others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
+        null = rng.choice(others, min(NULL_OFFSETS, len(others)), replace=False)
+    bases = np.concatenate([[base], null])
+    measured = _zero_shares(
+        signal,
+        (bases[:, None] + hop * np.arange(phases)).ravel()[:, None] + measure,
+        window,
+        bins,
+        pace,
     )
+    on, *off = measured.reshape(len(bases), phases, -1).max(axis=1).mean(axis=1)
     median = float(np.median(off))
     # the off-grid shares' spread, never below a binomial count's over the measured bins
     count = len(measure) * (bins.stop - bins.start)
