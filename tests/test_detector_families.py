@@ -305,7 +305,8 @@ def test_the_grid_tests_join_the_network(tiny):
     for r in files:
         sbc = SbcTrace(float(r["sbc_contrast_db"]), 53, 0)
         excess, lattice = float(r["mdct_excess"] or 0), float(r["mdct_lattice"] or 0)
-        mdct = MdctTrace(r["mdct_family"] or None, excess, 0, lattice)
+        vorbis = float(r["mdct_vorbis_lattice"] or 0)
+        mdct = MdctTrace(r["mdct_family"] or None, excess, 0, lattice, vorbis)
         call = surer_call(sbc, mdct)
         assert call is not None
         grid = call.probability
@@ -318,6 +319,7 @@ def test_the_grid_tests_join_the_network(tiny):
     assert max(float(r["sbc_contrast_db"]) for r in originals) < 0.6 < min(sbc)
     assert max(float(r["mdct_excess"]) for r in originals) < MDCT_MIDPOINT
     assert max(float(r["mdct_lattice"]) for r in originals) < MDCT_MIDPOINT
+    assert max(float(r["mdct_vorbis_lattice"]) for r in originals) < MDCT_MIDPOINT
     aac = [r for r in files if r["path"] == "sbc:bitpool=53>aac:64k"]
     found = [r for r in aac if r["mdct_family"] == "aac" and float(r["mdct_excess"]) > 20]
     assert len(found) >= len(aac) / 2, [(r["mdct_family"], r["mdct_excess"]) for r in aac]

@@ -9,7 +9,10 @@ neighbours. A lossless recording has no such frames, and every offset looks alik
 counts, at every offset of a 1024-sample frame (AAC-LC's, and Vorbis's long block's hop), the
 share of coefficients within two 16-bit steps of zero, with AAC's Kaiser-Bessel window and with
 Vorbis's: an offset whose zeros stand out is a codec's frame grid, and the window that gives
-back more of them names the codec.
+back more of them names the codec. AAC's frames lie 1024 samples apart from the first to the
+last; Vorbis's long blocks do only until a short block: each short block between two long ones
+moves the later ones by 128 samples, so on Vorbis's window each frame takes the best of the eight
+offsets 128 apart (an off-grid offset gets the same choice, so an original gains nothing).
 
 At high bitrates few coefficients quantise to zero, but AAC's quantiser leaves a second trace on
 the same frames: every coefficient it keeps is q^(4/3) 2^(s/4) for integers q and s (s one per
@@ -71,6 +74,20 @@ LATTICE_SEARCH_FRAMES = 3  # loudest search frames
 LATTICE_NULL = 16  # off-grid offsets the lattice is held against
 LATTICE_SPREAD = 0.004  # the least spread of off-grid lattice scores (their noise on real clips)
 LATTICE_FRAMES_AT_ONCE = 64  # frames analysed together (64 x 664 bins x 24 steps: about 4 MB)
+# Vorbis's quantiser: each coefficient it keeps is its floor curve's value there times an integer
+# (the residue), and the floor takes its values from one table of 256 levels about 0.55 dB apart
+# (the Vorbis I specification's floor1_inverse_dB_table, 1.0649863e-07 to 1) at every rate. In
+# this module's MDCT scale libvorbis's levels are exp(VORBIS_RATIO (n + VORBIS_PHASE)) for
+# integers n (tests/test_mdct_trace.py fits the phase on real clips' copies).
+VORBIS_RATIO = math.log(1 / 1.0649863e-07) / 255
+VORBIS_PHASE = 0.54
+VORBIS_GROUP = 12  # neighbouring bins, which mostly share one floor level
+VORBIS_GROUPS = (AAC_BANDS[-1] - AAC_BANDS[0]) // VORBIS_GROUP  # over AAC's counted bins
+VORBIS_SEARCH_GROUPS = 20  # the lowest (0.9 to 6 kHz) searched on the loudest search frames
+VORBIS_CANDIDATES = 4  # offsets (modulo the hop) that search keeps for all search frames
+# A group's least coefficient that is not zero is taken as 1, 2 or 3 levels of the floor's
+# table: each gives a step, and the group counts at the one it lies closest to.
+_VORBIS_MULTIPLES = np.array([1.0, 2.0, 3.0], np.float32)
 
 
 def _windows() -> dict[str, np.ndarray]:
@@ -108,10 +125,16 @@ class MdctTrace:
     excess: float  # the on-grid share of zeros over the off-grid ones, in their standard deviations
     offset: int  # the grid's offset from the wave's start, in samples
     lattice: float = 0.0  # AAC's lattice on its best grid over off-grid offsets, likewise
+    vorbis_lattice: float = 0.0  # Vorbis's lattice, likewise
+
+    @property
+    def strength(self) -> float:
+        """The surest of the three measures: zeros, AAC's lattice, Vorbis's lattice."""
+        return max(self.excess, self.lattice, self.vorbis_lattice)
 
     @property
     def lossy_probability(self) -> float:
-        return 1.0 / (1.0 + math.exp(-(max(self.excess, self.lattice) - MIDPOINT) / SCALE))
+        return 1.0 / (1.0 + math.exp(-(self.strength - MIDPOINT) / SCALE))
 
 
 UNTESTED = MdctTrace(None, 0.0, 0)
@@ -142,17 +165,22 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
             )
         )
         lattice, at = _lattice(signal, candidates, search, measure, pace)
-        if lattice >= MIDPOINT > excess:
-            # No zeros stand out, but AAC's quantiser's lattice does. (Where zeros stand out the
-            # window names the codec: a low-rate Vorbis band of equal magnitudes sits on a
-            # lattice too.)
-            trace = MdctTrace("aac", round(excess, 2), at, round(lattice, 2))
+        zeros_at = np.concatenate([[grids["vorbis"].offset], grids["vorbis"].candidates])
+        vorbis, vorbis_at = _vorbis_lattice(signal, zeros_at, search, measure, pace)
+        # The quantisers' lattices are each one codec's; where one stands out and the zeros do
+        # not, it names the codec. (Where zeros stand out the window names it: a low-rate Vorbis
+        # band of equal magnitudes sits on AAC's lattice too.)
+        found = {"aac": (lattice, at), "vorbis": (vorbis, vorbis_at)}
+        surer = max(found, key=lambda f: found[f][0])
+        if found[surer][0] >= MIDPOINT > excess:
+            family, offset = surer, found[surer][1]
         else:
             # Either window shows a grid's zeros; the codec's own gives back more of them
             # (measured as a share, since the windows' off-grid spreads differ).
             family = max(grids, key=lambda f: grids[f].gain)
-            trace = MdctTrace(family, round(excess, 2), grids[family].offset, round(lattice, 2))
-        if best.family is None or max(trace.excess, trace.lattice) > max(best.excess, best.lattice):
+            offset = grids[family].offset
+        trace = MdctTrace(family, round(excess, 2), offset, round(lattice, 2), round(vorbis, 2))
+        if best.family is None or trace.strength > best.strength:
             best = trace
     return best
 
@@ -294,3 +322,79 @@ def _lattice_scores(
         if pace is not None:
             pace()
     return np.concatenate(scores)
+
+
+def _vorbis_lattice(
+    signal: np.ndarray,
+    zeros_at: np.ndarray,
+    search: np.ndarray,
+    measure: np.ndarray,
+    pace: Callable[[], None] | None,
+) -> tuple[float, int]:
+    """Vorbis's lattice on its best grid, measured as AAC's is; each frame takes the best of
+    the offsets 128 apart, as on the zeros' grid. Searched over every offset on the loudest
+    search frames' low groups (which may be short blocks, without the long blocks' lattice);
+    the best few, and the offsets where Vorbis's zeros stood out (``zeros_at``), are then
+    tried on all search frames."""
+    hop = _HOPS["vorbis"]
+    phases = FRAME // hop
+    energy = [float(np.mean(np.square(signal[s : s + 2 * FRAME]))) for s in search]
+    loudest = search[np.argsort(energy)[-LATTICE_SEARCH_FRAMES:]]
+    scores = _vorbis_scores(signal, np.arange(FRAME)[:, None] + loudest, pace, VORBIS_SEARCH_GROUPS)
+    free = scores.reshape(phases, hop, -1).max(axis=0).mean(axis=1)
+    candidates = np.unique(
+        np.concatenate([np.argsort(-free, kind="stable")[:VORBIS_CANDIDATES], zeros_at % hop])
+    )
+    offsets = candidates[:, None] + hop * np.arange(phases)  # (candidates, phases)
+    tried = _vorbis_scores(signal, offsets[..., None] + search, pace).mean(axis=-1)
+    base = int(candidates[int(np.argmax(tried.max(axis=1)))])
+    offset = int(offsets.ravel()[int(np.argmax(tried))])
+    others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
+    null = np.random.default_rng(2).choice(others, LATTICE_NULL, replace=False)
+    bases = np.concatenate([[base], null])
+    on, *off = (
+        _vorbis_scores(
+            signal, (bases[:, None] + hop * np.arange(phases))[..., None] + measure, pace
+        )
+        .max(axis=1)
+        .mean(axis=1)
+    )
+    median = float(np.median(off))
+    spread = max(1.4826 * float(np.median(np.abs(np.array(off) - median))), LATTICE_SPREAD)
+    return (on - median) / spread, offset
+
+
+def _vorbis_scores(
+    signal: np.ndarray,
+    starts: np.ndarray,
+    pace: Callable[[], None] | None,
+    groups: int = VORBIS_GROUPS,
+) -> np.ndarray:
+    """Per entry of ``starts`` (any shape), how close its frame's first ``groups`` groups of
+    bins lie to Vorbis's lattice: per group, the mean of cos(2 pi |c| / step) over the
+    coefficients that are not zero, at the step its least one gives that fits best, over the
+    counted groups (1 on the lattice, about 0 off it); a few frames at a time."""
+    frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
+    bins = slice(AAC_BANDS[0], AAC_BANDS[0] + groups * VORBIS_GROUP)
+    scores = []
+    for rows in np.array_split(starts.ravel(), max(1, starts.size // LATTICE_FRAMES_AT_ONCE)):
+        spectra = _mdct(frames[rows] * _WINDOWS["vorbis"])
+        c = np.abs(spectra[:, bins]).reshape(len(rows), groups, VORBIS_GROUP)
+        kept = c >= ZERO
+        count = kept.sum(axis=-1)
+        least = np.where(kept, c, np.inf).min(axis=-1, initial=np.inf)
+        level = np.log(np.minimum(least, 1.0)[..., None] / _VORBIS_MULTIPLES) / VORBIS_RATIO
+        step = np.exp(VORBIS_RATIO * (np.round(level - VORBIS_PHASE) + VORBIS_PHASE))
+        step = step.astype(np.float32)  # (rows, groups, multiples)
+        phase = np.cos((2 * np.pi) * c[..., None, :] / step[..., None]) * kept[..., None, :]
+        closeness = phase.sum(axis=-1) / np.maximum(count, 1)[..., None]
+        top = c.max(axis=-1)
+        span = top[..., None] / step
+        allowed = (span >= LATTICE_STEPS[0]) & (span <= LATTICE_STEPS[1])
+        best = np.where(allowed, closeness, -1.0).max(axis=-1)
+        counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
+        total = np.where(counted, best, 0.0).sum(axis=-1)
+        scores.append(total / np.maximum(counted.sum(axis=-1), 1))
+        if pace is not None:
+            pace()
+    return np.concatenate(scores).reshape(starts.shape)

@@ -32,6 +32,7 @@ def grid_scores(files: list[ScoredFile], workers: int | None, progress: bool) ->
     for f, (contrast, mdct, call) in zip(files, traced, strict=True):
         f.sbc_contrast_db, f.grid = contrast, call
         f.mdct_family, f.mdct_excess, f.mdct_lattice = mdct.family, mdct.excess, mdct.lattice
+        f.mdct_vorbis_lattice = mdct.vorbis_lattice
 
 
 def combine(files: list[ScoredFile]) -> None:
