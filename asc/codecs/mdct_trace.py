@@ -21,8 +21,16 @@ to 16-bit rounding, where a lossless recording's coefficients fall anywhere. The
 takes the offsets whose zeros stand out most, keeps the one whose bands lie closest to such a
 lattice, and measures that on other frames against off-grid offsets, as the zero test does.
 
+Vorbis's quantiser leaves a lattice of its own: each coefficient it keeps is its floor curve's
+level there times an integer (the residue), and the floor's levels come from one table of 256
+levels about 0.55 dB apart, so groups of neighbouring bins, which mostly share a level, fall on
+integer multiples of one of those levels. It is searched and measured as AAC's is, each frame
+free to take the best of its eight offsets 128 apart; where a lattice stands out and the zeros
+do not, the surer lattice names the codec.
+
 This reaches what the lossy detector's network misses on real recordings, FFmpeg's AAC at 256
-kbit/s whose noise hides under the recording's own, without any cue in the spectrum. MP3's
+kbit/s and Vorbis at 256 to 320 kbit/s, whose noise hides under the recording's own, without
+any cue in the spectrum. MP3's
 hybrid filter bank and Opus's 48 kHz frames (which resampling moves off the wave's samples)
 leave no such grid, and HE-AAC's core runs at half the rate, so those stay the network's.
 """
