@@ -289,9 +289,28 @@ def _lattice(
     others = np.delete(np.arange(FRAME), (offset + np.arange(-2, 3)) % FRAME)
     null = np.random.default_rng(1).choice(others, LATTICE_NULL, replace=False)
     on, *off = _lattice_scores(signal, np.concatenate([[offset], null])[:, None] + measure, pace)
+    return _lattice_excess(on, off), offset
+
+
+def _lattice_excess(on: float, off: list[float]) -> float:
+    """A lattice score on the grid over off-grid ones, in their spread (never below
+    LATTICE_SPREAD, their noise on real clips)."""
     median = float(np.median(off))
     spread = max(1.4826 * float(np.median(np.abs(np.array(off) - median))), LATTICE_SPREAD)
-    return (on - median) / spread, offset
+    return (on - median) / spread
+
+
+def _counted_mean(
+    closeness: np.ndarray, span: np.ndarray, top: np.ndarray, count: np.ndarray, axes
+) -> np.ndarray:
+    """Both lattices' mean closeness over the counted bands or groups: each at the best step
+    it allows, counted where a step is allowed, it is loud enough and has enough coefficients
+    that are not zero."""
+    allowed = (span >= LATTICE_STEPS[0]) & (span <= LATTICE_STEPS[1])
+    best = np.where(allowed, closeness, -1.0).max(axis=-1)
+    counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
+    total = np.where(counted, best, 0.0).sum(axis=axes)
+    return total / np.maximum(counted.sum(axis=axes), 1)
 
 
 def _lattice_scores(
@@ -322,11 +341,9 @@ def _lattice_scores(
         phase = np.cos((2 * np.pi) * y[..., None] / _STEPS) * kept[..., None]
         count = np.add.reduceat(kept, edges, axis=-1)
         closeness = np.add.reduceat(phase, edges, axis=-2) / np.maximum(count, 1)[..., None]
-        allowed = (top**AAC_POWER * unit)[..., None] / _STEPS >= LATTICE_STEPS[0]
-        best = np.where(allowed, closeness, -1.0).max(axis=-1)  # (rows, frames, bands)
-        counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
-        total = np.where(counted, best, 0.0).sum(axis=(1, 2))
-        scores.append(total / np.maximum(counted.sum(axis=(1, 2)), 1))
+        # the steps were chosen so that none spans more than LATTICE_STEPS[1]
+        span = (top**AAC_POWER * unit)[..., None] / _STEPS
+        scores.append(_counted_mean(closeness, span, top, count, (1, 2)))
         if pace is not None:
             pace()
     return np.concatenate(scores)
@@ -367,9 +384,7 @@ def _vorbis_lattice(
         .max(axis=1)
         .mean(axis=1)
     )
-    median = float(np.median(off))
-    spread = max(1.4826 * float(np.median(np.abs(np.array(off) - median))), LATTICE_SPREAD)
-    return (on - median) / spread, offset
+    return _lattice_excess(on, off), offset
 
 
 def _vorbis_scores(
@@ -397,12 +412,7 @@ def _vorbis_scores(
         phase = np.cos((2 * np.pi) * c[..., None, :] / step[..., None]) * kept[..., None, :]
         closeness = phase.sum(axis=-1) / np.maximum(count, 1)[..., None]
         top = c.max(axis=-1)
-        span = top[..., None] / step
-        allowed = (span >= LATTICE_STEPS[0]) & (span <= LATTICE_STEPS[1])
-        best = np.where(allowed, closeness, -1.0).max(axis=-1)
-        counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
-        total = np.where(counted, best, 0.0).sum(axis=-1)
-        scores.append(total / np.maximum(counted.sum(axis=-1), 1))
+        scores.append(_counted_mean(closeness, top[..., None] / step, top, count, -1))
         if pace is not None:
             pace()
     return np.concatenate(scores).reshape(starts.shape)
