@@ -26,7 +26,11 @@ level there times an integer (the residue), and the floor's levels come from one
 levels about 0.55 dB apart, so groups of neighbouring bins, which mostly share a level, fall on
 integer multiples of one of those levels. It is searched and measured as AAC's is, each frame
 free to take the best of its eight offsets 128 apart; where a lattice stands out and the zeros
-do not, the surer lattice names the codec.
+do not, the surer lattice names the codec. At high bitrates the integers grow large, so a
+group's least coefficient no longer gives its level: a fine measure then tries every level the
+group's loudest coefficient allows. Each channel has its own floor, so only the first channel
+is measured (their mean lies on no floor's lattice). The zeros above 15 kHz, which a codec at
+a high bitrate still leaves where few fall lower, add candidates for both lattices' grids.
 
 This reaches what the lossy detector's network misses on real recordings, FFmpeg's AAC at 256
 kbit/s and Vorbis at 256 to 320 kbit/s, whose noise hides under the recording's own, without
@@ -50,6 +54,10 @@ FRAME = 1024  # AAC-LC's frame; Vorbis's long block (2048 samples) hops by as mu
 FRAMES = 24
 # The bands counted, as shares of the Nyquist frequency: about 0.9 to 15 kHz at 44.1 kHz.
 LOW, HIGH = 0.04, 0.68
+# Above them, to about 21 kHz, a codec at a high bitrate still quantises to zero what its
+# masking hides, where an original's coefficients seldom vanish: there its zeros point at the
+# grid when few fall below 15 kHz, and add candidates for the lattices (not to the measure).
+TOP = 0.95
 ZERO = 2.0 / 32768  # within two 16-bit steps of zero: what a quantised zero becomes on output
 NULL_OFFSETS = 48  # off-grid offsets the measured share is held against
 OFFSETS_AT_ONCE = 64  # offsets transformed together (64 x 8 frames: about 4 MB)
@@ -96,6 +104,16 @@ VORBIS_CANDIDATES = 4  # offsets (modulo the hop) that search keeps for all sear
 # A group's least coefficient that is not zero is taken as 1, 2 or 3 levels of the floor's
 # table: each gives a step, and the group counts at the one it lies closest to.
 _VORBIS_MULTIPLES = np.array([1.0, 2.0, 3.0], np.float32)
+# At high bitrates the residues are large (a group's loudest coefficient 10 to 40 levels), and
+# its least coefficient no longer gives the step: there the fine steps try every level on which
+# a group's loudest spans VORBIS_FINE_SPAN steps, on its lowest groups (0.9 to 8.6 kHz), at
+# about ten times the coarse steps' cost.
+VORBIS_FINE_GROUPS = 30
+VORBIS_FINE_SPAN = (6.0, LATTICE_STEPS[1])
+_VORBIS_LEVELS = np.arange(
+    math.ceil(math.log(VORBIS_FINE_SPAN[1] / VORBIS_FINE_SPAN[0]) / VORBIS_RATIO) + 1,
+    dtype=np.float32,
+)
 
 
 def _windows() -> dict[str, np.ndarray]:
@@ -160,7 +178,7 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
     signals = [x[:, 0]] if x.shape[1] == 1 else [x[:, 0], x.mean(axis=1)]
     starts = np.unique(np.linspace(1, len(x) // FRAME - 3, FRAMES).astype(int)) * FRAME
     search, measure = starts[::3], np.delete(starts, np.s_[::3])
-    bins = slice(int(LOW * FRAME), int(HIGH * FRAME))
+    bins = slice(int(LOW * FRAME), int(HIGH * FRAME)), slice(int(HIGH * FRAME), int(TOP * FRAME))
     best = UNTESTED
     for signal in signals:
         grids = {
@@ -174,7 +192,9 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
         )
         lattice, at = _lattice(signal, candidates, search, measure, pace)
         zeros_at = np.concatenate([[grids["vorbis"].offset], grids["vorbis"].candidates])
-        vorbis, vorbis_at = _vorbis_lattice(signal, zeros_at, search, measure, pace)
+        vorbis, vorbis_at = 0.0, 0  # Vorbis scales each channel by its own floor: their mean
+        if signal is signals[0]:  # lies on no floor's lattice
+            vorbis, vorbis_at = _vorbis_lattice(signal, zeros_at, search, measure, pace)
         # The quantisers' lattices are each one codec's; where one stands out and the zeros do
         # not, it names the codec. (Where zeros stand out the window names it: a low-rate Vorbis
         # band of equal magnitudes sits on AAC's lattice too.)
@@ -198,26 +218,28 @@ class _Grid:
     excess: float  # on-grid share of zeros over the off-grid median, in off-grid spreads
     gain: float  # the same, as a share of the coefficients
     offset: int
-    candidates: np.ndarray  # the offsets with the most zeros on the search frames, most first
+    candidates: np.ndarray  # the offsets with the most zeros on the search frames, below and
+    # above 15 kHz (there modulo the hop)
 
 
 def _zero_shares(
     signal: np.ndarray,
     starts: np.ndarray,
     window: np.ndarray,
-    bins: slice,
+    bands: tuple[slice, ...],
     pace: Callable[[], None] | None,
 ) -> np.ndarray:
-    """Per entry of ``starts`` (offsets x frames), the share of its frame's coefficients that
-    lie within ``ZERO`` of zero; a few offsets at a time, so memory stays small."""
+    """Per band and entry of ``starts`` (offsets x frames), the share of its frame's coefficients
+    in the band that lie within ``ZERO`` of zero; a few offsets at a time, so memory stays
+    small."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
     shares = []
     for rows in np.array_split(starts, max(1, len(starts) // OFFSETS_AT_ONCE)):
-        spectra = _mdct(frames[rows] * window)
-        shares.append(np.mean(np.abs(spectra[..., bins]) < ZERO, axis=-1))
+        zero = np.abs(_mdct(frames[rows] * window)) < ZERO
+        shares.append(np.stack([np.mean(zero[..., b], axis=-1) for b in bands]))
         if pace is not None:
             pace()
-    return np.concatenate(shares)
+    return np.concatenate(shares, axis=1)
 
 
 def _grid(
@@ -226,17 +248,24 @@ def _grid(
     hop: int,
     search: np.ndarray,
     measure: np.ndarray,
-    bins: slice,
+    bands: tuple[slice, slice],
     pace: Callable[[], None] | None,
 ) -> _Grid:
-    """The zeros' grid for one window. ``hop``: the steps by which the codec's frames may move
-    along the wave, so each frame takes the best of the offsets ``hop`` apart (FRAME: frames
-    that never move, as AAC's; Vorbis's short blocks move its long ones by 128 samples)."""
+    """The zeros' grid for one window, measured on the first of ``bands``; the second only adds
+    candidates. ``hop``: the steps by which the codec's frames may move along the wave, so each
+    frame takes the best of the offsets ``hop`` apart (FRAME: frames that never move, as AAC's;
+    Vorbis's short blocks move its long ones by 128 samples)."""
     offsets = np.arange(FRAME)
-    shares = _zero_shares(signal, offsets[:, None] + search, window, bins, pace)
-    candidates = np.argsort(-shares.mean(axis=1), kind="stable")[:LATTICE_CANDIDATES]
+    shares, above = _zero_shares(signal, offsets[:, None] + search, window, bands, pace)
     phases = FRAME // hop
     free = shares.reshape(phases, hop, -1).max(axis=0).mean(axis=1)  # per offset modulo hop
+    free_above = above.reshape(phases, hop, -1).max(axis=0).mean(axis=1)
+    candidates = np.concatenate(
+        [
+            np.argsort(-shares.mean(axis=1), kind="stable")[:LATTICE_CANDIDATES],
+            np.argsort(-free_above, kind="stable")[:VORBIS_CANDIDATES],
+        ]
+    )
     base = int(np.argmax(free))
     offset = base + hop * int(np.argmax(shares[base::hop].mean(axis=1)))
     rng = np.random.default_rng(0)
@@ -246,17 +275,17 @@ def _grid(
         others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
         null = rng.choice(others, min(NULL_OFFSETS, len(others)), replace=False)
     bases = np.concatenate([[base], null])
-    measured = _zero_shares(
+    (measured,) = _zero_shares(
         signal,
         (bases[:, None] + hop * np.arange(phases)).ravel()[:, None] + measure,
         window,
-        bins,
+        bands[:1],
         pace,
     )
     on, *off = measured.reshape(len(bases), phases, -1).max(axis=1).mean(axis=1)
     median = float(np.median(off))
     # the off-grid shares' spread, never below a binomial count's over the measured bins
-    count = len(measure) * (bins.stop - bins.start)
+    count = len(measure) * (bands[0].stop - bands[0].start)
     p = min(max(median, 1.0 / count), 1.0 - 1.0 / count)
     spread = 1.4826 * float(np.median(np.abs(np.array(off) - median)))
     spread = max(spread, math.sqrt(p * (1 - p) / count))
@@ -360,31 +389,35 @@ def _vorbis_lattice(
     the offsets 128 apart, as on the zeros' grid. Searched over every offset on the loudest
     search frames' low groups (which may be short blocks, without the long blocks' lattice);
     the best few, and the offsets where Vorbis's zeros stood out (``zeros_at``), are then
-    tried on all search frames."""
+    tried on all search frames. Measured with the coarse steps and the fine ones, each on its
+    own best grid: the surer of the two."""
     hop = _HOPS["vorbis"]
     phases = FRAME // hop
-    energy = [float(np.mean(np.square(signal[s : s + 2 * FRAME]))) for s in search]
-    loudest = search[np.argsort(energy)[-LATTICE_SEARCH_FRAMES:]]
-    scores = _vorbis_scores(signal, np.arange(FRAME)[:, None] + loudest, pace, VORBIS_SEARCH_GROUPS)
-    free = scores.reshape(phases, hop, -1).max(axis=0).mean(axis=1)
+    scores = _vorbis_scores(signal, np.arange(FRAME)[:, None] + search, pace, VORBIS_SEARCH_GROUPS)
+    free = scores[..., 0].reshape(phases, hop, -1).max(axis=0)  # (hop, frames)
     candidates = np.unique(
-        np.concatenate([np.argsort(-free, kind="stable")[:VORBIS_CANDIDATES], zeros_at % hop])
+        np.concatenate(
+            [
+                np.argsort(-free.mean(axis=1), kind="stable")[:VORBIS_CANDIDATES],
+                np.argsort(-free, axis=0, kind="stable")[:2].ravel(),
+                zeros_at % hop,
+            ]
+        )
     )
     offsets = candidates[:, None] + hop * np.arange(phases)  # (candidates, phases)
-    tried = _vorbis_scores(signal, offsets[..., None] + search, pace).mean(axis=-1)
-    base = int(candidates[int(np.argmax(tried.max(axis=1)))])
-    offset = int(offsets.ravel()[int(np.argmax(tried))])
-    others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
-    null = np.random.default_rng(2).choice(others, LATTICE_NULL, replace=False)
-    bases = np.concatenate([[base], null])
-    on, *off = (
-        _vorbis_scores(
-            signal, (bases[:, None] + hop * np.arange(phases))[..., None] + measure, pace
-        )
-        .max(axis=1)
-        .mean(axis=1)
-    )
-    return _lattice_excess(on, off), offset
+    tried = _vorbis_scores(signal, offsets[..., None] + search, pace, fine=True)
+    offset = int(offsets.ravel()[int(np.argmax(tried[..., 0].mean(axis=-1)))])
+    found = []
+    for k, free in enumerate(tried.max(axis=1).mean(axis=1).T):  # each measure on its own grid
+        base = int(candidates[int(np.argmax(free))])
+        others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
+        null = np.random.default_rng(2).choice(others, LATTICE_NULL, replace=False)
+        bases = np.concatenate([[base], null])
+        starts = (bases[:, None] + hop * np.arange(phases))[..., None] + measure
+        measured = _vorbis_scores(signal, starts, pace, fine=k == 1)[..., k]
+        on, *off = measured.max(axis=1).mean(axis=1)
+        found.append(_lattice_excess(on, off))
+    return max(found), offset
 
 
 def _vorbis_scores(
@@ -392,11 +425,13 @@ def _vorbis_scores(
     starts: np.ndarray,
     pace: Callable[[], None] | None,
     groups: int = VORBIS_GROUPS,
+    fine: bool = False,
 ) -> np.ndarray:
-    """Per entry of ``starts`` (any shape), how close its frame's first ``groups`` groups of
-    bins lie to Vorbis's lattice: per group, the mean of cos(2 pi |c| / step) over the
-    coefficients that are not zero, at the step its least one gives that fits best, over the
-    counted groups (1 on the lattice, about 0 off it); a few frames at a time."""
+    """Per entry of ``starts`` (any shape; a last axis is added: this score and, with ``fine``,
+    the fine one), how close its frame's first ``groups`` groups of bins lie to Vorbis's
+    lattice: per group, the mean of cos(2 pi |c| / step) over the coefficients that are not
+    zero, at the step its least one gives that fits best, over the counted groups (1 on the
+    lattice, about 0 off it); a few frames at a time."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
     bins = slice(AAC_BANDS[0], AAC_BANDS[0] + groups * VORBIS_GROUP)
     scores = []
@@ -405,14 +440,30 @@ def _vorbis_scores(
         c = np.abs(spectra[:, bins]).reshape(len(rows), groups, VORBIS_GROUP)
         kept = c >= ZERO
         count = kept.sum(axis=-1)
+        top = c.max(axis=-1)
         least = np.where(kept, c, np.inf).min(axis=-1, initial=np.inf)
         level = np.log(np.minimum(least, 1.0)[..., None] / _VORBIS_MULTIPLES) / VORBIS_RATIO
         step = np.exp(VORBIS_RATIO * (np.round(level - VORBIS_PHASE) + VORBIS_PHASE))
-        step = step.astype(np.float32)  # (rows, groups, multiples)
-        phase = np.cos((2 * np.pi) * c[..., None, :] / step[..., None]) * kept[..., None, :]
-        closeness = phase.sum(axis=-1) / np.maximum(count, 1)[..., None]
-        top = c.max(axis=-1)
-        scores.append(_counted_mean(closeness, top[..., None] / step, top, count, -1))
+        row = [_vorbis_closeness(c, kept, count, top, step.astype(np.float32))]
+        if fine:  # every level from the one a group's loudest spans VORBIS_FINE_SPAN[0] of
+            f = slice(0, VORBIS_FINE_GROUPS)
+            span = np.log(np.maximum(top[:, f], 1e-12) / VORBIS_FINE_SPAN[0]) / VORBIS_RATIO
+            level = np.floor(span - VORBIS_PHASE)[..., None] - _VORBIS_LEVELS
+            step = np.exp(VORBIS_RATIO * (level + VORBIS_PHASE)).astype(np.float32)
+            row.append(_vorbis_closeness(c[:, f], kept[:, f], count[:, f], top[:, f], step))
+        scores.append(np.stack(row, axis=-1))
         if pace is not None:
             pace()
-    return np.concatenate(scores).reshape(starts.shape)
+    return np.concatenate(scores).reshape(*starts.shape, -1)
+
+
+def _vorbis_closeness(
+    c: np.ndarray, kept: np.ndarray, count: np.ndarray, top: np.ndarray, step: np.ndarray
+) -> np.ndarray:
+    """Per frame, the counted groups' mean closeness to the lattice at the steps tried on each
+    (rows x groups x steps)."""
+    phase = c[..., None, :] * ((2 * np.pi) / step)[..., None]
+    np.cos(phase, out=phase)
+    phase *= kept[..., None, :]
+    closeness = phase.sum(axis=-1) / np.maximum(count, 1)[..., None]
+    return _counted_mean(closeness, top[..., None] / step, top, count, -1)
