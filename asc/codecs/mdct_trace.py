@@ -406,18 +406,19 @@ def _vorbis_lattice(
     )
     offsets = candidates[:, None] + hop * np.arange(phases)  # (candidates, phases)
     tried = _vorbis_scores(signal, offsets[..., None] + search, pace, fine=True)
-    offset = int(offsets.ravel()[int(np.argmax(tried[..., 0].mean(axis=-1)))])
     found = []
     for k, free in enumerate(tried.max(axis=1).mean(axis=1).T):  # each measure on its own grid
-        base = int(candidates[int(np.argmax(free))])
+        at = int(np.argmax(free))
+        base = int(candidates[at])
         others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
         null = np.random.default_rng(2).choice(others, LATTICE_NULL, replace=False)
         bases = np.concatenate([[base], null])
         starts = (bases[:, None] + hop * np.arange(phases))[..., None] + measure
         measured = _vorbis_scores(signal, starts, pace, fine=k == 1)[..., k]
         on, *off = measured.max(axis=1).mean(axis=1)
-        found.append(_lattice_excess(on, off))
-    return max(found), offset
+        offset = int(offsets[at, int(np.argmax(tried[at, ..., k].mean(axis=-1)))])
+        found.append((_lattice_excess(on, off), offset))
+    return max(found)
 
 
 def _vorbis_scores(
