@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.fft
@@ -180,37 +181,63 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
     search, measure = starts[::3], np.delete(starts, np.s_[::3])
     bins = slice(int(LOW * FRAME), int(HIGH * FRAME)), slice(int(HIGH * FRAME), int(TOP * FRAME))
     best = UNTESTED
-    for signal in signals:
-        grids = {
-            f: _grid(signal, w, _HOPS[f], search, measure, bins, pace) for f, w in _WINDOWS.items()
-        }
-        excess = max(g.excess for g in grids.values())
-        candidates = np.unique(
-            np.concatenate(
-                [g.candidates for g in grids.values()] + [_lattice_search(signal, search, pace)]
-            )
-        )
-        lattice, at = _lattice(signal, candidates, search, measure, pace)
-        zeros_at = np.concatenate([[grids["vorbis"].offset], grids["vorbis"].candidates])
-        vorbis, vorbis_at = 0.0, 0  # Vorbis scales each channel by its own floor: their mean
-        if signal is signals[0]:  # lies on no floor's lattice
-            vorbis, vorbis_at = _vorbis_lattice(signal, zeros_at, search, measure, pace)
-        # The quantisers' lattices are each one codec's; where one stands out and the zeros do
-        # not, it names the codec. (Where zeros stand out the window names it: a low-rate Vorbis
-        # band of equal magnitudes sits on AAC's lattice too.)
-        found = {"aac": (lattice, at), "vorbis": (vorbis, vorbis_at)}
-        surer = max(found, key=lambda f: found[f][0])
-        if found[surer][0] >= MIDPOINT > excess:
-            family, offset = surer, found[surer][1]
-        else:
-            # Either window shows a grid's zeros; the codec's own gives back more of them
-            # (measured as a share, since the windows' off-grid spreads differ).
-            family = max(grids, key=lambda f: grids[f].gain)
-            offset = grids[family].offset
-        trace = MdctTrace(family, round(excess, 2), offset, round(lattice, 2), round(vorbis, 2))
+    for signal in signals:  # Vorbis scales each channel by its own floor: their mean is on none
+        trace = _trace(signal, search, measure, bins, pace, vorbis=signal is signals[0])
         if best.family is None or trace.strength > best.strength:
             best = trace
     return best
+
+
+def _trace(
+    signal: np.ndarray,
+    search: np.ndarray,
+    measure: np.ndarray,
+    bins: tuple[slice, slice],
+    pace: Callable[[], None] | None,
+    vorbis: bool,
+) -> MdctTrace:
+    """The zeros' grid and the lattices of one signal (``vorbis``: Vorbis's lattice too)."""
+    # Each lattice's search scores the zero test's own spectra: AAC's low bands on the loudest
+    # search frames, Vorbis's low groups on every search frame.
+    energy = [float(np.mean(np.square(signal[s : s + 2 * FRAME]))) for s in search]
+    loudest = np.argsort(energy)[-LATTICE_SEARCH_FRAMES:]
+    searches = {"aac": partial(_aac_search, loudest=loudest), "vorbis": _vorbis_search}
+    grids, searched = {}, {}
+    for f, w in _WINDOWS.items():
+        grids[f], searched[f] = _grid(signal, w, _HOPS[f], search, measure, bins, pace, searches[f])
+    excess = max(g.excess for g in grids.values())
+    nearest = np.argsort(-searched["aac"], kind="stable")[:LATTICE_CANDIDATES]
+    candidates = np.unique(np.concatenate([g.candidates for g in grids.values()] + [nearest]))
+    lattice, at = _lattice(signal, candidates, search, measure, pace)
+    zeros_at = np.concatenate([[grids["vorbis"].offset], grids["vorbis"].candidates])
+    vorbis_lattice, vorbis_at = 0.0, 0
+    if vorbis:
+        vorbis_lattice, vorbis_at = _vorbis_lattice(
+            signal, searched["vorbis"], zeros_at, search, measure, pace
+        )
+    # The quantisers' lattices are each one codec's; where one stands out and the zeros do
+    # not, it names the codec. (Where zeros stand out the window names it: a low-rate Vorbis
+    # band of equal magnitudes sits on AAC's lattice too.)
+    found = {"aac": (lattice, at), "vorbis": (vorbis_lattice, vorbis_at)}
+    surer = max(found, key=lambda f: found[f][0])
+    if found[surer][0] >= MIDPOINT > excess:
+        family, offset = surer, found[surer][1]
+    else:
+        # Either window shows a grid's zeros; the codec's own gives back more of them
+        # (measured as a share, since the windows' off-grid spreads differ).
+        family = max(grids, key=lambda f: grids[f].gain)
+        offset = grids[family].offset
+    return MdctTrace(family, round(excess, 2), offset, round(lattice, 2), round(vorbis_lattice, 2))
+
+
+def _aac_search(spectra: np.ndarray, loudest: np.ndarray) -> np.ndarray:
+    """AAC's lattice search on the zero test's spectra: its low bands on the loudest frames."""
+    return _aac_scores(spectra[:, loudest], LATTICE_SEARCH_BANDS)
+
+
+def _vorbis_search(spectra: np.ndarray) -> np.ndarray:
+    """Vorbis's lattice search on the zero test's spectra: its low groups' coarse scores."""
+    return _vorbis_group_scores(spectra, VORBIS_SEARCH_GROUPS)[..., 0]
 
 
 @dataclass(frozen=True)
@@ -228,18 +255,23 @@ def _zero_shares(
     window: np.ndarray,
     bands: tuple[slice, ...],
     pace: Callable[[], None] | None,
-) -> np.ndarray:
+    also: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Per band and entry of ``starts`` (offsets x frames), the share of its frame's coefficients
     in the band that lie within ``ZERO`` of zero; a few offsets at a time, so memory stays
-    small."""
+    small. ``also``: a lattice's search, given the same spectra (offsets x frames x bins), so
+    they are transformed once; its values per offset come back beside the shares."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
-    shares = []
+    shares, searched = [], []
     for rows in np.array_split(starts, max(1, len(starts) // OFFSETS_AT_ONCE)):
-        zero = np.abs(_mdct(frames[rows] * window)) < ZERO
+        spectra = _mdct(frames[rows] * window)
+        zero = np.abs(spectra) < ZERO
         shares.append(np.stack([np.mean(zero[..., b], axis=-1) for b in bands]))
+        if also is not None:
+            searched.append(also(spectra))
         if pace is not None:
             pace()
-    return np.concatenate(shares, axis=1)
+    return np.concatenate(shares, axis=1), np.concatenate(searched) if searched else None
 
 
 def _grid(
@@ -250,13 +282,16 @@ def _grid(
     measure: np.ndarray,
     bands: tuple[slice, slice],
     pace: Callable[[], None] | None,
-) -> _Grid:
+    also: Callable[[np.ndarray], np.ndarray],
+) -> tuple[_Grid, np.ndarray]:
     """The zeros' grid for one window, measured on the first of ``bands``; the second only adds
     candidates. ``hop``: the steps by which the codec's frames may move along the wave, so each
     frame takes the best of the offsets ``hop`` apart (FRAME: frames that never move, as AAC's;
-    Vorbis's short blocks move its long ones by 128 samples)."""
+    Vorbis's short blocks move its long ones by 128 samples). ``also``: the window's lattice
+    search, on the same spectra; its values come back beside the grid."""
     offsets = np.arange(FRAME)
-    shares, above = _zero_shares(signal, offsets[:, None] + search, window, bands, pace)
+    both, searched = _zero_shares(signal, offsets[:, None] + search, window, bands, pace, also)
+    shares, above = both
     phases = FRAME // hop
     free = shares.reshape(phases, hop, -1).max(axis=0).mean(axis=1)  # per offset modulo hop
     free_above = above.reshape(phases, hop, -1).max(axis=0).mean(axis=1)
@@ -275,7 +310,7 @@ def _grid(
         others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
         null = rng.choice(others, min(NULL_OFFSETS, len(others)), replace=False)
     bases = np.concatenate([[base], null])
-    (measured,) = _zero_shares(
+    (measured,), _ = _zero_shares(
         signal,
         (bases[:, None] + hop * np.arange(phases)).ravel()[:, None] + measure,
         window,
@@ -289,19 +324,7 @@ def _grid(
     p = min(max(median, 1.0 / count), 1.0 - 1.0 / count)
     spread = 1.4826 * float(np.median(np.abs(np.array(off) - median)))
     spread = max(spread, math.sqrt(p * (1 - p) / count))
-    return _Grid((on - median) / spread, on - median, offset, candidates)
-
-
-def _lattice_search(
-    signal: np.ndarray, search: np.ndarray, pace: Callable[[], None] | None
-) -> np.ndarray:
-    """The offsets whose low AAC bands lie closest to AAC's lattice on the loudest search frames:
-    where few coefficients quantise to zero, the zeros may not point at the grid."""
-    energy = [float(np.mean(np.square(signal[s : s + 2 * FRAME]))) for s in search]
-    frames = search[np.argsort(energy)[-LATTICE_SEARCH_FRAMES:]]
-    starts = np.arange(FRAME)[:, None] + frames
-    scores = _lattice_scores(signal, starts, pace, LATTICE_SEARCH_BANDS)
-    return np.argsort(-scores, kind="stable")[:LATTICE_CANDIDATES]
+    return _Grid((on - median) / spread, on - median, offset, candidates), searched
 
 
 def _lattice(
@@ -354,47 +377,51 @@ def _lattice_scores(
     lattice, and are the zero test's) at the best step the band allows (1 on the lattice, about
     0 off it), over the counted bands; a few rows at a time, so memory stays small."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
-    edges = AAC_BANDS[:bands] - AAC_BANDS[0]
-    band_of_bin = np.repeat(np.arange(bands), np.diff(AAC_BANDS[: bands + 1]))
     scores = []
     for rows in np.array_split(starts, max(1, starts.size // LATTICE_FRAMES_AT_ONCE)):
-        spectra = _mdct(frames[rows] * _WINDOWS["aac"])  # (rows, frames, FRAME)
-        c = np.abs(spectra[..., AAC_BANDS[0] : AAC_BANDS[bands]])
-        kept = (c >= ZERO).astype(np.float32)
-        top = np.maximum.reduceat(c, edges, axis=-1)  # (rows, frames, bands)
-        # Each band's steps, the finest first: its largest coefficient spans at most the most
-        # steps allowed on it, and each next step is 2^(3/16) coarser.
-        first = np.ceil(16 / 3 * np.log2(np.maximum(top, 1e-12) ** AAC_POWER / LATTICE_STEPS[1]))
-        unit = np.exp2(-3 / 16 * first)  # the finest step's reciprocal, per band
-        y = c**AAC_POWER * unit[..., band_of_bin]  # in the finest step's units
-        phase = np.cos((2 * np.pi) * y[..., None] / _STEPS) * kept[..., None]
-        count = np.add.reduceat(kept, edges, axis=-1)
-        closeness = np.add.reduceat(phase, edges, axis=-2) / np.maximum(count, 1)[..., None]
-        # the steps were chosen so that none spans more than LATTICE_STEPS[1]
-        span = (top**AAC_POWER * unit)[..., None] / _STEPS
-        scores.append(_counted_mean(closeness, span, top, count, (1, 2)))
+        scores.append(_aac_scores(_mdct(frames[rows] * _WINDOWS["aac"]), bands))
         if pace is not None:
             pace()
     return np.concatenate(scores)
 
 
+def _aac_scores(spectra: np.ndarray, bands: int) -> np.ndarray:
+    """``_lattice_scores`` of spectra on AAC's window (rows x frames x FRAME), per row."""
+    edges = AAC_BANDS[:bands] - AAC_BANDS[0]
+    band_of_bin = np.repeat(np.arange(bands), np.diff(AAC_BANDS[: bands + 1]))
+    c = np.abs(spectra[..., AAC_BANDS[0] : AAC_BANDS[bands]])
+    kept = (c >= ZERO).astype(np.float32)
+    top = np.maximum.reduceat(c, edges, axis=-1)  # (rows, frames, bands)
+    # Each band's steps, the finest first: its largest coefficient spans at most the most
+    # steps allowed on it, and each next step is 2^(3/16) coarser.
+    first = np.ceil(16 / 3 * np.log2(np.maximum(top, 1e-12) ** AAC_POWER / LATTICE_STEPS[1]))
+    unit = np.exp2(-3 / 16 * first)  # the finest step's reciprocal, per band
+    y = c**AAC_POWER * unit[..., band_of_bin]  # in the finest step's units
+    phase = np.cos((2 * np.pi) * y[..., None] / _STEPS) * kept[..., None]
+    count = np.add.reduceat(kept, edges, axis=-1)
+    closeness = np.add.reduceat(phase, edges, axis=-2) / np.maximum(count, 1)[..., None]
+    # the steps were chosen so that none spans more than LATTICE_STEPS[1]
+    span = (top**AAC_POWER * unit)[..., None] / _STEPS
+    return _counted_mean(closeness, span, top, count, (1, 2))
+
+
 def _vorbis_lattice(
     signal: np.ndarray,
+    searched: np.ndarray,
     zeros_at: np.ndarray,
     search: np.ndarray,
     measure: np.ndarray,
     pace: Callable[[], None] | None,
 ) -> tuple[float, int]:
     """Vorbis's lattice on its best grid, measured as AAC's is; each frame takes the best of
-    the offsets 128 apart, as on the zeros' grid. Searched over every offset on the loudest
-    search frames' low groups (which may be short blocks, without the long blocks' lattice);
-    the best few, and the offsets where Vorbis's zeros stood out (``zeros_at``), are then
-    tried on all search frames. Measured with the coarse steps and the fine ones, each on its
-    own best grid: the surer of the two."""
+    the offsets 128 apart, as on the zeros' grid. ``searched``: the low groups' coarse scores
+    at every offset of every search frame (offsets x frames); the best bases overall and on
+    each frame (any may be short blocks, without the long blocks' lattice), and those where
+    Vorbis's zeros stood out (``zeros_at``), are tried on all search frames. Measured with the
+    coarse steps and the fine ones, each on its own best grid: the surer of the two."""
     hop = _HOPS["vorbis"]
     phases = FRAME // hop
-    scores = _vorbis_scores(signal, np.arange(FRAME)[:, None] + search, pace, VORBIS_SEARCH_GROUPS)
-    free = scores[..., 0].reshape(phases, hop, -1).max(axis=0)  # (hop, frames)
+    free = searched.reshape(phases, hop, -1).max(axis=0)  # (hop, frames)
     candidates = np.unique(
         np.concatenate(
             [
@@ -414,7 +441,7 @@ def _vorbis_lattice(
         null = np.random.default_rng(2).choice(others, LATTICE_NULL, replace=False)
         bases = np.concatenate([[base], null])
         starts = (bases[:, None] + hop * np.arange(phases))[..., None] + measure
-        measured = _vorbis_scores(signal, starts, pace, fine=k == 1)[..., k]
+        measured = _vorbis_scores(signal, starts, pace, coarse=k == 0, fine=k == 1)[..., 0]
         on, *off = measured.max(axis=1).mean(axis=1)
         offset = int(offsets[at, int(np.argmax(tried[at, ..., k].mean(axis=-1)))])
         found.append((_lattice_excess(on, off), offset))
@@ -426,36 +453,49 @@ def _vorbis_scores(
     starts: np.ndarray,
     pace: Callable[[], None] | None,
     groups: int = VORBIS_GROUPS,
+    coarse: bool = True,
     fine: bool = False,
 ) -> np.ndarray:
-    """Per entry of ``starts`` (any shape; a last axis is added: this score and, with ``fine``,
-    the fine one), how close its frame's first ``groups`` groups of bins lie to Vorbis's
-    lattice: per group, the mean of cos(2 pi |c| / step) over the coefficients that are not
-    zero, at the step its least one gives that fits best, over the counted groups (1 on the
-    lattice, about 0 off it); a few frames at a time."""
+    """``_vorbis_group_scores`` of the frames at ``starts`` (any shape; a last axis is added),
+    a few frames at a time."""
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
-    bins = slice(AAC_BANDS[0], AAC_BANDS[0] + groups * VORBIS_GROUP)
     scores = []
     for rows in np.array_split(starts.ravel(), max(1, starts.size // LATTICE_FRAMES_AT_ONCE)):
         spectra = _mdct(frames[rows] * _WINDOWS["vorbis"])
-        c = np.abs(spectra[:, bins]).reshape(len(rows), groups, VORBIS_GROUP)
-        kept = c >= ZERO
-        count = kept.sum(axis=-1)
-        top = c.max(axis=-1)
-        least = np.where(kept, c, np.inf).min(axis=-1, initial=np.inf)
-        level = np.log(np.minimum(least, 1.0)[..., None] / _VORBIS_MULTIPLES) / VORBIS_RATIO
-        step = np.exp(VORBIS_RATIO * (np.round(level - VORBIS_PHASE) + VORBIS_PHASE))
-        row = [_vorbis_closeness(c, kept, count, top, step.astype(np.float32))]
-        if fine:  # every level from the one a group's loudest spans VORBIS_FINE_SPAN[0] of
-            f = slice(0, VORBIS_FINE_GROUPS)
-            span = np.log(np.maximum(top[:, f], 1e-12) / VORBIS_FINE_SPAN[0]) / VORBIS_RATIO
-            level = np.floor(span - VORBIS_PHASE)[..., None] - _VORBIS_LEVELS
-            step = np.exp(VORBIS_RATIO * (level + VORBIS_PHASE)).astype(np.float32)
-            row.append(_vorbis_closeness(c[:, f], kept[:, f], count[:, f], top[:, f], step))
-        scores.append(np.stack(row, axis=-1))
+        scores.append(_vorbis_group_scores(spectra, groups, coarse, fine))
         if pace is not None:
             pace()
     return np.concatenate(scores).reshape(*starts.shape, -1)
+
+
+def _vorbis_group_scores(
+    spectra: np.ndarray, groups: int, coarse: bool = True, fine: bool = False
+) -> np.ndarray:
+    """Per frame of ``spectra`` (any leading shape x FRAME, on Vorbis's window), how close its
+    first ``groups`` groups of bins lie to Vorbis's lattice: per group, the mean of
+    cos(2 pi |c| / step) over the coefficients that are not zero, at the best of the steps
+    tried (coarse: those its least coefficient gives; fine: every level), over the counted
+    groups (1 on the lattice, about 0 off it). A last axis holds the coarse and the fine
+    scores, those asked for."""
+    shape = spectra.shape[:-1]
+    bins = slice(AAC_BANDS[0], AAC_BANDS[0] + groups * VORBIS_GROUP)
+    c = np.abs(spectra[..., bins]).reshape(-1, groups, VORBIS_GROUP)
+    kept = c >= ZERO
+    count = kept.sum(axis=-1)
+    top = c.max(axis=-1)
+    row = []
+    if coarse:
+        least = np.where(kept, c, np.inf).min(axis=-1, initial=np.inf)
+        level = np.log(np.minimum(least, 1.0)[..., None] / _VORBIS_MULTIPLES) / VORBIS_RATIO
+        step = np.exp(VORBIS_RATIO * (np.round(level - VORBIS_PHASE) + VORBIS_PHASE))
+        row.append(_vorbis_closeness(c, kept, count, top, step.astype(np.float32)))
+    if fine:  # every level from the one a group's loudest spans VORBIS_FINE_SPAN[0] of
+        f = slice(0, VORBIS_FINE_GROUPS)
+        span = np.log(np.maximum(top[:, f], 1e-12) / VORBIS_FINE_SPAN[0]) / VORBIS_RATIO
+        level = np.floor(span - VORBIS_PHASE)[..., None] - _VORBIS_LEVELS
+        step = np.exp(VORBIS_RATIO * (level + VORBIS_PHASE)).astype(np.float32)
+        row.append(_vorbis_closeness(c[:, f], kept[:, f], count[:, f], top[:, f], step))
+    return np.stack(row, axis=-1).reshape(*shape, -1)
 
 
 def _vorbis_closeness(
