@@ -565,7 +565,9 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path(monkeypatch):
     monkeypatch.setattr(grid_runner, "time", SimpleNamespace(
         sleep=sleep, monotonic=time.monotonic, thread_time=time.thread_time
     ))  # fmt: skip
-    runner._credit = 1000.0  # credit enough: no rest at all
+    # credit enough, and no cap on it (a test may now cost more than GRID_BURST_SECONDS): no rest
+    monkeypatch.setattr(grid_runner, "GRID_BURST_SECONDS", 1000.0)
+    runner._credit = 1000.0
     timed_test()
     assert slept == 0.0
     runner._credit, steps = 0.0, 0  # none left: every step is repaid
