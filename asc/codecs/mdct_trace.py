@@ -105,10 +105,10 @@ VORBIS_CANDIDATES = 4  # offsets (modulo the hop) that search keeps for all sear
 # A group's least coefficient that is not zero is taken as 1, 2 or 3 levels of the floor's
 # table: each gives a step, and the group counts at the one it lies closest to.
 _VORBIS_MULTIPLES = np.array([1.0, 2.0, 3.0], np.float32)
-# At high bitrates the residues are large (a group's loudest coefficient 10 to 40 levels), and
+# At high bitrates the residues are large (a group's loudest coefficient tens of levels), and
 # its least coefficient no longer gives the step: there the fine steps try every level on which
 # a group's loudest spans VORBIS_FINE_SPAN steps, on its lowest groups (0.9 to 8.6 kHz), at
-# about ten times the coarse steps' cost.
+# several times the coarse steps' cost.
 VORBIS_FINE_GROUPS = 30
 VORBIS_FINE_SPAN = (6.0, LATTICE_STEPS[1])
 _VORBIS_LEVELS = np.arange(
@@ -201,7 +201,9 @@ def _trace(
     # search frames, Vorbis's low groups on every search frame.
     energy = [float(np.mean(np.square(signal[s : s + 2 * FRAME]))) for s in search]
     loudest = np.argsort(energy)[-LATTICE_SEARCH_FRAMES:]
-    searches = {"aac": partial(_aac_search, loudest=loudest), "vorbis": _vorbis_search}
+    searches = {"aac": partial(_aac_search, loudest=loudest), "vorbis": None}
+    if vorbis:
+        searches["vorbis"] = _vorbis_search
     grids, searched = {}, {}
     for f, w in _WINDOWS.items():
         grids[f], searched[f] = _grid(signal, w, _HOPS[f], search, measure, bins, pace, searches[f])
@@ -282,8 +284,8 @@ def _grid(
     measure: np.ndarray,
     bands: tuple[slice, slice],
     pace: Callable[[], None] | None,
-    also: Callable[[np.ndarray], np.ndarray],
-) -> tuple[_Grid, np.ndarray]:
+    also: Callable[[np.ndarray], np.ndarray] | None,
+) -> tuple[_Grid, np.ndarray | None]:
     """The zeros' grid for one window, measured on the first of ``bands``; the second only adds
     candidates. ``hop``: the steps by which the codec's frames may move along the wave, so each
     frame takes the best of the offsets ``hop`` apart (FRAME: frames that never move, as AAC's;
