@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asc.codecs.grid_tests import GridCall, join_detector
+from asc.codecs.grid_tests import GridCall, join_detector, named_family
 from proto import scene_classifier_pb2 as pb
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
 
@@ -92,7 +92,7 @@ def fill_detector(
 ) -> None:
     result.detector_ran = True
     result.lossy_probability = lossy
-    result.codec_family = names[int(np.argmax(families))]
+    result.codec_family = named_family(lossy, families, names)
     result.codec_families.extend(
         pb.ClassProbability(label=n, probability=float(p))
         for n, p in zip(names, families, strict=True)

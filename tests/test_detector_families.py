@@ -19,7 +19,7 @@ import pytest
 
 from asc.checkpoint import load
 from asc.codecs import parse_spec
-from asc.codecs.grid_tests import surer_call
+from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import MIDPOINT as MDCT_MIDPOINT
 from asc.codecs.mdct_trace import MdctTrace
 from asc.codecs.measure import measure_roundtrip
@@ -311,7 +311,13 @@ def test_the_grid_tests_join_the_network(tiny):
         assert call is not None
         grid = call.probability
         assert float(r["score"]) == pytest.approx(max(float(r["network_score"]), grid), abs=1e-4)
-        assert r["family_guess"] == (call.family if grid >= 0.5 else r["network_guess"])
+        network = np.array([float(p) for p in r["network_families"].split()])
+        lossy, families = join_detector(float(r["network_score"]), network, call)
+        assert r["family_guess"] == named_family(lossy, families)
+        if grid >= 0.5:
+            assert r["family_guess"] == call.family  # a sure grid names its family
+        assert (r["family_guess"] == "lossless") == (float(r["score"]) < 0.5)  # never contradicts
+        assert (r["network_guess"] == "lossless") == (float(r["network_score"]) < 0.5)
     # real codecs on generated and Kitchen20-shaped tracks: SBC copies carry SBC's grid, copies
     # whose last hop is AAC carry AAC's, and no original carries either
     originals = [r for r in files if r["path"] == "none"]

@@ -10,7 +10,7 @@ import pytest
 from asc.audio import load
 from asc.codecs import mdct_trace as mdct
 from asc.codecs import roundtrip
-from asc.codecs.grid_tests import GridCall, grid_call, join_detector
+from asc.codecs.grid_tests import GridCall, grid_call, join_detector, named_family
 from asc.codecs.mdct_trace import FRAME, MIDPOINT, UNTESTED, mdct_trace
 from asc.codecs.registry import CODEC_FAMILIES
 from tests.real_data import kitchen20_clips, kitchen20_root
@@ -150,3 +150,32 @@ def test_the_join_takes_the_surer_and_names_the_grids_family():
     lossy, families = join_detector(0.2, network, GridCall("vorbis", 0.3))
     assert lossy == 0.3 and np.array_equal(families, network)  # a doubtful test names nothing
     assert join_detector(0.8, network, None) == (0.8, network)
+
+
+def test_a_wave_without_an_sbc_grid_is_not_named_sbc():
+    """The SBC test's own probability scales the network's SBC share, even where the MDCT test
+    is the surer: a network that names SBC for a copy whose grid the SBC test does not find
+    names the next lossy family instead; where the SBC test finds its grid, SBC stays."""
+    names = list(CODEC_FAMILIES)
+    network = np.zeros(len(names))
+    network[[names.index("lossless"), names.index("sbc"), names.index("vorbis")]] = 0.4, 0.35, 0.25
+    unsure = GridCall("vorbis", 0.3, sbc_probability=0.01)
+    lossy, families = join_detector(0.6, network, unsure)
+    assert families.sum() == pytest.approx(1.0) and lossy == 0.6
+    assert named_family(lossy, families) == "vorbis"
+    assert named_family(*join_detector(0.6, network, GridCall("vorbis", 0.3))) == "sbc"
+    found = GridCall("sbc", 0.99, sbc_probability=0.99)
+    assert named_family(*join_detector(0.6, network, found)) == "sbc"
+
+
+def test_the_name_never_contradicts_the_call():
+    """A wave called lossy is named by its likeliest lossy family though "lossless" holds the
+    largest single share; one not called lossy is named "lossless" whatever the shares."""
+    names = list(CODEC_FAMILIES)
+    network = np.zeros(len(names))
+    network[[names.index("lossless"), names.index("opus"), names.index("mp3")]] = 0.4, 0.35, 0.25
+    assert named_family(0.6, network) == "opus"
+    assert named_family(0.4, network) == "lossless"
+    assert named_family(0.4, np.eye(len(names))[names.index("aac")]) == "lossless"
+    custom = ["sbc", "lossless", "aac"]  # a checkpoint's own order of families
+    assert named_family(0.9, np.array([0.1, 0.6, 0.3]), custom) == "aac"

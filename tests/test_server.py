@@ -102,6 +102,8 @@ def test_stream_returns_windows_and_a_summary_per_clip(server):
     assert window.coarse_label in ("indoor", "outdoor", "transportation")
     assert window.detector_ran and 0.0 <= window.lossy_probability <= 1.0
     assert window.codec_family and len(window.codec_families) == 8
+    for r in results:  # the family named never contradicts the call (asc.codecs.grid_tests)
+        assert (r.codec_family == "lossless") == (r.lossy_probability < 0.5)
     assert window.last_window and window.server_latency_ms > 0
 
 
@@ -205,6 +207,7 @@ def test_the_detector_names_sbc_by_its_frame_grid(server):
         assert summary.codec_family == "sbc" and summary.lossy_probability >= 0.5
         assert family_probability(summary, "sbc") >= 0.5
     assert family_probability(summaries(flac)[0], "sbc") < 0.5
+    assert all(r.codec_family != "sbc" for r in summaries(flac))  # no SBC grid: never named SBC
 
 
 def test_the_detector_names_aac_by_its_mdct_grid(server):

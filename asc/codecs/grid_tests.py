@@ -9,7 +9,7 @@ both take the surer test's call and join it to the network's output with ``join_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,9 @@ from asc.codecs.mdct_trace import MdctTrace, mdct_trace
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace, sbc_trace
 
+# A wave is called lossy at this probability or more (the server's and the report's call).
+LOSSY_AT = 0.5
+
 
 @dataclass(frozen=True)
 class GridCall:
@@ -25,15 +28,20 @@ class GridCall:
 
     family: str
     probability: float
+    # The SBC test's own probability where it ran, even when the other test is surer: at a
+    # device's bitpools on real recordings it finds every SBC copy (docs/reports.md), so a wave
+    # it finds no SBC grid in is seldom SBC-coded, whatever the network's family head says.
+    sbc_probability: float | None = None
 
 
 def surer_call(sbc: SbcTrace, mdct: MdctTrace) -> GridCall | None:
     """The call of the test more sure that it found a grid; None where neither could run."""
+    sbc_probability = sbc.lossy_probability if sbc.bitpool is not None else None
     calls = []
-    if sbc.bitpool is not None:
-        calls.append(GridCall("sbc", sbc.lossy_probability))
+    if sbc_probability is not None:
+        calls.append(GridCall("sbc", sbc_probability, sbc_probability))
     if mdct.family is not None:
-        calls.append(GridCall(mdct.family, mdct.lossy_probability))
+        calls.append(GridCall(mdct.family, mdct.lossy_probability, sbc_probability))
     return max(calls, key=lambda c: c.probability) if calls else None
 
 
@@ -52,11 +60,28 @@ def join_detector(
     """The detector's network output (lossy probability, probabilities over ``CODEC_FAMILIES``)
     joined by a grid test's call: as lossy as the surer of the two says, and where the test
     finds a grid the family probabilities lean to its family by its probability, which makes
-    that family their argmax; elsewhere they stay the network's."""
+    that family their argmax. Where the SBC test ran, the network's SBC share is scaled by
+    that test's probability (and the shares made to sum to one again): the network names SBC
+    for copies whose noise hides under the recording's, the test does not."""
     if call is None:
         return lossy, families
-    if call.probability < 0.5:
+    if call.sbc_probability is not None:
+        families = np.array(families, np.float64)
+        families[CODEC_FAMILIES.index("sbc")] *= call.sbc_probability
+        families /= max(families.sum(), 1e-12)
+    if call.probability < LOSSY_AT:
         return max(lossy, call.probability), families
     found = np.array([name == call.family for name in CODEC_FAMILIES], np.float64)
     p = call.probability
     return max(lossy, p), (1.0 - p) * np.asarray(families) + p * found
+
+
+def named_family(lossy: float, families: np.ndarray, names: Sequence[str] = CODEC_FAMILIES) -> str:
+    """The family a detector output names, which never contradicts its call: a wave called
+    lossy is named by its likeliest lossy family, even where the family head gives "lossless"
+    the largest single share (its lossy shares may still sum to more), and a wave not called
+    lossy is named "lossless"."""
+    if lossy < LOSSY_AT:
+        return "lossless"
+    lossy_ones = [i for i, name in enumerate(names) if name != "lossless"]
+    return names[max(lossy_ones, key=lambda i: families[i])]

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from asc.checkpoint import Checkpoint, load
+from asc.codecs.grid_tests import named_family
 from asc.codecs.measure import noise_over_floor_db
 from asc.features import DETECTOR_SPECTROGRAM, FeatureExtractor
 from asc.models.detector import CODEC_FAMILIES, MASK_LOW_HZ, WINDOW_SECONDS, LossyDetector
@@ -153,7 +154,7 @@ def score_files(
         lossy, probs = file_scores(model, extractor, [wave], device, window)
         f.scores[NETWORK] = f.scores[DETECTOR] = float(lossy[0])
         f.network_families = probs[0]
-        f.family_guess = families[int(np.argmax(probs[0]))]
+        f.family_guess = named_family(float(lossy[0]), probs[0], families)
         if f.lossy:
             if held[0] != f.track:  # a track's files lie together: its original loads once
                 held = (f.track, load_mono(originals[f.track], rate).numpy())

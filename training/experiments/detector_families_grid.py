@@ -12,17 +12,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
-
 from asc.audio import load
-from asc.codecs.grid_tests import join_detector, surer_call
+from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import mdct_trace
-from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import sbc_trace
 from training.augment import parallel_map
-from training.experiments.detector_families_scores import DETECTOR, ScoredFile
-
-NETWORK = "network"
+from training.experiments.detector_families_scores import DETECTOR, NETWORK, ScoredFile
 
 
 def grid_scores(files: list[ScoredFile], workers: int | None, progress: bool) -> None:
@@ -40,7 +35,7 @@ def combine(files: list[ScoredFile]) -> None:
     for f in files:
         lossy, families = join_detector(f.scores[NETWORK], f.network_families, f.grid)
         f.scores[DETECTOR] = lossy
-        f.family_guess = CODEC_FAMILIES[int(np.argmax(families))]
+        f.family_guess = named_family(lossy, families)
 
 
 def network_alone(files: list[ScoredFile]) -> list[ScoredFile]:

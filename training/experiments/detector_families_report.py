@@ -46,6 +46,7 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
             "family_guess": f.family_guess,
             "network_score": round(f.scores.get(NETWORK, f.score), 5),
             "network_guess": f.network_guess,
+            "network_families": families_text(f.network_families),
             "sbc_contrast_db": f.sbc_contrast_db,
             "mdct_family": f.mdct_family or "",
             "mdct_excess": f.mdct_excess,
@@ -56,6 +57,12 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
         }
         for f in files
     ]
+
+
+def families_text(families) -> str:
+    """The family head's probabilities in ``CODEC_FAMILIES`` order, so a reader (and the
+    report's own test) can name a file's family again from files.csv."""
+    return "" if families is None else " ".join(f"{p:.5f}" for p in families)
 
 
 def plot_reliability(results: dict, path: Path) -> Path:
@@ -229,8 +236,11 @@ def _opening_lines(results: dict) -> list[str]:
         "",
         f"Each test track is scored as its lossless original and through each of "
         f"{len(results['codecs'])} codec paths; a file is called lossy at a mean lossy "
-        f"probability of {results['threshold']} or more, and its family is the family head's "
-        f"argmax. Common settings per family (the goals are judged there): "
+        f"probability of {results['threshold']} or more, and its family is named as the "
+        f"server names it: a file whose joined probability is 0.5 or more by its likeliest lossy "
+        f"family, never lossless, one below by lossless, with SBC's share scaled by the SBC "
+        f"test's probability where it ran. Common settings per family (the goals are judged "
+        f"there): "
         + "; ".join(f"{k}: {', '.join(v)}" for k, v in results["common_settings"].items())
         + f". Run on `{results['device']}`:",
         "",

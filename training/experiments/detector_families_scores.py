@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asc.codecs.grid_tests import GridCall
+from asc.codecs.grid_tests import GridCall, named_family
 from asc.codecs.registry import CODEC_FAMILIES
 from training.augment import UNCODED
 from training.experiments.lossy_detection_scores import THRESHOLDS
@@ -22,6 +22,7 @@ from training.experiments.lossy_detection_scores import THRESHOLDS
 GOALS = {"called_lossy": 0.98, "false_alarm": 0.02, "family_named": 0.90}
 RELIABILITY_BINS = 10
 DETECTOR = "detector"  # the one model's key in ``scores`` (the saliency plot reads it)
+NETWORK = "network"  # the network's own score, kept beside the joined one
 
 
 @dataclass
@@ -63,7 +64,7 @@ class ScoredFile:
         """The family the network alone names (``family_guess`` where it was not kept)."""
         if self.network_families is None:
             return self.family_guess
-        return CODEC_FAMILIES[int(np.argmax(self.network_families))]
+        return named_family(self.scores[NETWORK], self.network_families)
 
 
 def share(values) -> float | None:
