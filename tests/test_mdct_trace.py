@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from asc.audio import load
-from asc.codecs import mdct_trace as mdct
-from asc.codecs import roundtrip
+from asc.codecs import mdct_frames, roundtrip, vorbis_lattice
 from asc.codecs.grid_tests import GridCall, grid_call, join_detector, named_family
-from asc.codecs.mdct_trace import FRAME, MIDPOINT, UNTESTED, mdct_trace
+from asc.codecs.mdct_frames import FRAME
+from asc.codecs.mdct_trace import MIDPOINT, UNTESTED, mdct_trace
 from asc.codecs.registry import CODEC_FAMILIES
 from tests.real_data import kitchen20_clips, kitchen20_root
 from training.corpora import write_lossless_corpus
@@ -72,7 +72,7 @@ def test_vorbis_moves_its_grid_and_leaves_its_floors_lattice(real):
     trace = mdct_trace(coded, RATE)
     fitted = _fitted_phases(coded, trace.offset)
     assert len(fitted) >= 20
-    assert abs(np.median(fitted) - mdct.VORBIS_PHASE) < 0.1, np.median(fitted)
+    assert abs(np.median(fitted) - vorbis_lattice.VORBIS_PHASE) < 0.1, np.median(fitted)
 
 
 @pytest.mark.parametrize("name", ["1-209611-B-8.flac", "1-185842-A-11.flac"])
@@ -100,18 +100,19 @@ def _fitted_phases(wave: np.ndarray, offset: int) -> np.ndarray:
     steps = np.exp(np.linspace(np.log(1e-4), np.log(0.3), 20000))
     phases = []
     for start in range(offset % 128, len(signal) - 2 * FRAME, 1024 + 128 * 3):
-        c = np.abs(mdct._mdct(signal[start : start + 2 * FRAME] * mdct._WINDOWS["vorbis"]))
-        for low in range(40, 700, mdct.VORBIS_GROUP):
-            g = c[low : low + mdct.VORBIS_GROUP].astype(np.float64)
-            g = g[g >= mdct.ZERO]
-            if len(g) < mdct.VORBIS_GROUP - 1:
+        frame = signal[start : start + 2 * FRAME] * mdct_frames.WINDOWS["vorbis"]
+        c = np.abs(mdct_frames.mdct(frame))
+        for low in range(40, 700, vorbis_lattice.VORBIS_GROUP):
+            g = c[low : low + vorbis_lattice.VORBIS_GROUP].astype(np.float64)
+            g = g[g >= mdct_frames.ZERO]
+            if len(g) < vorbis_lattice.VORBIS_GROUP - 1:
                 continue
             span = g.max() / steps
             fit = np.where(
                 (span >= 3) & (span <= 40), np.cos(2 * np.pi * g[:, None] / steps).mean(0), -1
             )
             if fit.max() > 0.95:
-                phases.append((np.log(steps[np.argmax(fit)]) / mdct.VORBIS_RATIO) % 1)
+                phases.append((np.log(steps[np.argmax(fit)]) / vorbis_lattice.VORBIS_RATIO) % 1)
     return np.array(phases)
 
 

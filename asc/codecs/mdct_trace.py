@@ -47,9 +47,22 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import scipy.fft
 
-FRAME = 1024  # AAC-LC's frame; Vorbis's long block (2048 samples) hops by as much
+from asc.codecs.mdct_frames import (
+    AAC_BANDS,
+    FRAME,
+    HOPS,
+    LATTICE_FRAMES_AT_ONCE,
+    LATTICE_NULL,
+    LATTICE_STEPS,
+    WINDOWS,
+    ZERO,
+    counted_mean,
+    lattice_excess,
+    mdct,
+)
+from asc.codecs.vorbis_lattice import VORBIS_CANDIDATES, vorbis_lattice, vorbis_search
+
 # Frames spread over the wave: every third finds the grid, the rest measure it, so the search
 # cannot lend an original the best of its own offsets.
 FRAMES = 24
@@ -59,27 +72,13 @@ LOW, HIGH = 0.04, 0.68
 # masking hides, where an original's coefficients seldom vanish: there its zeros point at the
 # grid when few fall below 15 kHz, and add candidates for the lattices (not to the measure).
 TOP = 0.95
-ZERO = 2.0 / 32768  # within two 16-bit steps of zero: what a quantised zero becomes on output
 NULL_OFFSETS = 48  # off-grid offsets the measured share is held against
 OFFSETS_AT_ONCE = 64  # offsets transformed together (64 x 8 frames: about 4 MB)
 # The excess (in standard deviations of the off-grid shares) at which a wave is as likely coded
 # as not, and how fast the call turns.
 MIDPOINT = 5.0
 SCALE = 0.5
-# AAC-LC's long-block scalefactor bands at 44.1 and 48 kHz (ISO/IEC 14496-3, swb_offset_long_48),
-# those within the counted bins; AAC's quantiser's exponent and the lattice steps it leaves.
-AAC_BANDS = np.array(
-    [
-        *(40, 48, 56, 64, 72, 80, 88, 96, 108, 120, 132, 144, 160, 176, 196, 216, 240, 264),
-        *(292, 320, 352, 384, 416, 448, 480, 512, 544, 576, 608, 640, 672, 704),
-    ]
-)
 AAC_POWER = 0.75
-# A band's largest coefficient spans this many steps of a lattice tried on it: fewer tell no
-# lattice apart, more make the steps finer than 16-bit rounding at low levels.
-LATTICE_STEPS = (1.5, 40.0)
-LATTICE_FLOOR = 64.0 / 32768  # a band whose largest coefficient is below this is not counted
-LATTICE_KEPT = 4  # nor one with fewer coefficients that are not zero
 # The steps tried on a band, as multiples of its finest: 2^(3/16) apart, AAC's scalefactor step
 # seen through the 3/4 power (in this module's MDCT scale the steps are 2^(3s/16) exactly).
 _STEPS = np.exp2(
@@ -88,60 +87,6 @@ _STEPS = np.exp2(
 LATTICE_CANDIDATES = 8  # offsets with the most zeros whose lattice is tried, and as many more:
 LATTICE_SEARCH_BANDS = 13  # those whose lowest bands (0.9 to 3.8 kHz) lie closest on the
 LATTICE_SEARCH_FRAMES = 3  # loudest search frames
-LATTICE_NULL = 16  # off-grid offsets the lattice is held against
-LATTICE_SPREAD = 0.004  # the least spread of off-grid lattice scores (their noise on real clips)
-LATTICE_FRAMES_AT_ONCE = 64  # frames analysed together (64 x 664 bins x 24 steps: about 4 MB)
-# Vorbis's quantiser: each coefficient it keeps is its floor curve's value there times an integer
-# (the residue), and the floor takes its values from one table of 256 levels about 0.55 dB apart
-# (the Vorbis I specification's floor1_inverse_dB_table, 1.0649863e-07 to 1) at every rate. In
-# this module's MDCT scale libvorbis's levels are exp(VORBIS_RATIO (n + VORBIS_PHASE)) for
-# integers n (tests/test_mdct_trace.py fits the phase on real clips' copies).
-VORBIS_RATIO = math.log(1 / 1.0649863e-07) / 255
-VORBIS_PHASE = 0.54
-VORBIS_GROUP = 12  # neighbouring bins, which mostly share one floor level
-VORBIS_GROUPS = (AAC_BANDS[-1] - AAC_BANDS[0]) // VORBIS_GROUP  # over AAC's counted bins
-VORBIS_SEARCH_GROUPS = 20  # the lowest (0.9 to 6 kHz) searched on the loudest search frames
-VORBIS_CANDIDATES = 4  # offsets (modulo the hop) that search keeps for all search frames
-# A group's least coefficient that is not zero is taken as 1, 2 or 3 levels of the floor's
-# table: each gives a step, and the group counts at the one it lies closest to.
-_VORBIS_MULTIPLES = np.array([1.0, 2.0, 3.0], np.float32)
-# At high bitrates the residues are large (a group's loudest coefficient tens of levels), and
-# its least coefficient no longer gives the step: there the fine steps try every level on which
-# a group's loudest spans VORBIS_FINE_SPAN steps, on its lowest groups (0.9 to 8.6 kHz), at
-# several times the coarse steps' cost.
-VORBIS_FINE_GROUPS = 30
-VORBIS_FINE_SPAN = (6.0, LATTICE_STEPS[1])
-_VORBIS_LEVELS = np.arange(
-    math.ceil(math.log(VORBIS_FINE_SPAN[1] / VORBIS_FINE_SPAN[0]) / VORBIS_RATIO) + 1,
-    dtype=np.float32,
-)
-
-
-def _windows() -> dict[str, np.ndarray]:
-    """The codecs' long-block windows, 2 x FRAME samples."""
-    n = np.arange(2 * FRAME)
-    kaiser = np.kaiser(FRAME + 1, 4 * np.pi)  # AAC's Kaiser-Bessel-derived window, alpha 4
-    rise = np.sqrt(np.cumsum(kaiser[:FRAME]) / kaiser.sum())
-    return {
-        "aac": np.concatenate([rise, rise[::-1]]),
-        "vorbis": np.sin(np.pi / 2 * np.sin(np.pi * (n + 0.5) / (2 * FRAME)) ** 2),
-    }
-
-
-_WINDOWS = {name: w.astype(np.float32) for name, w in _windows().items()}
-# How far each codec's long blocks may move along the wave: AAC's frames never do; a Vorbis
-# short block (256 samples) between long ones moves the later ones by a multiple of 128.
-_HOPS = {"aac": FRAME, "vorbis": 128}
-_SCALE = np.float32(0.5 * math.sqrt(2 / FRAME))  # scipy's DCT-IV is twice the sum
-
-
-def _mdct(frames: np.ndarray) -> np.ndarray:
-    """The MDCT of windowed 2 x FRAME-sample frames, as the DCT-IV of their time-domain-aliased
-    fold: a quarter of the work of a 2 x FRAME FFT, in float32 like the samples."""
-    h = FRAME // 2
-    a, b, c, d = frames[..., :h], frames[..., h:FRAME], frames[..., FRAME:-h], frames[..., -h:]
-    folded = np.concatenate([-c[..., ::-1] - d, a - b[..., ::-1]], axis=-1)
-    return scipy.fft.dct(folded, type=4, axis=-1) * _SCALE
 
 
 @dataclass(frozen=True)
@@ -203,24 +148,24 @@ def _trace(
     loudest = np.argsort(energy)[-LATTICE_SEARCH_FRAMES:]
     searches = {"aac": partial(_aac_search, loudest=loudest), "vorbis": None}
     if vorbis:
-        searches["vorbis"] = _vorbis_search
+        searches["vorbis"] = vorbis_search
     grids, searched = {}, {}
-    for f, w in _WINDOWS.items():
-        grids[f], searched[f] = _grid(signal, w, _HOPS[f], search, measure, bins, pace, searches[f])
+    for f, w in WINDOWS.items():
+        grids[f], searched[f] = _grid(signal, w, HOPS[f], search, measure, bins, pace, searches[f])
     excess = max(g.excess for g in grids.values())
     nearest = np.argsort(-searched["aac"], kind="stable")[:LATTICE_CANDIDATES]
     candidates = np.unique(np.concatenate([g.candidates for g in grids.values()] + [nearest]))
     lattice, at = _lattice(signal, candidates, search, measure, pace)
     zeros_at = np.concatenate([[grids["vorbis"].offset], grids["vorbis"].candidates])
-    vorbis_lattice, vorbis_at = 0.0, 0
+    vorbis_score, vorbis_at = 0.0, 0
     if vorbis:
-        vorbis_lattice, vorbis_at = _vorbis_lattice(
+        vorbis_score, vorbis_at = vorbis_lattice(
             signal, searched["vorbis"], zeros_at, search, measure, pace
         )
     # The quantisers' lattices are each one codec's; where one stands out and the zeros do
     # not, it names the codec. (Where zeros stand out the window names it: a low-rate Vorbis
     # band of equal magnitudes sits on AAC's lattice too.)
-    found = {"aac": (lattice, at), "vorbis": (vorbis_lattice, vorbis_at)}
+    found = {"aac": (lattice, at), "vorbis": (vorbis_score, vorbis_at)}
     surer = max(found, key=lambda f: found[f][0])
     if found[surer][0] >= MIDPOINT > excess:
         family, offset = surer, found[surer][1]
@@ -229,17 +174,12 @@ def _trace(
         # (measured as a share, since the windows' off-grid spreads differ).
         family = max(grids, key=lambda f: grids[f].gain)
         offset = grids[family].offset
-    return MdctTrace(family, round(excess, 2), offset, round(lattice, 2), round(vorbis_lattice, 2))
+    return MdctTrace(family, round(excess, 2), offset, round(lattice, 2), round(vorbis_score, 2))
 
 
 def _aac_search(spectra: np.ndarray, loudest: np.ndarray) -> np.ndarray:
     """AAC's lattice search on the zero test's spectra: its low bands on the loudest frames."""
     return _aac_scores(spectra[:, loudest], LATTICE_SEARCH_BANDS)
-
-
-def _vorbis_search(spectra: np.ndarray) -> np.ndarray:
-    """Vorbis's lattice search on the zero test's spectra: its low groups' coarse scores."""
-    return _vorbis_group_scores(spectra, VORBIS_SEARCH_GROUPS)[..., 0]
 
 
 @dataclass(frozen=True)
@@ -266,7 +206,7 @@ def _zero_shares(
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
     shares, searched = [], []
     for rows in np.array_split(starts, max(1, len(starts) // OFFSETS_AT_ONCE)):
-        spectra = _mdct(frames[rows] * window)
+        spectra = mdct(frames[rows] * window)
         zero = np.abs(spectra) < ZERO
         shares.append(np.stack([np.mean(zero[..., b], axis=-1) for b in bands]))
         if also is not None:
@@ -343,28 +283,7 @@ def _lattice(
     others = np.delete(np.arange(FRAME), (offset + np.arange(-2, 3)) % FRAME)
     null = np.random.default_rng(1).choice(others, LATTICE_NULL, replace=False)
     on, *off = _lattice_scores(signal, np.concatenate([[offset], null])[:, None] + measure, pace)
-    return _lattice_excess(on, off), offset
-
-
-def _lattice_excess(on: float, off: list[float]) -> float:
-    """A lattice score on the grid over off-grid ones, in their spread (never below
-    LATTICE_SPREAD, their noise on real clips)."""
-    median = float(np.median(off))
-    spread = max(1.4826 * float(np.median(np.abs(np.array(off) - median))), LATTICE_SPREAD)
-    return (on - median) / spread
-
-
-def _counted_mean(
-    closeness: np.ndarray, span: np.ndarray, top: np.ndarray, count: np.ndarray, axes
-) -> np.ndarray:
-    """Both lattices' mean closeness over the counted bands or groups: each at the best step
-    it allows, counted where a step is allowed, it is loud enough and has enough coefficients
-    that are not zero."""
-    allowed = (span >= LATTICE_STEPS[0]) & (span <= LATTICE_STEPS[1])
-    best = np.where(allowed, closeness, -1.0).max(axis=-1)
-    counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
-    total = np.where(counted, best, 0.0).sum(axis=axes)
-    return total / np.maximum(counted.sum(axis=axes), 1)
+    return lattice_excess(on, off), offset
 
 
 def _lattice_scores(
@@ -381,7 +300,7 @@ def _lattice_scores(
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
     scores = []
     for rows in np.array_split(starts, max(1, starts.size // LATTICE_FRAMES_AT_ONCE)):
-        scores.append(_aac_scores(_mdct(frames[rows] * _WINDOWS["aac"]), bands))
+        scores.append(_aac_scores(mdct(frames[rows] * WINDOWS["aac"]), bands))
         if pace is not None:
             pace()
     return np.concatenate(scores)
@@ -404,109 +323,4 @@ def _aac_scores(spectra: np.ndarray, bands: int) -> np.ndarray:
     closeness = np.add.reduceat(phase, edges, axis=-2) / np.maximum(count, 1)[..., None]
     # the steps were chosen so that none spans more than LATTICE_STEPS[1]
     span = (top**AAC_POWER * unit)[..., None] / _STEPS
-    return _counted_mean(closeness, span, top, count, (1, 2))
-
-
-def _vorbis_lattice(
-    signal: np.ndarray,
-    searched: np.ndarray,
-    zeros_at: np.ndarray,
-    search: np.ndarray,
-    measure: np.ndarray,
-    pace: Callable[[], None] | None,
-) -> tuple[float, int]:
-    """Vorbis's lattice on its best grid, measured as AAC's is; each frame takes the best of
-    the offsets 128 apart, as on the zeros' grid. ``searched``: the low groups' coarse scores
-    at every offset of every search frame (offsets x frames); the best bases overall and on
-    each frame (any may be short blocks, without the long blocks' lattice), and those where
-    Vorbis's zeros stood out (``zeros_at``), are tried on all search frames. Measured with the
-    coarse steps and the fine ones, each on its own best grid: the surer of the two."""
-    hop = _HOPS["vorbis"]
-    phases = FRAME // hop
-    free = searched.reshape(phases, hop, -1).max(axis=0)  # (hop, frames)
-    candidates = np.unique(
-        np.concatenate(
-            [
-                np.argsort(-free.mean(axis=1), kind="stable")[:VORBIS_CANDIDATES],
-                np.argsort(-free, axis=0, kind="stable")[:2].ravel(),
-                zeros_at % hop,
-            ]
-        )
-    )
-    offsets = candidates[:, None] + hop * np.arange(phases)  # (candidates, phases)
-    tried = _vorbis_scores(signal, offsets[..., None] + search, pace, fine=True)
-    found = []
-    for k, free in enumerate(tried.max(axis=1).mean(axis=1).T):  # each measure on its own grid
-        at = int(np.argmax(free))
-        base = int(candidates[at])
-        others = np.delete(np.arange(hop), (base + np.arange(-2, 3)) % hop)
-        null = np.random.default_rng(2).choice(others, LATTICE_NULL, replace=False)
-        bases = np.concatenate([[base], null])
-        starts = (bases[:, None] + hop * np.arange(phases))[..., None] + measure
-        measured = _vorbis_scores(signal, starts, pace, coarse=k == 0, fine=k == 1)[..., 0]
-        on, *off = measured.max(axis=1).mean(axis=1)
-        offset = int(offsets[at, int(np.argmax(tried[at, ..., k].mean(axis=-1)))])
-        found.append((_lattice_excess(on, off), offset))
-    return max(found)
-
-
-def _vorbis_scores(
-    signal: np.ndarray,
-    starts: np.ndarray,
-    pace: Callable[[], None] | None,
-    groups: int = VORBIS_GROUPS,
-    coarse: bool = True,
-    fine: bool = False,
-) -> np.ndarray:
-    """``_vorbis_group_scores`` of the frames at ``starts`` (any shape; a last axis is added),
-    a few frames at a time."""
-    frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * FRAME)
-    scores = []
-    for rows in np.array_split(starts.ravel(), max(1, starts.size // LATTICE_FRAMES_AT_ONCE)):
-        spectra = _mdct(frames[rows] * _WINDOWS["vorbis"])
-        scores.append(_vorbis_group_scores(spectra, groups, coarse, fine))
-        if pace is not None:
-            pace()
-    return np.concatenate(scores).reshape(*starts.shape, -1)
-
-
-def _vorbis_group_scores(
-    spectra: np.ndarray, groups: int, coarse: bool = True, fine: bool = False
-) -> np.ndarray:
-    """Per frame of ``spectra`` (any leading shape x FRAME, on Vorbis's window), how close its
-    first ``groups`` groups of bins lie to Vorbis's lattice: per group, the mean of
-    cos(2 pi |c| / step) over the coefficients that are not zero, at the best of the steps
-    tried (coarse: those its least coefficient gives; fine: every level), over the counted
-    groups (1 on the lattice, about 0 off it). A last axis holds the coarse and the fine
-    scores, those asked for."""
-    shape = spectra.shape[:-1]
-    bins = slice(AAC_BANDS[0], AAC_BANDS[0] + groups * VORBIS_GROUP)
-    c = np.abs(spectra[..., bins]).reshape(-1, groups, VORBIS_GROUP)
-    kept = c >= ZERO
-    count = kept.sum(axis=-1)
-    top = c.max(axis=-1)
-    row = []
-    if coarse:
-        least = np.where(kept, c, np.inf).min(axis=-1, initial=np.inf)
-        level = np.log(np.minimum(least, 1.0)[..., None] / _VORBIS_MULTIPLES) / VORBIS_RATIO
-        step = np.exp(VORBIS_RATIO * (np.round(level - VORBIS_PHASE) + VORBIS_PHASE))
-        row.append(_vorbis_closeness(c, kept, count, top, step.astype(np.float32)))
-    if fine:  # every level from the one a group's loudest spans VORBIS_FINE_SPAN[0] of
-        f = slice(0, VORBIS_FINE_GROUPS)
-        span = np.log(np.maximum(top[:, f], 1e-12) / VORBIS_FINE_SPAN[0]) / VORBIS_RATIO
-        level = np.floor(span - VORBIS_PHASE)[..., None] - _VORBIS_LEVELS
-        step = np.exp(VORBIS_RATIO * (level + VORBIS_PHASE)).astype(np.float32)
-        row.append(_vorbis_closeness(c[:, f], kept[:, f], count[:, f], top[:, f], step))
-    return np.stack(row, axis=-1).reshape(*shape, -1)
-
-
-def _vorbis_closeness(
-    c: np.ndarray, kept: np.ndarray, count: np.ndarray, top: np.ndarray, step: np.ndarray
-) -> np.ndarray:
-    """Per frame, the counted groups' mean closeness to the lattice at the steps tried on each
-    (rows x groups x steps)."""
-    phase = c[..., None, :] * ((2 * np.pi) / step)[..., None]
-    np.cos(phase, out=phase)
-    phase *= kept[..., None, :]
-    closeness = phase.sum(axis=-1) / np.maximum(count, 1)[..., None]
-    return _counted_mean(closeness, top[..., None] / step, top, count, -1)
+    return counted_mean(closeness, span, top, count, (1, 2))
