@@ -19,7 +19,7 @@ import numpy as np
 
 from asc.audio import resample
 from asc.codecs.errors import CodecError, CodecUnavailable, DecodeError
-from asc.codecs.grid_tests import GridCall
+from asc.codecs.grid_tests import LOSSY_AT, GridCall
 from asc.codecs.registry import resolve
 from asc.codecs.spec import parse_spec
 from proto import scene_classifier_pb2 as pb
@@ -307,10 +307,11 @@ GRID_EVERY_MOST_SECONDS = 320.0
 
 
 def same_call(a: GridCall | None, b: GridCall | None) -> bool:
-    """Two calls that say the same thing: the same family on the same side of 0.5, or none."""
+    """Two calls that say the same thing: the same family on the same side of the call
+    (``LOSSY_AT``), or none."""
     if a is None or b is None:
         return a is b
-    return a.family == b.family and (a.probability >= 0.5) == (b.probability >= 0.5)
+    return a.family == b.family and (a.probability >= LOSSY_AT) == (b.probability >= LOSSY_AT)
 
 
 @dataclass
