@@ -5,8 +5,9 @@ The server runs the grid tests (asc.codecs.grid_tests: SBC's and the MDCT codecs
 clip with the detector on; the network runs on every 2-second piece of every window. All are
 timed here in one run, on the same generated clips, as CPU seconds of this process: each test
 on each clip as sent losslessly and as a copy its test should find (`sbc:bitpool=53`,
-`aac:128k`; their searches stop at the same point either way), and the network (features and
-model, eager PyTorch) on the clip's pieces.
+`aac:128k`, and `he-aac:64k`, whose core the MDCT test looks for at half the rate only where
+the full rate shows no grid, as for a lossless clip), and the network (features and model,
+eager PyTorch) on the clip's pieces.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def main() -> None:
     ]
     sbc = [roundtrip(c, RATE, "sbc:bitpool=53") for c in clips]
     aac = [np.round(roundtrip(c, RATE, "aac:128k") * 32768) / 32768 for c in clips]  # as stored
+    he_aac = [np.round(roundtrip(c, RATE, "he-aac:64k") * 32768) / 32768 for c in clips]
     file_scores(model, extractor, [torch.from_numpy(clips[0])], torch.device("cpu"), window)
 
     def network(c: np.ndarray) -> None:
@@ -72,6 +74,7 @@ def main() -> None:
         ("SBC test", "sbc:bitpool=53 copy", sbc),
         ("MDCT test", "lossless clip", clips),
         ("MDCT test", "aac:128k copy", aac),
+        ("MDCT test", "he-aac:64k copy (found at half the rate)", he_aac),
         ("both, as the server runs them", "lossless clip", clips),
     ]
     grid = {

@@ -32,11 +32,19 @@ group's loudest coefficient allows. Each channel has its own floor, so only the 
 is measured (their mean lies on no floor's lattice). The zeros above 15 kHz, which a codec at
 a high bitrate still leaves where few fall lower, add candidates for both lattices' grids.
 
+HE-AAC codes an AAC-LC core at half the rate and rebuilds the band above it from the core
+(SBR). Its decoder brings the core up to the full rate through a filter bank that passes the
+core's band nearly unchanged, so the wave taken back down to half the rate is the core again,
+nearly to 16-bit rounding, and its AAC grid shows there. Which of the wave's samples fell on the
+core's depends on the decoder's delay, so both phases are tried. Only AAC's window and lattice
+are measured there (Vorbis has no such core), and only where the full rate shows no grid: a grid
+found at half the rate names HE-AAC.
+
 This reaches what the lossy detector's network misses on real recordings, FFmpeg's AAC at 256
 kbit/s and Vorbis at 256 to 320 kbit/s, whose noise hides under the recording's own, without
-any cue in the spectrum. MP3's
+any cue in the spectrum, and names HE-AAC, whose copies the network often takes for Opus. MP3's
 hybrid filter bank and Opus's 48 kHz frames (which resampling moves off the wave's samples)
-leave no such grid, and HE-AAC's core runs at half the rate, so those stay the network's.
+leave no such grid, so those stay the network's.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from scipy.signal import resample_poly
 
 from asc.codecs.mdct_frames import (
     AAC_BANDS,
@@ -87,13 +96,16 @@ _STEPS = np.exp2(
 LATTICE_CANDIDATES = 8  # offsets with the most zeros whose lattice is tried, and as many more:
 LATTICE_SEARCH_BANDS = 13  # those whose lowest bands (0.9 to 3.8 kHz) lie closest on the
 LATTICE_SEARCH_FRAMES = 3  # loudest search frames
+HALF_RATE_FAMILY = "he-aac"  # the family a grid found at half the rate names
 
 
 @dataclass(frozen=True)
 class MdctTrace:
     """How far the zeros on the wave's best MDCT grid stand out from its other offsets."""
 
-    family: str | None  # "aac" or "vorbis": whose window gives back more zeros; None: untested
+    # "aac" or "vorbis": whose window gives back more zeros (or whose lattice stands out);
+    # "he-aac": AAC's grid at half the rate; None: untested
+    family: str | None
     excess: float  # the on-grid share of zeros over the off-grid ones, in their standard deviations
     offset: int  # the grid's offset from the wave's start, in samples
     lattice: float = 0.0  # AAC's lattice on its best grid over off-grid offsets, likewise
@@ -122,14 +134,39 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
     if len(x) < (FRAMES + 3) * FRAME or not np.any(x):
         return UNTESTED
     signals = [x[:, 0]] if x.shape[1] == 1 else [x[:, 0], x.mean(axis=1)]
-    starts = np.unique(np.linspace(1, len(x) // FRAME - 3, FRAMES).astype(int)) * FRAME
-    search, measure = starts[::3], np.delete(starts, np.s_[::3])
-    bins = slice(int(LOW * FRAME), int(HIGH * FRAME)), slice(int(HIGH * FRAME), int(TOP * FRAME))
     best = UNTESTED
     for signal in signals:  # Vorbis scales each channel by its own floor: their mean is on none
-        trace = _trace(signal, search, measure, bins, pace, vorbis=signal is signals[0])
+        trace = _trace(signal, *_frames(signal), pace, vorbis=signal is signals[0])
         if best.family is None or trace.strength > best.strength:
             best = trace
+    if best.strength < MIDPOINT:
+        half = _half_rate_trace(signals, pace)
+        if half.strength > best.strength:
+            best = half
+    return best
+
+
+def _frames(signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The search frames' and the measured frames' starts in ``signal``."""
+    starts = np.unique(np.linspace(1, len(signal) // FRAME - 3, FRAMES).astype(int)) * FRAME
+    return starts[::3], np.delete(starts, np.s_[::3])
+
+
+def _half_rate_trace(signals: list[np.ndarray], pace: Callable[[], None] | None) -> MdctTrace:
+    """HE-AAC's core: AAC's grid in each signal taken down to half the rate, from its even and
+    from its odd samples (the offset is given in the wave's samples); ``UNTESTED`` where the
+    half is too short for the frames."""
+    best = UNTESTED
+    for signal in signals:
+        for phase in (0, 1):
+            core = resample_poly(signal[phase:], 1, 2).astype(np.float32)
+            if len(core) < (FRAMES + 3) * FRAME:
+                return UNTESTED
+            trace = _trace(core, *_frames(core), pace, vorbis=False, windows=("aac",))
+            if best.family is None or trace.strength > best.strength:
+                best = MdctTrace(
+                    HALF_RATE_FAMILY, trace.excess, 2 * trace.offset + phase, trace.lattice
+                )
     return best
 
 
@@ -137,11 +174,13 @@ def _trace(
     signal: np.ndarray,
     search: np.ndarray,
     measure: np.ndarray,
-    bins: tuple[slice, slice],
     pace: Callable[[], None] | None,
     vorbis: bool,
+    windows: tuple[str, ...] = tuple(WINDOWS),
 ) -> MdctTrace:
-    """The zeros' grid and the lattices of one signal (``vorbis``: Vorbis's lattice too)."""
+    """The zeros' grid and the lattices of one signal (``vorbis``: Vorbis's lattice too;
+    ``windows``: those whose zeros are counted)."""
+    bins = slice(int(LOW * FRAME), int(HIGH * FRAME)), slice(int(HIGH * FRAME), int(TOP * FRAME))
     # Each lattice's search scores the zero test's own spectra: AAC's low bands on the loudest
     # search frames, Vorbis's low groups on every search frame.
     energy = [float(np.mean(np.square(signal[s : s + 2 * FRAME]))) for s in search]
@@ -150,15 +189,17 @@ def _trace(
     if vorbis:
         searches["vorbis"] = vorbis_search
     grids, searched = {}, {}
-    for f, w in WINDOWS.items():
-        grids[f], searched[f] = _grid(signal, w, HOPS[f], search, measure, bins, pace, searches[f])
+    for f in windows:
+        grids[f], searched[f] = _grid(
+            signal, WINDOWS[f], HOPS[f], search, measure, bins, pace, searches[f]
+        )
     excess = max(g.excess for g in grids.values())
     nearest = np.argsort(-searched["aac"], kind="stable")[:LATTICE_CANDIDATES]
     candidates = np.unique(np.concatenate([g.candidates for g in grids.values()] + [nearest]))
     lattice, at = _lattice(signal, candidates, search, measure, pace)
-    zeros_at = np.concatenate([[grids["vorbis"].offset], grids["vorbis"].candidates])
     vorbis_score, vorbis_at = 0.0, 0
     if vorbis:
+        zeros_at = np.concatenate([[grids["vorbis"].offset], grids["vorbis"].candidates])
         vorbis_score, vorbis_at = vorbis_lattice(
             signal, searched["vorbis"], zeros_at, search, measure, pace
         )
