@@ -86,6 +86,16 @@ def test_at_320k_the_lattice_is_found_where_the_zeros_miss(name):
     assert trace.family == "vorbis" and trace.excess < MIDPOINT <= trace.vorbis_lattice, trace
 
 
+def test_offsets_that_count_nothing_are_no_evidence():
+    """A real sweep at -64 dBFS: on its Opus copy most offsets count no band loud enough for
+    AAC's lattice, and held as off the lattice they made the few offsets that counted one band
+    look like HE-AAC's grid at half the rate (72 to 94 spreads in a report run)."""
+    wave = load(next(kitchen20_root().rglob("2-325956-A-19.flac")), rate=RATE, channels=1)[0]
+    trace = mdct_trace(as_stored(roundtrip(stereo(wave), RATE, "opus:24k")), RATE)
+    assert trace.lossy_probability < 0.5, trace
+    assert mdct_frames.lattice_excess(0.4, [0.0] * 9 + [0.3] * 7) == 0.0
+
+
 def stereo(wave: np.ndarray) -> np.ndarray:
     """libvorbis has no 256 kbit/s mode for one channel: the clip on both, as the detector's
     copies are coded."""
