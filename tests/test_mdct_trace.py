@@ -87,7 +87,7 @@ def test_at_320k_the_lattice_is_found_where_the_zeros_miss(name):
 
 
 def test_offsets_that_count_nothing_are_no_evidence():
-    """A real sweep at -64 dBFS: on its Opus copy most offsets count no band loud enough for
+    """A quiet real sweep: on its Opus copy most offsets count no band loud enough for
     AAC's lattice, and held as off the lattice they made the few offsets that counted one band
     look like HE-AAC's grid at half the rate (72 to 94 spreads in a report run)."""
     wave = load(next(kitchen20_root().rglob("2-325956-A-19.flac")), rate=RATE, channels=1)[0]
