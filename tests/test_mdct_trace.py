@@ -169,6 +169,8 @@ def test_what_cannot_be_tested_says_so(real):
     assert mdct_trace(real[0][: RATE // 4], RATE) == UNTESTED  # too short for its frames
     assert mdct_trace(np.zeros((3 * RATE, 2), np.float32), RATE) == UNTESTED  # silence
     assert UNTESTED.lossy_probability < 0.01
+    # long enough for the full rate's frames, not for half the rate's: still measured
+    assert mdct_trace(real[1][60000 : 60000 + 40 * FRAME], RATE).family in ("aac", "vorbis")
     assert grid_call(np.zeros(RATE // 8, np.float32), RATE) is None  # neither test can run
 
 

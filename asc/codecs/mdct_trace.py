@@ -141,7 +141,7 @@ def mdct_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = No
             best = trace
     if best.strength < MIDPOINT:
         half = _half_rate_trace(signals, pace)
-        if half.strength > best.strength:
+        if half.family is not None and half.strength > best.strength:  # not when too short
             best = half
     return best
 
