@@ -156,12 +156,12 @@ def _half_rate_trace(signals: list[np.ndarray], pace: Callable[[], None] | None)
     """HE-AAC's core: AAC's grid in each signal taken down to half the rate, from its even and
     from its odd samples (the offset is given in the wave's samples); ``UNTESTED`` where the
     half is too short for the frames."""
+    if len(signals[0]) // 2 < (FRAMES + 3) * FRAME:
+        return UNTESTED
     best = UNTESTED
     for signal in signals:
         for phase in (0, 1):
             core = resample_poly(signal[phase:], 1, 2).astype(np.float32)
-            if len(core) < (FRAMES + 3) * FRAME:
-                return UNTESTED
             trace = _trace(core, *_frames(core), pace, vorbis=False, windows=("aac",))
             if best.family is None or trace.strength > best.strength:
                 best = MdctTrace(
