@@ -65,13 +65,14 @@ bench: setup
 
 # The GPU set (issue targets for a GPU server): the paper-size and compact ensembles in fp32,
 # bf16 and compiled; the batcher, latency and stream capacity on CUDA; the front end on the GPU.
+# The figures in docs/performance.md (On a GPU) come from these commands, one H200, one run.
 bench-gpu: setup
-	$(PY) -m benchmarks.gpu_ensemble --preset paper
-	$(PY) -m benchmarks.gpu_ensemble --preset compact
-	$(PY) -m benchmarks.server_throughput --device cuda --streams 1,8,32,128
-	$(PY) -m benchmarks.stream_latency --device cuda --streams 1,8,64
-	$(PY) -m benchmarks.stream_capacity --device cuda
-	$(PY) -m benchmarks.stream_capacity --device cuda --preset paper
+	$(PY) -m benchmarks.gpu_ensemble --device cuda --preset paper --clips 96
+	$(PY) -m benchmarks.gpu_ensemble --device cuda --preset compact --clips 96
+	$(PY) -m benchmarks.stream_latency --device cuda --streams 1,8,64 --clips 2
+	$(PY) -m benchmarks.stream_capacity --device cuda --start 256 --clips 1
+	$(PY) -m benchmarks.stream_capacity --device cuda --preset paper --start 256 --clips 1
+	$(PY) -m benchmarks.server_throughput --device cuda --streams 1,8,32,128 --clips 2
 	$(PY) -m benchmarks.features_speed --device cuda
 
 # This server beside BentoML serving the same ensemble (benchmarks/peer_bentoml.py). BentoML is

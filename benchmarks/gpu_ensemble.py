@@ -4,8 +4,9 @@ Run: python -m benchmarks.gpu_ensemble [--preset paper|compact] [--batch 64] [--
 
 For each execution path it prints ten-second clips per second at the given batch size, the
 ratio to fp32 eager, and how often its predicted class matches fp32's on an evaluation set of
-generated clips (the ``samples/`` clips plus fresh ones from the corpus generator), with the
-largest probability difference. The server keeps the fastest path that agrees with fp32.
+generated clips (seeded, every class in turn), with the largest probability difference. The
+server runs fp32 eager on a GPU: on one H200 the compact ensemble lost speed in bfloat16 and
+gained 1.15x compiled (docs/performance.md, On a GPU).
 The paper preset has no trained checkpoint here, so it runs with untrained weights (speed and
 numerical agreement only); the compact preset runs the shipped checkpoint.
 """
