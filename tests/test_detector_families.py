@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from asc.checkpoint import load
-from asc.codecs import parse_spec
+from asc.codecs import parse_spec, roundtrip
 from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import MIDPOINT as MDCT_MIDPOINT
 from asc.codecs.mdct_trace import MdctTrace
@@ -44,7 +44,15 @@ from training.experiments.detector_families_scores import (
     f1_curve,
     reliability,
 )
-from training.kitchen20_lossless import MIN_BANDWIDTH_HZ, exclusion_reason, kitchen20_lossless
+from training.kitchen20_lossless import (
+    MIN_BANDWIDTH_HZ,
+    MIN_CLIFF_SHARE,
+    FloorCliff,
+    clip_measures,
+    exclusion_reason,
+    floor_cliff,
+    kitchen20_lossless,
+)
 from training.report import RESULTS_SCHEMA
 
 TINY_CODECS = "sbc:bitpool=35,aptx,mp3:128k,sbc:bitpool=53>aac:64k"
@@ -61,6 +69,33 @@ def test_exclusion_reasons_name_the_extension_or_the_bandwidth():
     )
     assert exclusion_reason("1__a__b.wav", 16500, MIN_BANDWIDTH_HZ) is None
     assert exclusion_reason("1__a__b.aiff", 22050, MIN_BANDWIDTH_HZ) is None
+    cliff = FloorCliff(0.3, 18650.0)
+    assert exclusion_reason("1__a__b.wav", 22050, MIN_BANDWIDTH_HZ, cliff) == (
+        "cut to the 16-bit floor (30 % of frames, at 18.6 kHz)"
+    )
+    assert exclusion_reason("1__a__b.mp3", 22050, MIN_BANDWIDTH_HZ, cliff) == "lossy upload (.mp3)"
+    assert exclusion_reason("1__a__b.wav", 22050, MIN_BANDWIDTH_HZ, FloorCliff(0.1, 18e3)) is None
+
+
+def sixteen_bit(x: np.ndarray) -> np.ndarray:
+    return (np.round(x * 32767) / 32767).astype(np.float32)[:, None]
+
+
+def test_a_cliff_onto_the_16_bit_floor_is_a_digital_lowpass_not_a_sounds_roll_off():
+    """Noise with a gentle roll-off keeps its edge over the floor; the same noise through a
+    brickwall at 18 kHz, or through MP3, falls onto the floor there; FLAC leaves it alone."""
+    rate, n = 44100, 44100 * 3
+    f = np.fft.rfftfreq(n, 1 / rate)
+    spectrum = np.fft.rfft(np.random.default_rng(0).normal(0, 1, n)) / np.sqrt(1 + (f / 4000) ** 2)
+    natural = np.fft.irfft(spectrum, n)
+    natural *= 0.5 / np.abs(natural).max()
+    assert floor_cliff(sixteen_bit(natural), rate) == FloorCliff(0.0, 0.0)
+    brickwall = floor_cliff(sixteen_bit(np.fft.irfft(np.fft.rfft(natural) * (f < 18000), n)), rate)
+    assert brickwall.share > 0.9 and 17800 < brickwall.hz < 18200, brickwall
+    assert floor_cliff(roundtrip(sixteen_bit(natural), rate, "flac"), rate).share == 0.0
+    mp3 = floor_cliff(sixteen_bit(roundtrip(sixteen_bit(natural), rate, "mp3:192k")[:, 0]), rate)
+    assert mp3.share >= MIN_CLIFF_SHARE, mp3
+    assert floor_cliff(sixteen_bit(natural[:1000]), rate) == FloorCliff(0.0, 0.0)  # too short
 
 
 def test_kitchen20_lossless_originals_and_exclusions():
@@ -76,6 +111,12 @@ def test_kitchen20_lossless_originals_and_exclusions():
             assert 15800 < e.bandwidth_hz < 16500, e
     limited = [e for e in excluded if e.reason.startswith("band-limited")]
     assert all(e.bandwidth_hz < MIN_BANDWIDTH_HZ for e in limited)
+    cut = {e.filename.split("/")[-1] for e in excluded if e.reason.startswith("cut to the 16-bit")}
+    assert "3-27367-A-3.flac" in cut and "1-27365-A-15.flac" not in cut  # the uploader's two
+    assert len(cut) == 7, cut
+    mp3 = [r["filename"] for r in rows if r["freesound_file"].lower().endswith(".mp3")]
+    found = sum(clip_measures(root / name)[1].share >= MIN_CLIFF_SHARE for name in mp3)
+    assert found == 17 and len(mp3) == 21  # the .mp3 uploads, by their audio alone
     assert all(c.bandwidth_hz >= MIN_BANDWIDTH_HZ for c in kept)
     assert not any(Path(c.upload).suffix in (".mp3", ".m4a", ".ogg") for c in kept)
     wav = [r for r in rows if r["freesound_file"].endswith(".wav")]

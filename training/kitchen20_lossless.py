@@ -1,7 +1,7 @@
 """Which Kitchen20 clips can stand for lossless audio, and why each of the others cannot.
 
 Kitchen20's Freesound clips are stored as FLAC, but a FLAC is only as lossless as the upload it
-was cut from. Two reasons keep a clip off the lossless side of the detector's data:
+was cut from. Three reasons keep a clip off the lossless side of the detector's data:
 
 - *lossy upload*: ``freesound_file`` ends in a lossy container's extension (.mp3, .m4a, .ogg,
   ...): the audio went through a codec before it reached Kitchen20 (31 clips: 21 .mp3, 5 .m4a
@@ -10,6 +10,15 @@ was cut from. Two reasons keep a clip off the lossless side of the detector's da
   spectrum's peak, ``asc.codecs.measure.effective_bandwidth``) lies below 16.5 kHz, the lowpass
   of a codec at a middling bitrate. About 18 % of the .wav uploads do; whether from a lossy past
   or a recorder with a low sample rate cannot be told, so none of them counts as lossless.
+- *cut to the 16-bit floor*: in at least 15 % of the frames whose sound reaches 12 kHz, the
+  spectrum falls by 25 dB or more within 1 kHz to nothing but 16-bit rounding noise, somewhere
+  between 12 and 20.5 kHz. A microphone's own noise lies far above that floor, so a cliff onto
+  it is a lowpass applied in the digital domain: an encoder's. It catches 17 of the 21 .mp3
+  uploads by their audio alone, at LAME's lowpass frequencies (15.7, 16.5, 18.7, 18.9 kHz), and
+  7 clips of .wav uploads that pass the bandwidth rule (cliffs at 13.6 to 19.6 kHz), among them
+  3-27367-A-3, which the detector trained without this rule calls lossy. Clips cut from one
+  upload are judged one by one: a quiet cut of a file measures band-limited while its loud cuts
+  keep their full band and show no cliff (20 such clips in Kitchen20).
 
 Kept free of torch: the report lists the exclusions without loading a model.
 """
@@ -20,6 +29,8 @@ import csv
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from asc.audio import load
 from asc.codecs.measure import effective_bandwidth
 from training.detector_data import LosslessDataError
@@ -28,6 +39,14 @@ META = "meta.csv"
 LOSSY_UPLOADS = frozenset({".mp3", ".m4a", ".mp4", ".aac", ".ogg", ".oga", ".opus", ".wma"})
 MIN_BANDWIDTH_HZ = 16500.0
 BANDWIDTH_FLOOR_DB = 60.0
+CLIFF_FRAME = 2048  # samples per frame (46 ms at 44.1 kHz), Hann windows at 50 % overlap
+CLIFF_LOWEST_HZ = 12000.0  # below this a drop is the sound's own, not a codec's lowpass
+CLIFF_MARGIN_HZ = 1500.0  # above Nyquist less this, a cliff is the recorder's anti-alias filter
+CLIFF_WIDTH_HZ = 1000.0  # the spans either side of the edge whose levels are compared
+CLIFF_DB = 25.0
+CLIFF_OVER_FLOOR_DB = 10.0  # the edge: the highest frequency this far over the 16-bit floor
+MIN_CLIFF_SHARE = 0.15
+MIN_CLIFF_FRAMES = 10  # frames reaching 12 kHz needed before a share means anything
 
 
 class Kitchen20Error(LosslessDataError):
@@ -74,19 +93,73 @@ def upload_suffix(upload: str) -> str:
     return Path(upload).suffix.lower()
 
 
-def exclusion_reason(upload: str, bandwidth_hz: float, min_bandwidth_hz: float) -> str | None:
+@dataclass(frozen=True)
+class FloorCliff:
+    """How often a clip's spectrum drops onto the 16-bit floor, and where."""
+
+    share: float  # of the frames whose sound reaches 12 kHz
+    hz: float  # median frequency of those cliffs (0: none)
+
+
+def sixteen_bit_floor_db(channels: int) -> float:
+    """Power per bin of 16-bit rounding noise (uniform, variance q^2 / 12) in one Hann frame
+    of the mean of ``channels`` channels, in the units of ``floor_cliff``'s spectra."""
+    variance = (1.0 / 32768) ** 2 / 12 / channels
+    return float(10 * np.log10(variance * np.sum(np.hanning(CLIFF_FRAME) ** 2)))
+
+
+def floor_cliff(x: np.ndarray, rate: int) -> FloorCliff:
+    """Per frame, the edge (the highest frequency over the 16-bit floor) counts as a cliff when
+    the 1 kHz below it lies ``CLIFF_DB`` over the 1 kHz above it and it sits between 12 kHz and
+    1.5 kHz under Nyquist; the share of cliffs among the frames whose edge reaches 12 kHz."""
+    channels = x.shape[1] if x.ndim == 2 else 1
+    mono = (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float64)
+    if len(mono) < CLIFF_FRAME:
+        return FloorCliff(0.0, 0.0)
+    frames = np.lib.stride_tricks.sliding_window_view(mono, CLIFF_FRAME)[:: CLIFF_FRAME // 2]
+    power = np.abs(np.fft.rfft(frames * np.hanning(CLIFF_FRAME), axis=1)) ** 2
+    db = 10 * np.log10(power + 1e-30)
+    freqs = np.fft.rfftfreq(CLIFF_FRAME, 1 / rate)
+    over = db > sixteen_bit_floor_db(channels) + CLIFF_OVER_FLOOR_DB
+    edge = np.where(over.any(axis=1), over.shape[1] - 1 - np.argmax(over[:, ::-1], axis=1), 0)
+    reaching = freqs[edge] >= CLIFF_LOWEST_HZ
+    if reaching.sum() < MIN_CLIFF_FRAMES:
+        return FloorCliff(0.0, 0.0)
+    width = round(CLIFF_WIDTH_HZ / freqs[1])
+    cliffs = []
+    for row, i in zip(db, edge, strict=True):
+        if CLIFF_LOWEST_HZ <= freqs[i] <= rate / 2 - CLIFF_MARGIN_HZ:
+            drop = np.median(row[i - width : i + 1]) - np.median(row[i + 1 : i + 1 + width])
+            if drop >= CLIFF_DB:
+                cliffs.append(freqs[i])
+    share = len(cliffs) / int(reaching.sum())
+    return FloorCliff(share, float(np.median(cliffs)) if cliffs else 0.0)
+
+
+def exclusion_reason(
+    upload: str,
+    bandwidth_hz: float,
+    min_bandwidth_hz: float,
+    cliff: FloorCliff = FloorCliff(0.0, 0.0),
+) -> str | None:
     """Why a clip is not lossless, or None when it is: the upload's extension first."""
     suffix = upload_suffix(upload)
     if suffix in LOSSY_UPLOADS:
         return f"lossy upload ({suffix})"
     if bandwidth_hz < min_bandwidth_hz:
         return f"band-limited ({bandwidth_hz / 1000:.1f} kHz < {min_bandwidth_hz / 1000:.1f} kHz)"
+    if cliff.share >= MIN_CLIFF_SHARE:
+        return (
+            f"cut to the 16-bit floor ({100 * cliff.share:.0f} % of frames, "
+            f"at {cliff.hz / 1000:.1f} kHz)"
+        )
     return None
 
 
-def clip_bandwidth(path: Path) -> float:
+def clip_measures(path: Path) -> tuple[float, FloorCliff]:
+    """The clip's effective bandwidth and its cliffs onto the 16-bit floor."""
     x, rate = load(path)
-    return effective_bandwidth(x, rate, BANDWIDTH_FLOOR_DB)
+    return effective_bandwidth(x, rate, BANDWIDTH_FLOOR_DB), floor_cliff(x, rate)
 
 
 def kitchen20_lossless(
@@ -109,8 +182,8 @@ def kitchen20_lossless(
         path = root / row["filename"]
         if not path.is_file():
             raise Kitchen20Error(f"{root / META} lists a missing clip: {path}")
-        bandwidth = clip_bandwidth(path)
-        reason = exclusion_reason(row["freesound_file"], bandwidth, min_bandwidth_hz)
+        bandwidth, cliff = clip_measures(path)
+        reason = exclusion_reason(row["freesound_file"], bandwidth, min_bandwidth_hz, cliff)
         if reason is None:
             kept.append(
                 RealClip(path, row["label"], row["source_id"], row["freesound_file"], bandwidth)
