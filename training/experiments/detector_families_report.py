@@ -432,8 +432,11 @@ def _exclusion_lines(results: dict) -> list[str]:
         "## Kitchen20 clips kept off the lossless side",
         "",
         f"{len(exclusions)} clips ({counts}): a lossy upload by the extension of its "
-        "`freesound_file`, or band-limited: an effective bandwidth (highest frequency within "
-        "60 dB of the spectrum's peak) below 16.5 kHz. Listed in exclusions.csv too.",
+        "`freesound_file`; band-limited: an effective bandwidth (highest frequency within "
+        "60 dB of the spectrum's peak) below 16.5 kHz; or cut to the 16-bit floor: in at least "
+        "15 % of the frames that reach 12 kHz, a drop of 25 dB or more within 1 kHz onto "
+        "nothing but 16-bit rounding noise, between 12 and 20.5 kHz (an encoder's lowpass). "
+        "Listed in exclusions.csv too.",
         "",
         "<details><summary>every excluded clip and why</summary>",
         "",
