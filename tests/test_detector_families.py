@@ -16,6 +16,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+import soundfile as sf
 
 from asc.checkpoint import load
 from asc.codecs import parse_spec, roundtrip
@@ -39,7 +40,9 @@ from training.detector_data import (
     family_of,
 )
 from training.detector_sources import lossless_set
+from training.experiments.detector_families_grid import grid_cache_path, grid_scores
 from training.experiments.detector_families_scores import (
+    ScoredFile,
     expected_calibration_error,
     f1_curve,
     reliability,
@@ -334,6 +337,33 @@ def test_report_writes_every_table_and_plot(tiny):
     with open(out / "exclusions.csv", newline="") as f:
         assert [r["reason"] for r in csv.DictReader(f)] == ["lossy upload (.mp3)"] * 2
     assert "goals met" in tiny["printed"]
+
+
+def test_grid_results_are_kept_by_the_files_bytes(tmp_path):
+    """A report run again takes each file's grid tests from the cache, exactly as tested; a
+    file with other bytes is tested afresh, and so is an entry a stopped run left broken."""
+    rate = 44100
+    noise = np.random.default_rng(3).normal(0, 0.1, (rate * 3, 1)).astype(np.float32)
+    coded = tmp_path / "coded.wav"
+    sf.write(coded, roundtrip(noise, rate, "aac:128k"), rate, subtype="FLOAT")
+    cache = tmp_path / "grid"
+
+    def scored() -> ScoredFile:
+        return ScoredFile("generated", coded, "aac:128k", "aac", True, coded)
+
+    first, again = scored(), scored()
+    grid_scores([first], workers=1, progress=False, cache_dir=cache)
+    kept = grid_cache_path(cache, coded)
+    assert kept.is_file() and first.grid is not None and first.grid.family == "aac"
+    grid_scores([again], workers=1, progress=False, cache_dir=cache)
+    assert (again.grid, again.mdct_lattice) == (first.grid, first.mdct_lattice)
+    kept.write_bytes(kept.read_bytes()[:10])  # a run stopped mid-write
+    grid_scores([again], workers=1, progress=False, cache_dir=cache)
+    assert (again.grid, again.mdct_lattice) == (first.grid, first.mdct_lattice)
+    sf.write(coded, noise, rate, subtype="FLOAT")  # other bytes: another key, tested afresh
+    assert grid_cache_path(cache, coded) != kept
+    grid_scores([again], workers=1, progress=False, cache_dir=cache)
+    assert again.grid is not None and again.grid.probability < 0.5
 
 
 def test_the_grid_tests_join_the_network(tiny):

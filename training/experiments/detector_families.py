@@ -28,7 +28,13 @@ from asc.models.detector import CODEC_FAMILIES, MASK_LOW_HZ, WINDOW_SECONDS, Los
 from training.augment import UNCODED, CodedCache
 from training.detector_data import DEVICE_COMMON, family_of, tracks_fingerprint
 from training.detector_sources import LosslessSet, lossless_set
-from training.experiments.detector_families_grid import NETWORK, combine, grid_scores, network_alone
+from training.experiments.detector_families_grid import (
+    GRID_CACHE,
+    NETWORK,
+    combine,
+    grid_scores,
+    network_alone,
+)
 from training.experiments.detector_families_scores import (
     DETECTOR,
     GOALS,
@@ -87,7 +93,7 @@ def run_detector_families(cfg: DetectorFamiliesConfig) -> FamiliesRun:
     model = checkpoint.model.to(device).eval()
     score_files(files, model, checkpoint, device, cfg.progress)
     if cfg.grid_tests:
-        grid_scores(files, cfg.workers, cfg.progress)
+        grid_scores(files, cfg.workers, cfg.progress, cfg.cache_dir / GRID_CACHE)
         combine(files)
     sources = {
         name: source_results([f for f in files if f.source == name], cache, cfg)
