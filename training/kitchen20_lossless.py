@@ -14,7 +14,7 @@ was cut from. Three reasons keep a clip off the lossless side of the detector's 
   spectrum falls by 25 dB or more within 1 kHz to nothing but 16-bit rounding noise, somewhere
   between 12 and 20.5 kHz. A microphone's own noise lies far above that floor, so a cliff onto
   it is a lowpass applied in the digital domain: an encoder's. It catches 17 of the 21 .mp3
-  uploads by their audio alone (cliffs at 15.7 to 18.9 kHz, one frequency per upload), and
+  uploads by their audio alone (median cliffs at 15.7 to 18.9 kHz), and
   7 clips of .wav uploads that pass the bandwidth rule (cliffs at 13.6 to 19.6 kHz), among them
   3-27367-A-3, which the detector trained without this rule calls lossy. Clips cut from one
   upload are judged one by one: a quiet cut of a file measures band-limited while its loud cuts
