@@ -120,6 +120,8 @@ def test_kitchen20_lossless_originals_and_exclusions():
     mp3 = [r["filename"] for r in rows if r["freesound_file"].lower().endswith(".mp3")]
     found = sum(clip_measures(root / name)[1].share >= MIN_CLIFF_SHARE for name in mp3)
     assert found == 17 and len(mp3) == 21  # the .mp3 uploads, by their audio alone
+    limited_uploads = {e.upload for e in limited}
+    assert sum(c.upload in limited_uploads for c in kept) == 20  # loud cuts of quiet-cut files
     assert all(c.bandwidth_hz >= MIN_BANDWIDTH_HZ for c in kept)
     assert not any(Path(c.upload).suffix in (".mp3", ".m4a", ".ogg") for c in kept)
     wav = [r for r in rows if r["freesound_file"].endswith(".wav")]
