@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asc.audio import load as load_audio
 from asc.checkpoint import load
 from asc.codecs import parse_spec, roundtrip
 from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import MIDPOINT as MDCT_MIDPOINT
 from asc.codecs.mdct_trace import MdctTrace
-from asc.codecs.measure import measure_roundtrip
+from asc.codecs.measure import effective_bandwidth, measure_roundtrip
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace
 from tests.real_data import kitchen20_root
@@ -48,13 +49,16 @@ from training.experiments.detector_families_scores import (
     reliability,
 )
 from training.kitchen20_lossless import (
+    FALL_DB,
     MIN_BANDWIDTH_HZ,
     MIN_CLIFF_SHARE,
     FloorCliff,
+    SteepFall,
     clip_measures,
     exclusion_reason,
     floor_cliff,
     kitchen20_lossless,
+    steep_fall,
 )
 from training.report import RESULTS_SCHEMA
 
@@ -78,6 +82,12 @@ def test_exclusion_reasons_name_the_extension_or_the_bandwidth():
     )
     assert exclusion_reason("1__a__b.mp3", 22050, MIN_BANDWIDTH_HZ, cliff) == "lossy upload (.mp3)"
     assert exclusion_reason("1__a__b.wav", 22050, MIN_BANDWIDTH_HZ, FloorCliff(0.1, 18e3)) is None
+    fall = SteepFall(69.4, 3790.0)
+    assert exclusion_reason("1__a__b.wav", 22050, MIN_BANDWIDTH_HZ, fall=fall) == (
+        "steep fall (69 dB within 1 kHz at 3.8 kHz)"
+    )
+    assert exclusion_reason("1__a__b.wav", 22050, MIN_BANDWIDTH_HZ, cliff, fall).startswith("cut")
+    assert exclusion_reason("1__a__b.wav", 22050, MIN_BANDWIDTH_HZ, fall=SteepFall(29, 4e3)) is None
 
 
 def sixteen_bit(x: np.ndarray) -> np.ndarray:
@@ -101,6 +111,41 @@ def test_a_cliff_onto_the_16_bit_floor_is_a_digital_lowpass_not_a_sounds_roll_of
     assert floor_cliff(sixteen_bit(natural[:1000]), rate) == FloorCliff(0.0, 0.0)  # too short
 
 
+def test_a_steep_fall_of_the_mean_spectrum_is_a_lowpass_under_added_noise():
+    """A band cut at 3.8 kHz (a recording made at 8 kHz) under noise 45 dB lower that rises
+    towards Nyquist, as shaped dither does, keeps its full effective bandwidth yet falls steeply;
+    a sound's gentle roll-off, loud tones in it, or a lowpass at the recorder's anti-alias edge
+    do not count."""
+    rate, n = 44100, 44100 * 3
+    f = np.fft.rfftfreq(n, 1 / rate)
+    rng = np.random.default_rng(1)
+    natural = np.fft.irfft(np.fft.rfft(rng.normal(0, 1, n)) / np.sqrt(1 + (f / 4000) ** 2), n)
+    natural *= 0.3 / np.abs(natural).max()
+    gentle = steep_fall(sixteen_bit(natural), rate)
+    assert gentle.db < 10, gentle
+    cut = np.fft.irfft(np.fft.rfft(natural) * (f < 3800), n)
+    dither = np.fft.irfft(np.fft.rfft(rng.normal(0, 1, n)) * (f / 22050), n)
+    dither *= np.sqrt(np.mean(cut**2)) / np.sqrt(np.mean(dither**2)) * 10 ** (-45 / 20)
+    shaped = sixteen_bit(cut + dither)
+    assert (
+        effective_bandwidth(shaped, rate, 60.0) > MIN_BANDWIDTH_HZ
+    )  # the bandwidth rule passes it
+    fall = steep_fall(shaped, rate)
+    assert fall.db >= FALL_DB and 3500 < fall.hz < 4100, fall
+    tones = natural + sum(0.05 * np.sin(2 * np.pi * k * 1000 * np.arange(n) / rate) for k in (5, 9))
+    assert steep_fall(sixteen_bit(tones), rate).db < FALL_DB
+    anti_alias = np.fft.irfft(np.fft.rfft(natural) * (f < 21000), n)
+    assert steep_fall(sixteen_bit(anti_alias), rate).db < FALL_DB  # above 20.05 kHz: not looked at
+    assert steep_fall(sixteen_bit(natural[:1000]), rate) == SteepFall(0.0, 0.0)  # too short
+
+
+def test_no_generated_lossless_track_falls_steeply(tmp_path):
+    corpus = write_lossless_corpus(tmp_path, 40, seed=0, seconds=5.0, workers=1, progress=False)
+    tracks = sorted(Path(corpus).rglob("*.wav"))
+    assert len(tracks) == 40
+    assert all(steep_fall(*load_audio(t)).db < FALL_DB for t in tracks)
+
+
 def test_kitchen20_lossless_originals_and_exclusions():
     root = kitchen20_root()
     kept, excluded = kitchen20_lossless(root)
@@ -120,8 +165,17 @@ def test_kitchen20_lossless_originals_and_exclusions():
     mp3 = [r["filename"] for r in rows if r["freesound_file"].lower().endswith(".mp3")]
     found = sum(clip_measures(root / name)[1].share >= MIN_CLIFF_SHARE for name in mp3)
     assert found == 17 and len(mp3) == 21  # the .mp3 uploads, by their audio alone
+    fell = {e.filename.split("/")[-1]: e.reason for e in excluded if e.reason.startswith("steep")}
+    assert len(fell) == 12 and all(name.endswith(".flac") for name in fell), fell
+    assert "3.8 kHz" in fell["3-318615-A-13.flac"] and "3.8 kHz" in fell["3-318615-B-13.flac"]
+    assert all(e.upload.endswith(".wav") for e in excluded if e.reason.startswith("steep"))
+    lossy_uploads = [
+        r for r in rows if Path(r["freesound_file"].lower()).suffix in (".mp3", ".m4a")
+    ]
+    falls = [clip_measures(root / r["filename"])[2].db >= FALL_DB for r in lossy_uploads]
+    assert sum(falls) == 21 and len(falls) == 26  # 16 of the .mp3 and all 5 .m4a uploads
     limited_uploads = {e.upload for e in limited}
-    assert sum(c.upload in limited_uploads for c in kept) == 20  # loud cuts of quiet-cut files
+    assert sum(c.upload in limited_uploads for c in kept) == 19  # loud cuts of quiet-cut files
     assert all(c.bandwidth_hz >= MIN_BANDWIDTH_HZ for c in kept)
     assert not any(Path(c.upload).suffix in (".mp3", ".m4a", ".ogg") for c in kept)
     wav = [r for r in rows if r["freesound_file"].endswith(".wav")]

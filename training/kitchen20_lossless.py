@@ -1,7 +1,7 @@
 """Which Kitchen20 clips can stand for lossless audio, and why each of the others cannot.
 
 Kitchen20's Freesound clips are stored as FLAC, but a FLAC is only as lossless as the upload it
-was cut from. Three reasons keep a clip off the lossless side of the detector's data:
+was cut from. Four reasons keep a clip off the lossless side of the detector's data:
 
 - *lossy upload*: ``freesound_file`` ends in a lossy container's extension (.mp3, .m4a, .ogg,
   ...): the audio went through a codec before it reached Kitchen20 (31 clips: 21 .mp3, 5 .m4a
@@ -18,7 +18,17 @@ was cut from. Three reasons keep a clip off the lossless side of the detector's 
   7 clips of .wav uploads that pass the bandwidth rule (cliffs at 13.6 to 19.6 kHz), among them
   3-27367-A-3, which the detector trained without this rule calls lossy. Clips cut from one
   upload are judged one by one: a quiet cut of a file measures band-limited while its loud cuts
-  keep their full band and show no cliff (20 such clips in Kitchen20).
+  keep their full band and show no cliff (19 such clips in Kitchen20).
+- *steep fall*: the clip's mean spectrum falls by 30 dB or more within 1 kHz, anywhere from
+  1 kHz to 2 kHz under Nyquist (clear of the recorder's anti-alias filter), onto a floor that
+  noise added after the fall (dither, often shaped to rise towards Nyquist) holds within 60 dB
+  of the peak, which hides the band limit from the bandwidth rule. A sound's own spectrum does
+  not drop that far that fast when averaged over seconds; a digital lowpass does. 12 clips of
+  .wav uploads, among them both clips of recording 318615, whose sound ends at 3.8 kHz (an
+  8 kHz recording brought to 44.1 kHz) and which the detector trained without this rule (the
+  one shipped with it) calls lossy, and three cuts of one upload cut at 16.1 to 16.3 kHz,
+  MP3's lowpass at 128 kbit/s. The same measure finds 16 of the 21 .mp3 and all 5 .m4a
+  uploads, and none of 40 tracks of the generated lossless corpus (the test's).
 
 Kept free of torch: the report lists the exclusions without loading a model.
 """
@@ -47,6 +57,10 @@ CLIFF_DB = 25.0
 CLIFF_OVER_FLOOR_DB = 10.0  # the edge: the highest frequency this far over the 16-bit floor
 MIN_CLIFF_SHARE = 0.15
 MIN_CLIFF_FRAMES = 10  # frames reaching 12 kHz needed before a share means anything
+FALL_DB = 30.0  # the drop of the mean spectrum within CLIFF_WIDTH_HZ that only a lowpass makes
+FALL_LOWEST_HZ = 1000.0  # below this the spans either side hold too few bins to compare
+FALL_TOP_MARGIN_HZ = 1000.0  # the span above an edge ends this far under Nyquist, clear of the
+# recorder's anti-alias filter (at 44.1 kHz it falls from about 20 kHz towards Nyquist)
 
 
 class Kitchen20Error(LosslessDataError):
@@ -79,6 +93,14 @@ class Exclusion:
         return asdict(self) | {"bandwidth_hz": round(self.bandwidth_hz)}
 
 
+@dataclass(frozen=True)
+class SteepFall:
+    """The mean spectrum's steepest fall: its drop in dB within 1 kHz, and where."""
+
+    db: float
+    hz: float
+
+
 def is_kitchen20(root: Path) -> bool:
     """A folder whose meta.csv names each clip's Freesound upload (``freesound_file``)."""
     meta = root / META
@@ -108,16 +130,47 @@ def sixteen_bit_floor_db(channels: int) -> float:
     return float(10 * np.log10(variance * np.sum(np.hanning(CLIFF_FRAME) ** 2)))
 
 
+def frame_power(x: np.ndarray) -> np.ndarray:
+    """Power spectra of the channels' mean in Hann frames of ``CLIFF_FRAME`` at 50 % overlap
+    (frames by bins; none for a clip shorter than a frame)."""
+    mono = (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float64)
+    if len(mono) < CLIFF_FRAME:
+        return np.zeros((0, CLIFF_FRAME // 2 + 1))
+    frames = np.lib.stride_tricks.sliding_window_view(mono, CLIFF_FRAME)[:: CLIFF_FRAME // 2]
+    return np.abs(np.fft.rfft(frames * np.hanning(CLIFF_FRAME), axis=1)) ** 2
+
+
+def steep_fall(x: np.ndarray, rate: int) -> SteepFall:
+    """Over the clip's mean spectrum, the largest drop from the median level of the 1 kHz below
+    a bin (itself included) to that of the 1 kHz above it, for bins from ``FALL_LOWEST_HZ`` up
+    to where the span above ends 1 kHz under Nyquist. Medians, so a tone or a notch does not
+    count as a band."""
+    power = frame_power(x)
+    if len(power) == 0:
+        return SteepFall(0.0, 0.0)
+    db = 10 * np.log10(power.mean(axis=0) + 1e-30)
+    freqs = np.fft.rfftfreq(CLIFF_FRAME, 1 / rate)
+    width = round(CLIFF_WIDTH_HZ / freqs[1])
+    spans = np.median(np.lib.stride_tricks.sliding_window_view(db, width + 1), axis=1)
+    # spans[k] covers bins k..k+width: below bin i is spans[i - width], above it spans[i + 1]
+    bins = np.arange(width, len(db) - width - 1)
+    drops = spans[bins - width] - spans[bins + 1]
+    top = rate / 2 - FALL_TOP_MARGIN_HZ - CLIFF_WIDTH_HZ
+    allowed = (freqs[bins] >= FALL_LOWEST_HZ) & (freqs[bins] <= top)
+    if not allowed.any():
+        return SteepFall(0.0, 0.0)
+    best = int(np.argmax(np.where(allowed, drops, -np.inf)))
+    return SteepFall(float(drops[best]), float(freqs[bins[best]]))
+
+
 def floor_cliff(x: np.ndarray, rate: int) -> FloorCliff:
     """Per frame, the edge (the highest frequency over the 16-bit floor) counts as a cliff when
     the 1 kHz below it lies ``CLIFF_DB`` over the 1 kHz above it and it sits between 12 kHz and
     1.5 kHz under Nyquist; the share of cliffs among the frames whose edge reaches 12 kHz."""
     channels = x.shape[1] if x.ndim == 2 else 1
-    mono = (x.mean(axis=1) if x.ndim == 2 else x).astype(np.float64)
-    if len(mono) < CLIFF_FRAME:
+    power = frame_power(x)
+    if len(power) == 0:
         return FloorCliff(0.0, 0.0)
-    frames = np.lib.stride_tricks.sliding_window_view(mono, CLIFF_FRAME)[:: CLIFF_FRAME // 2]
-    power = np.abs(np.fft.rfft(frames * np.hanning(CLIFF_FRAME), axis=1)) ** 2
     db = 10 * np.log10(power + 1e-30)
     freqs = np.fft.rfftfreq(CLIFF_FRAME, 1 / rate)
     over = db > sixteen_bit_floor_db(channels) + CLIFF_OVER_FLOOR_DB
@@ -141,6 +194,7 @@ def exclusion_reason(
     bandwidth_hz: float,
     min_bandwidth_hz: float,
     cliff: FloorCliff = FloorCliff(0.0, 0.0),
+    fall: SteepFall = SteepFall(0.0, 0.0),
 ) -> str | None:
     """Why a clip is not lossless, or None when it is: the upload's extension first."""
     suffix = upload_suffix(upload)
@@ -153,13 +207,19 @@ def exclusion_reason(
             f"cut to the 16-bit floor ({100 * cliff.share:.0f} % of frames, "
             f"at {cliff.hz / 1000:.1f} kHz)"
         )
+    if fall.db >= FALL_DB:
+        return f"steep fall ({fall.db:.0f} dB within 1 kHz at {fall.hz / 1000:.1f} kHz)"
     return None
 
 
-def clip_measures(path: Path) -> tuple[float, FloorCliff]:
-    """The clip's effective bandwidth and its cliffs onto the 16-bit floor."""
+def clip_measures(path: Path) -> tuple[float, FloorCliff, SteepFall]:
+    """The clip's effective bandwidth, its cliffs onto the 16-bit floor and its steepest fall."""
     x, rate = load(path)
-    return effective_bandwidth(x, rate, BANDWIDTH_FLOOR_DB), floor_cliff(x, rate)
+    return (
+        effective_bandwidth(x, rate, BANDWIDTH_FLOOR_DB),
+        floor_cliff(x, rate),
+        steep_fall(x, rate),
+    )
 
 
 def kitchen20_lossless(
@@ -182,8 +242,8 @@ def kitchen20_lossless(
         path = root / row["filename"]
         if not path.is_file():
             raise Kitchen20Error(f"{root / META} lists a missing clip: {path}")
-        bandwidth, cliff = clip_measures(path)
-        reason = exclusion_reason(row["freesound_file"], bandwidth, min_bandwidth_hz, cliff)
+        bandwidth, cliff, fall = clip_measures(path)
+        reason = exclusion_reason(row["freesound_file"], bandwidth, min_bandwidth_hz, cliff, fall)
         if reason is None:
             kept.append(
                 RealClip(path, row["label"], row["source_id"], row["freesound_file"], bandwidth)
