@@ -227,8 +227,8 @@ def kitchen20_lossless(
 ) -> tuple[list[RealClip], list[Exclusion]]:
     """Kitchen20's lossless originals in meta.csv order, and every excluded clip with its reason.
 
-    Every clip's bandwidth is measured (about 10 ms a clip), lossy uploads' too, so the list of
-    exclusions shows what a lossy upload left.
+    Every clip is measured, lossy uploads too, so the list of exclusions shows what a lossy upload
+    left.
     """
     if not is_kitchen20(root):
         raise Kitchen20Error(
