@@ -25,8 +25,8 @@ was cut from. Four reasons keep a clip off the lossless side of the detector's d
   of the peak, which hides the band limit from the bandwidth rule. A sound's own spectrum does
   not drop that far that fast when averaged over seconds; a digital lowpass does. 12 clips of
   .wav uploads, among them both clips of recording 318615, whose sound ends at 3.8 kHz (an
-  8 kHz recording brought to 44.1 kHz) and which the detector trained without this rule (the
-  one shipped with it) calls lossy, and three cuts of one upload cut at 16.1 to 16.3 kHz,
+  8 kHz recording brought to 44.1 kHz) and which the detector trained without this rule
+  called lossy, and three cuts of one upload cut at 16.1 to 16.3 kHz,
   MP3's lowpass at 128 kbit/s. The same measure finds 16 of the 21 .mp3 and all 5 .m4a
   uploads, and none of 40 tracks of the generated lossless corpus (the test's).
 
