@@ -212,7 +212,7 @@ def test_the_detector_names_sbc_by_its_frame_grid(server):
 
 def test_the_detector_names_aac_by_its_mdct_grid(server):
     """A real recording's aac:256k copy hides its noise under the recording's (the network alone
-    calls this one lossless); replayed losslessly, as a device replays a file, the MDCT grid
+    may call it lossless); replayed losslessly, as a device replays a file, the MDCT grid
     test (asc.codecs.mdct_trace) still finds AAC's frames. The original shows none: a clip the
     Kitchen20 rules keep as lossless (the first blender clip is cut to the 16-bit floor at
     15.8 kHz, a lossy past that the detector may name)."""
@@ -222,8 +222,8 @@ def test_the_detector_names_aac_by_its_mdct_grid(server):
     from training.kitchen20_lossless import kitchen20_lossless
 
     kept, _ = kitchen20_lossless(kitchen20_root())
-    clip = next(c for c in kept if c.label == "blender")
-    original = load(clip.path, rate=RATE, channels=1)[0]
+    blender = next(c for c in kept if c.label == "blender")
+    original = load(blender.path, rate=RATE, channels=1)[0]
     coded = np.round(roundtrip(original, RATE, "aac:256k").astype(np.float64) * 32768) / 32768
     found = []
     for clip in (("replayed", coded.astype(np.float32), ""), ("original", original, "")):
