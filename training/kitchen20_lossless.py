@@ -140,12 +140,12 @@ def frame_power(x: np.ndarray) -> np.ndarray:
     return np.abs(np.fft.rfft(frames * np.hanning(CLIFF_FRAME), axis=1)) ** 2
 
 
-def steep_fall(x: np.ndarray, rate: int) -> SteepFall:
+def steep_fall(x: np.ndarray, rate: int, power: np.ndarray | None = None) -> SteepFall:
     """Over the clip's mean spectrum, the largest drop from the median level of the 1 kHz below
     a bin (itself included) to that of the 1 kHz above it, for bins from ``FALL_LOWEST_HZ`` up
     to where the span above ends 1 kHz under Nyquist. Medians, so a tone or a notch does not
-    count as a band."""
-    power = frame_power(x)
+    count as a band. ``power``: ``frame_power(x)`` when the caller has it already."""
+    power = frame_power(x) if power is None else power
     if len(power) == 0:
         return SteepFall(0.0, 0.0)
     db = 10 * np.log10(power.mean(axis=0) + 1e-30)
@@ -163,12 +163,12 @@ def steep_fall(x: np.ndarray, rate: int) -> SteepFall:
     return SteepFall(float(drops[best]), float(freqs[bins[best]]))
 
 
-def floor_cliff(x: np.ndarray, rate: int) -> FloorCliff:
+def floor_cliff(x: np.ndarray, rate: int, power: np.ndarray | None = None) -> FloorCliff:
     """Per frame, the edge (the highest frequency over the 16-bit floor) counts as a cliff when
     the 1 kHz below it lies ``CLIFF_DB`` over the 1 kHz above it and it sits between 12 kHz and
     1.5 kHz under Nyquist; the share of cliffs among the frames whose edge reaches 12 kHz."""
     channels = x.shape[1] if x.ndim == 2 else 1
-    power = frame_power(x)
+    power = frame_power(x) if power is None else power
     if len(power) == 0:
         return FloorCliff(0.0, 0.0)
     db = 10 * np.log10(power + 1e-30)
@@ -215,10 +215,11 @@ def exclusion_reason(
 def clip_measures(path: Path) -> tuple[float, FloorCliff, SteepFall]:
     """The clip's effective bandwidth, its cliffs onto the 16-bit floor and its steepest fall."""
     x, rate = load(path)
+    power = frame_power(x)  # both lowpass measures read the same frames
     return (
         effective_bandwidth(x, rate, BANDWIDTH_FLOOR_DB),
-        floor_cliff(x, rate),
-        steep_fall(x, rate),
+        floor_cliff(x, rate, power),
+        steep_fall(x, rate, power),
     )
 
 
