@@ -174,6 +174,13 @@ def test_kitchen20_lossless_originals_and_exclusions():
     ]
     falls = [clip_measures(root / r["filename"])[2].db >= FALL_DB for r in lossy_uploads]
     assert sum(falls) == 21 and len(falls) == 26  # 16 of the .mp3 and all 5 .m4a uploads
+    carried = {
+        e.filename.split("/")[-1]: e.reason for e in excluded if e.reason.startswith("upload")
+    }
+    assert set(carried) == {"1-182861-A-16.flac", "0-144185-A-18.flac"}, carried
+    assert "0-144185-B-18: steep fall" in carried["0-144185-A-18.flac"]
+    lowpassed = {e.upload for e in excluded if e.reason.startswith(("cut to", "steep"))}
+    assert not any(c.upload in lowpassed for c in kept)  # a lowpass found in one cut carries
     limited_uploads = {e.upload for e in limited}
     assert sum(c.upload in limited_uploads for c in kept) == 19  # loud cuts of quiet-cut files
     assert all(c.bandwidth_hz >= MIN_BANDWIDTH_HZ for c in kept)

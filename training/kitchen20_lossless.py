@@ -1,7 +1,7 @@
 """Which Kitchen20 clips can stand for lossless audio, and why each of the others cannot.
 
 Kitchen20's Freesound clips are stored as FLAC, but a FLAC is only as lossless as the upload it
-was cut from. Four reasons keep a clip off the lossless side of the detector's data:
+was cut from. Five reasons keep a clip off the lossless side of the detector's data:
 
 - *lossy upload*: ``freesound_file`` ends in a lossy container's extension (.mp3, .m4a, .ogg,
   ...): the audio went through a codec before it reached Kitchen20 (31 clips: 21 .mp3, 5 .m4a
@@ -29,6 +29,11 @@ was cut from. Four reasons keep a clip off the lossless side of the detector's d
   called lossy, and three cuts of one upload cut at 16.1 to 16.3 kHz,
   MP3's lowpass at 128 kbit/s. The same measure finds 16 of the 21 .mp3 and all 5 .m4a
   uploads, and none of 40 tracks of the generated lossless corpus (the test's).
+- *upload cut by a digital lowpass*: another clip of the same upload is cut to the 16-bit floor
+  or falls steeply. A lowpass in the digital domain was applied to the whole file, but a cut
+  whose sound is quiet near the edge hides it (0-144185-A-18 falls 22 dB where its sibling
+  0-144185-B-18 falls 33 dB). The bandwidth rule's finds do not carry: a quiet cut of a file
+  measures band-limited while its loud cuts keep their full band. 2 clips.
 
 Kept free of torch: the report lists the exclusions without loading a model.
 """
@@ -86,7 +91,7 @@ class Exclusion:
     label: str
     recording: str
     upload: str
-    reason: str  # "lossy upload (.mp3)" or "band-limited (15.2 kHz < 16.5 kHz)"
+    reason: str  # "lossy upload (.mp3)", "band-limited (15.2 kHz < 16.5 kHz)", ...
     bandwidth_hz: float
 
     def to_dict(self) -> dict:
@@ -260,9 +265,40 @@ def kitchen20_lossless(
                     bandwidth,
                 )
             )
+    kept, excluded = carry_lowpass_to_upload(root, kept, excluded)
     if not kept:
         raise Kitchen20Error(f"{root}: no clip left as lossless")
     return kept, excluded
+
+
+def carry_lowpass_to_upload(
+    root: Path, kept: list[RealClip], excluded: list[Exclusion]
+) -> tuple[list[RealClip], list[Exclusion]]:
+    """Moves the kept cuts of an upload that another cut shows a digital lowpass in (a cliff
+    onto the 16-bit floor or a steep fall) to the excluded, naming that cut."""
+    lowpassed: dict[str, Exclusion] = {}
+    for e in excluded:
+        if e.reason.startswith(("cut to the 16-bit floor", "steep fall")):
+            lowpassed.setdefault(e.upload, e)
+    still: list[RealClip] = []
+    carried: list[Exclusion] = []
+    for clip in kept:
+        sibling = lowpassed.get(clip.upload)
+        if sibling is None:
+            still.append(clip)
+            continue
+        carried.append(
+            Exclusion(
+                clip.path.relative_to(root).as_posix(),
+                clip.label,
+                clip.recording,
+                clip.upload,
+                f"upload cut by a digital lowpass ({Path(sibling.filename).stem}: "
+                f"{sibling.reason})",
+                clip.bandwidth_hz,
+            )
+        )
+    return still, excluded + carried
 
 
 def exclusion_counts(excluded: list[Exclusion]) -> dict[str, int]:
