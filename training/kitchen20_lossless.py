@@ -66,6 +66,8 @@ FALL_DB = 30.0  # the drop of the mean spectrum within CLIFF_WIDTH_HZ that only 
 FALL_LOWEST_HZ = 1000.0  # below this the spans either side hold too few bins to compare
 FALL_TOP_MARGIN_HZ = 1000.0  # the span above an edge ends this far under Nyquist, clear of the
 # recorder's anti-alias filter (at 44.1 kHz it falls from about 20 kHz towards Nyquist)
+CUT_TO_FLOOR = "cut to the 16-bit floor"  # the reasons that find a digital lowpass, which
+STEEP_FALL = "steep fall"  # carries to the upload's other cuts
 
 
 class Kitchen20Error(LosslessDataError):
@@ -208,12 +210,9 @@ def exclusion_reason(
     if bandwidth_hz < min_bandwidth_hz:
         return f"band-limited ({bandwidth_hz / 1000:.1f} kHz < {min_bandwidth_hz / 1000:.1f} kHz)"
     if cliff.share >= MIN_CLIFF_SHARE:
-        return (
-            f"cut to the 16-bit floor ({100 * cliff.share:.0f} % of frames, "
-            f"at {cliff.hz / 1000:.1f} kHz)"
-        )
+        return f"{CUT_TO_FLOOR} ({100 * cliff.share:.0f} % of frames, at {cliff.hz / 1000:.1f} kHz)"
     if fall.db >= FALL_DB:
-        return f"steep fall ({fall.db:.0f} dB within 1 kHz at {fall.hz / 1000:.1f} kHz)"
+        return f"{STEEP_FALL} ({fall.db:.0f} dB within 1 kHz at {fall.hz / 1000:.1f} kHz)"
     return None
 
 
@@ -278,7 +277,7 @@ def carry_lowpass_to_upload(
     onto the 16-bit floor or a steep fall) to the excluded, naming that cut."""
     lowpassed: dict[str, Exclusion] = {}
     for e in excluded:
-        if e.reason.startswith(("cut to the 16-bit floor", "steep fall")):
+        if e.reason.startswith((CUT_TO_FLOOR, STEEP_FALL)):
             lowpassed.setdefault(e.upload, e)
     still: list[RealClip] = []
     carried: list[Exclusion] = []
