@@ -1,13 +1,13 @@
 """What the codecs' grid tests cost beside the detector's network, per 10-second mono clip.
 
 Run: .venv/bin/python -m benchmarks.grid_tests [--clips 4] [--threads 1] [--quick]
-The server runs the grid tests (asc.codecs.grid_tests: SBC's and the MDCT codecs') once per
-clip with the detector on; the network runs on every 2-second piece of every window. All are
+The server runs the grid tests (asc.codecs.grid_tests: SBC's, the MDCT codecs' and MP3's) once
+per clip with the detector on; the network runs on every 2-second piece of every window. All are
 timed here in one run, on the same generated clips, as CPU seconds of this process: each test
 on each clip as sent losslessly and as a copy its test should find (`sbc:bitpool=53`,
-`aac:128k`, and `he-aac:64k`, whose core the MDCT test looks for at half the rate only where
-the full rate shows no grid, as for a lossless clip), and the network (features and model,
-eager PyTorch) on the clip's pieces.
+`aac:128k`, `mp3:128k`, and `he-aac:64k`, whose core the MDCT test looks for at half the rate
+only where the full rate shows no grid, as for a lossless clip), and the network (features and
+model, eager PyTorch) on the clip's pieces.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from asc.checkpoint import load
 from asc.codecs import roundtrip
 from asc.codecs.grid_tests import grid_call
 from asc.codecs.mdct_trace import mdct_trace
+from asc.codecs.mp3_trace import mp3_trace
 from asc.codecs.sbc_trace import sbc_trace
 from asc.features import FeatureExtractor
 from asc.models.detector import WINDOW_SECONDS
@@ -58,6 +59,7 @@ def main() -> None:
     sbc = [roundtrip(c, RATE, "sbc:bitpool=53") for c in clips]
     aac = [np.round(roundtrip(c, RATE, "aac:128k") * 32768) / 32768 for c in clips]  # as stored
     he_aac = [np.round(roundtrip(c, RATE, "he-aac:64k") * 32768) / 32768 for c in clips]
+    mp3 = [np.round(roundtrip(c, RATE, "mp3:128k") * 32768) / 32768 for c in clips]
     file_scores(model, extractor, [torch.from_numpy(clips[0])], torch.device("cpu"), window)
 
     def network(c: np.ndarray) -> None:
@@ -67,7 +69,8 @@ def main() -> None:
     tests = {
         "SBC test": lambda c: sbc_trace(c, RATE).lossy_probability,
         "MDCT test": lambda c: mdct_trace(c, RATE).lossy_probability,
-        "both, as the server runs them": lambda c: grid_call(c, RATE).probability,
+        "MP3 test": lambda c: mp3_trace(c, RATE).lossy_probability,
+        "all three, as the server runs them": lambda c: grid_call(c, RATE).probability,
     }
     cases = [
         ("SBC test", "lossless clip", clips),
@@ -75,7 +78,9 @@ def main() -> None:
         ("MDCT test", "lossless clip", clips),
         ("MDCT test", "aac:128k copy", aac),
         ("MDCT test", "he-aac:64k copy (found at half the rate)", he_aac),
-        ("both, as the server runs them", "lossless clip", clips),
+        ("MP3 test", "lossless clip", clips),
+        ("MP3 test", "mp3:128k copy", mp3),
+        ("all three, as the server runs them", "lossless clip", clips),
     ]
     grid = {
         f"{test}, {what}": [timed(lambda c=c, t=tests[test]: t(c)) for c in waves]

@@ -20,11 +20,14 @@ import soundfile as sf
 
 from asc.audio import load as load_audio
 from asc.checkpoint import load
-from asc.codecs import parse_spec, roundtrip
+from asc.codecs import mdct_frames, parse_spec, roundtrip
+from asc.codecs import mp3_trace as mp3_trace_module
 from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import MIDPOINT as MDCT_MIDPOINT
 from asc.codecs.mdct_trace import MdctTrace
 from asc.codecs.measure import effective_bandwidth, measure_roundtrip
+from asc.codecs.mp3_trace import MIDPOINT as MP3_MIDPOINT
+from asc.codecs.mp3_trace import Mp3Trace
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace
 from tests.real_data import kitchen20_root
@@ -41,7 +44,13 @@ from training.detector_data import (
     family_of,
 )
 from training.detector_sources import lossless_set
-from training.experiments.detector_families_grid import grid_cache_path, grid_scores
+from training.experiments.detector_families_grid import (
+    GRID_TESTS,
+    _imported_sources,
+    grid_cache_path,
+    grid_code_version,
+    grid_scores,
+)
 from training.experiments.detector_families_scores import (
     ScoredFile,
     expected_calibration_error,
@@ -416,17 +425,30 @@ def test_grid_results_are_kept_by_the_files_bytes(tmp_path):
 
     first, again = scored(), scored()
     grid_scores([first], workers=1, progress=False, cache_dir=cache)
-    kept = grid_cache_path(cache, coded)
+    kept = grid_cache_path(cache, coded, "mdct")
     assert kept.is_file() and first.grid is not None and first.grid.family == "aac"
+    assert len({grid_cache_path(cache, coded, test) for test in GRID_TESTS}) == len(GRID_TESTS)
     grid_scores([again], workers=1, progress=False, cache_dir=cache)
     assert (again.grid, again.mdct_lattice) == (first.grid, first.mdct_lattice)
     kept.write_bytes(kept.read_bytes()[:10])  # a run stopped mid-write
     grid_scores([again], workers=1, progress=False, cache_dir=cache)
     assert (again.grid, again.mdct_lattice) == (first.grid, first.mdct_lattice)
     sf.write(coded, noise, rate, subtype="FLOAT")  # other bytes: another key, tested afresh
-    assert grid_cache_path(cache, coded) != kept
+    assert grid_cache_path(cache, coded, "mdct") != kept
     grid_scores([again], workers=1, progress=False, cache_dir=cache)
     assert again.grid is not None and again.grid.probability < 0.5
+
+
+def test_each_grid_test_is_kept_under_its_own_code():
+    """A grid test's kept results depend on the code it runs and no other test's: a change to
+    the MP3 test leaves the SBC and MDCT tests' results kept."""
+    mp3, frames = Path(mp3_trace_module.__file__), Path(mdct_frames.__file__)
+    assert mp3 in _imported_sources("asc.codecs.mp3_trace")
+    assert frames in _imported_sources("asc.codecs.mdct_trace")
+    for other in ("asc.codecs.sbc_trace", "asc.codecs.mdct_trace"):
+        assert mp3 not in _imported_sources(other)
+    assert frames not in _imported_sources("asc.codecs.mp3_trace")
+    assert len({grid_code_version(test) for test in GRID_TESTS}) == len(GRID_TESTS)
 
 
 def test_the_grid_tests_join_the_network(tiny):
@@ -441,7 +463,8 @@ def test_the_grid_tests_join_the_network(tiny):
         excess, lattice = float(r["mdct_excess"] or 0), float(r["mdct_lattice"] or 0)
         vorbis = float(r["mdct_vorbis_lattice"] or 0)
         mdct = MdctTrace(r["mdct_family"] or None, excess, 0, lattice, vorbis)
-        call = surer_call(sbc, mdct)
+        mp3 = Mp3Trace(float(r["mp3_excess"] or 0), 0, tested=r["mp3_excess"] != "")
+        call = surer_call(sbc, mdct, mp3)
         assert call is not None
         grid = call.probability
         assert float(r["score"]) == pytest.approx(max(float(r["network_score"]), grid), abs=1e-4)
@@ -460,9 +483,13 @@ def test_the_grid_tests_join_the_network(tiny):
     assert max(float(r["mdct_excess"]) for r in originals) < MDCT_MIDPOINT
     assert max(float(r["mdct_lattice"]) for r in originals) < MDCT_MIDPOINT
     assert max(float(r["mdct_vorbis_lattice"]) for r in originals) < MDCT_MIDPOINT
+    assert max(float(r["mp3_excess"]) for r in originals) < MP3_MIDPOINT
     aac = [r for r in files if r["path"] == "sbc:bitpool=53>aac:64k"]
     found = [r for r in aac if r["mdct_family"] == "aac" and float(r["mdct_excess"]) > 20]
     assert len(found) >= len(aac) / 2, [(r["mdct_family"], r["mdct_excess"]) for r in aac]
+    mp3 = [r for r in files if r["path"] == "mp3:128k"]
+    found = [r for r in mp3 if float(r["mp3_excess"] or 0) > MP3_MIDPOINT]
+    assert len(found) >= len(mp3) / 2, [r["mp3_excess"] for r in mp3]
     for source in results["sources"].values():
         alone = source["network_alone"]
         assert set(alone["families"]) == set(source["families"])

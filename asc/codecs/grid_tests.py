@@ -2,8 +2,9 @@
 
 A spectrogram network sees a codec's lowpass and its noise where they rise above the
 recording's own; at the bitrates a device uses on real recordings, SBC and FFmpeg's AAC often
-leave neither. Their frame grids remain (asc.codecs.sbc_trace, asc.codecs.mdct_trace), and
-each test names the codec whose grid it finds. The server and the detector-families report
+leave neither, and MP3's noise looks like Opus's and Vorbis's. Their frame grids remain
+(asc.codecs.sbc_trace, asc.codecs.mdct_trace, asc.codecs.mp3_trace), and each test names the
+codec whose grid it finds. The server and the detector-families report
 both take the surer test's call and join it to the network's output with ``join_detector``.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asc.codecs.mdct_trace import MdctTrace, mdct_trace
+from asc.codecs.mp3_trace import Mp3Trace, mp3_trace
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace, sbc_trace
 
@@ -34,24 +36,28 @@ class GridCall:
     sbc_probability: float | None = None
 
 
-def surer_call(sbc: SbcTrace, mdct: MdctTrace) -> GridCall | None:
-    """The call of the test more sure that it found a grid; None where neither could run."""
+def surer_call(sbc: SbcTrace, mdct: MdctTrace, mp3: Mp3Trace) -> GridCall | None:
+    """The call of the test surest that it found a grid; None where none could run."""
     sbc_probability = sbc.lossy_probability if sbc.bitpool is not None else None
     calls = []
     if sbc_probability is not None:
         calls.append(GridCall("sbc", sbc_probability, sbc_probability))
     if mdct.family is not None:
         calls.append(GridCall(mdct.family, mdct.lossy_probability, sbc_probability))
+    if mp3.tested:
+        calls.append(GridCall("mp3", mp3.lossy_probability, sbc_probability))
     return max(calls, key=lambda c: c.probability) if calls else None
 
 
 def grid_call(
     wave: np.ndarray, rate: int, pace: Callable[[], None] | None = None
 ) -> GridCall | None:
-    """Both grid tests on a wave as decoded, at the rate it was coded at. ``pace``, where
+    """The three grid tests on a wave as decoded, at the rate it was coded at. ``pace``, where
     given, is called between their steps (a few milliseconds of CPU each), so that a caller
     can spread a test's CPU over time (server/grid_runner.py)."""
-    return surer_call(sbc_trace(wave, rate, pace), mdct_trace(wave, rate, pace))
+    return surer_call(
+        sbc_trace(wave, rate, pace), mdct_trace(wave, rate, pace), mp3_trace(wave, rate, pace)
+    )
 
 
 def join_detector(

@@ -8,17 +8,20 @@ test finds. Both sets of figures are kept, so the report shows what the tests ad
 cost in false alarms.
 
 The grid tests take most of a report's time (57 of 76 minutes for the committed one on two
-cores) and depend on nothing but the file and the tests' code, so each file's result is kept
-in the coded-copy cache's ``grid-tests`` folder, keyed by the file's bytes and the code of
-``asc.audio`` and ``asc.codecs``: a report run again with another checkpoint, or stopped
-halfway, redoes only what changed.
+cores) and depend on nothing but the file and the tests' code, so each test's result on each
+file is kept in the coded-copy cache's ``grid-tests`` folder, keyed by the file's bytes and the
+code of the test's own module and every ``asc`` module it imports, directly or not: a report
+run again with another checkpoint, stopped halfway, or with one test changed, redoes only what
+changed.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -26,16 +29,18 @@ from pathlib import Path
 import numpy as np
 import scipy
 
-import asc.audio
-import asc.codecs
+import asc
 from asc.audio import load
 from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import mdct_trace
+from asc.codecs.mp3_trace import mp3_trace
 from asc.codecs.sbc_trace import sbc_trace
 from training.augment import parallel_map
 from training.experiments.detector_families_scores import DETECTOR, NETWORK, ScoredFile
 
 GRID_CACHE = "grid-tests"  # beside the coded copies' two-letter folders
+# Each grid test, by the name its results are kept under, in ``surer_call``'s order.
+GRID_TESTS: dict[str, Callable] = {"sbc": sbc_trace, "mdct": mdct_trace, "mp3": mp3_trace}
 
 
 def grid_scores(
@@ -45,10 +50,11 @@ def grid_scores(
     from ``cache_dir`` where a file's result is kept there (None: no cache)."""
     jobs = [(str(f.audio), str(cache_dir) if cache_dir else None) for f in files]
     traced = parallel_map(_cached_trace, jobs, workers, progress, "grid tests", unit="file")
-    for f, (contrast, mdct, call) in zip(files, traced, strict=True):
-        f.sbc_contrast_db, f.grid = contrast, call
+    for f, (sbc, mdct, mp3) in zip(files, traced, strict=True):
+        f.sbc_contrast_db, f.grid = sbc.contrast_db, surer_call(sbc, mdct, mp3)
         f.mdct_family, f.mdct_excess, f.mdct_lattice = mdct.family, mdct.excess, mdct.lattice
         f.mdct_vorbis_lattice = mdct.vorbis_lattice
+        f.mp3_excess = mp3.excess if mp3.tested else None
 
 
 def combine(files: list[ScoredFile]) -> None:
@@ -68,40 +74,73 @@ def network_alone(files: list[ScoredFile]) -> list[ScoredFile]:
 
 
 @cache
-def grid_code_version() -> str:
-    """A digest of the code a grid test's result depends on: ``asc.audio``, every module of
-    ``asc.codecs`` (more than the tests use, so that no change they see is missed), and the
-    numpy and scipy they run on."""
+def grid_code_version(test: str) -> str:
+    """A digest of the code one grid test's result depends on: its module and every ``asc``
+    module that imports, directly or not (``asc.audio``, which loads the file, among them),
+    and the numpy and scipy they run on."""
     digest = hashlib.sha256(f"numpy {np.__version__} scipy {scipy.__version__}".encode())
-    sources = [Path(asc.audio.__file__), *sorted(Path(asc.codecs.__file__).parent.glob("*.py"))]
-    for source in sources:
+    digest.update(test.encode())
+    for source in sorted(
+        _imported_sources(GRID_TESTS[test].__module__) | _imported_sources(load.__module__)
+    ):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()
 
 
-def grid_cache_path(cache_dir: Path, audio: Path) -> Path:
-    key = hashlib.sha256(grid_code_version().encode() + audio.read_bytes()).hexdigest()
+def _imported_sources(module: str) -> set[Path]:
+    """The source files of ``module`` and of every ``asc`` module it imports, directly or not,
+    with the packages' ``__init__`` files that importing them runs."""
+    root = Path(asc.__file__).parent.parent
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = root / Path(*name.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        todo.append(name.rpartition(".")[0])  # its package
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                todo += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+        todo = [n for n in todo if n == "asc" or n.startswith("asc.")]
+    return seen
+
+
+def grid_cache_path(cache_dir: Path, audio: Path, test: str) -> Path:
+    key = hashlib.sha256(grid_code_version(test).encode() + audio.read_bytes()).hexdigest()
     return cache_dir / key[:2] / f"{key}.pkl"
 
 
-def _cached_trace(job: tuple[str, str | None]):
+def _cached_trace(job: tuple[str, str | None]) -> list:
+    """Each grid test's result on one file, from the cache where kept there."""
     path, cache_dir = job
-    if cache_dir is None:
-        return _trace(path)
-    kept = grid_cache_path(Path(cache_dir), Path(path))
+    loaded = None
+    traces = []
+    for test, run in GRID_TESTS.items():
+        kept = grid_cache_path(Path(cache_dir), Path(path), test) if cache_dir else None
+        trace = _read(kept) if kept else None
+        if trace is None:
+            loaded = loaded or load(path)
+            trace = run(*loaded)
+            if kept:
+                _write(kept, trace)
+        traces.append(trace)
+    return traces
+
+
+def _read(kept: Path):
     try:
         return pickle.loads(kept.read_bytes())
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-        pass  # absent, or left broken by a run stopped mid-write: test the file again
-    result = _trace(path)
+        return None  # absent, or left broken by a run stopped mid-write: test the file again
+
+
+def _write(kept: Path, trace) -> None:
     kept.parent.mkdir(parents=True, exist_ok=True)
     partial = kept.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_bytes(pickle.dumps(result))
+    partial.write_bytes(pickle.dumps(trace))
     partial.replace(kept)  # whole or not at all
-    return result
-
-
-def _trace(path: str):
-    wave, rate = load(path)
-    sbc, mdct = sbc_trace(wave, rate), mdct_trace(wave, rate)
-    return sbc.contrast_db, mdct, surer_call(sbc, mdct)

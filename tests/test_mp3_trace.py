@@ -1,0 +1,94 @@
+"""The MP3 grid test (asc.codecs.mp3_trace) on real codecs: real recordings coded by the engine's
+own MP3, AAC, Opus, Vorbis and SBC encoders, and FFmpeg's Layer II decoder for the filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asc.codecs import roundtrip
+from asc.codecs.grid_tests import grid_call, join_detector, named_family
+from asc.codecs.mp3_trace import (
+    GRANULE,
+    MIDPOINT,
+    SUBBANDS,
+    UNTESTED,
+    _analysis,
+    _decode_layer2,
+    _layer2_frame,
+    mp3_trace,
+)
+from asc.codecs.registry import CODEC_FAMILIES
+from tests.real_data import kitchen20_clips
+
+RATE = 44100
+# Where the engine's MP3 encoder (LAME through PyAV, its priming trimmed) lays its granules.
+ENGINE_OFFSET = 47
+
+
+def as_stored(wave: np.ndarray) -> np.ndarray:
+    """A decoded copy as a 16-bit file holds it."""
+    return (np.round(np.asarray(wave, np.float64) * 32768) / 32768).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def real() -> list[np.ndarray]:
+    clips = kitchen20_clips(("blender", "cutlery", "drawer", "peel"), RATE)
+    return [c.reshape(len(c), -1)[: 4 * RATE, 0] for c in clips]
+
+
+def test_the_measured_filters_take_a_layer2_stream_back_to_its_subbands():
+    """One sample in one subband of a hand-built Layer II frame, decoded by FFmpeg, analysed
+    again: that subband holds nearly all the energy, at one sample phase."""
+    for k in (0, 5, 17):
+        codes = [8] + [7] * 35
+        wave = _decode_layer2(_layer2_frame(k, codes) + _layer2_frame(k, [7] * 36))
+        subbands = _analysis(np.concatenate([np.zeros(512), wave]).astype(np.float32))
+        best = max(range(SUBBANDS), key=lambda p: np.sum(np.square(subbands[p::SUBBANDS, k])))
+        energy = np.sum(np.square(subbands[best::SUBBANDS]), axis=0)
+        assert int(np.argmax(energy)) == k
+        assert energy[k] > 1e5 * np.delete(energy, k).max(), (k, energy)
+
+
+def test_real_recordings_show_no_grid_and_their_mp3_copies_do(real):
+    """At every bitrate a device would use up to 192k, a 16-bit copy of a real recording shows
+    MP3's grid, at the offset the engine's encoder lays its granules; the recording itself, and
+    its AAC, Opus, Vorbis and SBC copies, show none."""
+    for wave in real:
+        assert mp3_trace(wave, RATE).excess < MIDPOINT
+        for spec in ("mp3:64k", "mp3:128k", "mp3:192k"):
+            trace = mp3_trace(as_stored(roundtrip(wave, RATE, spec)), RATE)
+            assert trace.lossy_probability > 0.99, (spec, trace)
+            assert trace.offset == ENGINE_OFFSET, (spec, trace)
+        for spec in ("aac:128k", "opus:96k", "vorbis:160k", "sbc:bitpool=53"):
+            trace = mp3_trace(as_stored(roundtrip(wave, RATE, spec)), RATE)
+            assert trace.lossy_probability < 0.5, (spec, trace)
+
+
+def test_the_grid_moves_with_the_wave_and_holds_in_stereo(real):
+    """A copy cut by some samples shows its grid that many samples earlier; a stereo copy of
+    two different recordings (joint stereo) shows it too, at 48 kHz as at 44.1."""
+    coded = as_stored(roundtrip(real[0], RATE, "mp3:128k"))
+    for cut in (1, 100, 1000):
+        assert mp3_trace(coded[cut:], RATE).offset == (ENGINE_OFFSET - cut) % GRANULE
+    stereo = np.stack([real[1], 0.5 * (real[1] + real[3])], axis=1)
+    trace = mp3_trace(as_stored(roundtrip(stereo, 48000, "mp3:192k")), 48000)
+    assert trace.lossy_probability > 0.99 and trace.offset == ENGINE_OFFSET
+    assert mp3_trace(stereo, 48000).excess < MIDPOINT
+
+
+def test_the_grid_names_mp3_where_the_network_names_another_family(real):
+    """The server's join: a copy the network takes for Opus is named MP3 where its grid shows."""
+    coded = as_stored(roundtrip(real[3], RATE, "mp3:128k"))
+    call = grid_call(coded, RATE)
+    assert call is not None and call.family == "mp3" and call.probability > 0.99
+    opus = np.array([0.9 if f == "opus" else 0.1 / 8 for f in CODEC_FAMILIES])
+    assert named_family(*join_detector(0.6, opus, call)) == "mp3"
+    assert grid_call(real[3], RATE).probability < 0.5
+
+
+def test_waves_the_test_cannot_read_are_untested(real):
+    assert mp3_trace(real[0][: RATE // 2], RATE) == UNTESTED  # too short for its segments
+    assert mp3_trace(np.zeros((3 * RATE, 2), np.float32), RATE) == UNTESTED  # silence
+    assert mp3_trace(real[0], 8000) == UNTESTED  # MP3 has no 8 kHz mode
+    assert UNTESTED.lossy_probability == 0.0
