@@ -46,6 +46,7 @@ from training.detector_data import (
 from training.detector_sources import lossless_set
 from training.experiments.detector_families_grid import (
     GRID_TESTS,
+    _code_of,
     _imported_sources,
     grid_cache_path,
     grid_code_version,
@@ -449,6 +450,15 @@ def test_each_grid_test_is_kept_under_its_own_code():
         assert mp3 not in _imported_sources(other)
     assert frames not in _imported_sources("asc.codecs.mp3_trace")
     assert len({grid_code_version(test) for test in GRID_TESTS}) == len(GRID_TESTS)
+
+
+def test_a_grid_tests_prose_keeps_its_results(tmp_path):
+    """Docstrings and comments are not the code a result depends on; a changed line is."""
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text('"""Why."""\nimport x  # a note\n\n\ndef f():\n    """Not."""\n    return 1\n')
+    b.write_text('"""Why, said again."""\nimport x\n\n\ndef f():\n    return 1  # another\n')
+    c.write_text('"""Why."""\nimport x\n\n\ndef f():\n    """Not."""\n    return 2\n')
+    assert _code_of(a) == _code_of(b) != _code_of(c)
 
 
 def test_the_grid_tests_join_the_network(tiny):

@@ -43,8 +43,8 @@ found at half the rate names HE-AAC.
 This reaches what the lossy detector's network misses on real recordings, FFmpeg's AAC at 256
 kbit/s and Vorbis at 256 to 320 kbit/s, whose noise hides under the recording's own, without
 any cue in the spectrum, and names HE-AAC, whose copies the network often takes for Opus. MP3's
-hybrid filter bank and Opus's 48 kHz frames (which resampling moves off the wave's samples)
-leave no such grid, so those stay the network's.
+hybrid filter bank leaves a grid of its own (``asc.codecs.mp3_trace``); Opus's 48 kHz frames
+(which resampling moves off the wave's samples) leave none, so Opus stays the network's.
 """
 
 from __future__ import annotations
