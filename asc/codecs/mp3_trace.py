@@ -142,7 +142,7 @@ def _zero_shares(
     subbands = _analysis(segment[: _segment_samples()])
     times = LINES * (SEGMENT_GRANULES + 1)
     s = subbands[offsets[:, None] + SUBBANDS * np.arange(times)]  # (offsets, times, subbands)
-    s[:, 0::2, 1::2] *= -1  # the decoder's frequency inversion, undone
+    s[:, 1::2, 1::2] *= -1  # the decoder's frequency inversion, undone
     window, cosines = _mdct_basis()
     blocks = np.stack([s[:, LINES * g : LINES * g + 2 * LINES] for g in range(SEGMENT_GRANULES)], 1)
     blocks = np.swapaxes(blocks, -1, -2) * window  # (offsets, granules, subbands, 36)
