@@ -20,9 +20,19 @@ responses run backwards. Before the MDCT the analysis undoes the decoder's frequ
 (odd samples of odd subbands negated), and after it applies the encoder's alias-reduction
 butterflies between neighbouring subbands, so the lines are the ones the encoder quantised.
 
-Granules that Layer III codes with short blocks (on transients) show no zeros on this long-block
-grid; the rest carry the call. The filter bank does not depend on the sample rate, so the test
-runs at any of MPEG audio's rates.
+At 320 kbit/s LAME quantises few lines to zero, but its quantiser leaves a second trace on the
+same granules, as AAC's does (``asc.codecs.mdct_trace``): every line it keeps is q^(4/3) 2^(s/4)
+for integers q and s (s one per scalefactor band), so on the grid |line|^(3/4) falls on
+multiples of one step per band, up to 16-bit rounding, where a lossless recording's lines fall
+anywhere. The lattice is searched on the low bands of the two loudest search segments, the best
+few offsets of that search and of the zeros' are scored on every band of every search segment,
+and the best is measured on the other segments against off-grid offsets; where it stands out
+more than the zeros do, it carries the call.
+
+Granules that Layer III codes with short blocks (on transients) show neither trace on this
+long-block grid; the rest carry the call. The filter bank does not depend on the sample rate,
+so the zeros are counted at any of MPEG audio's rates; the lattice needs a rate's scalefactor
+bands, and is measured at MPEG-1's (32, 44.1 and 48 kHz), where the high bitrates are.
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ from functools import cache
 
 import av
 import numpy as np
+
+from asc.codecs.mdct_frames import LATTICE_FLOOR, LATTICE_KEPT, LATTICE_NULL, lattice_excess
+from asc.codecs.mdct_frames import ZERO as KEPT
 
 SUBBANDS = 32
 TAPS = 512  # the polyphase prototype's length
@@ -60,6 +73,75 @@ NEAR = 2  # offsets this close to the grid (in samples) are not off it
 # as not, and how fast the call turns: as the MDCT test's.
 MIDPOINT = 5.0
 SCALE = 0.5
+# MP3's long-block scalefactor bands at MPEG-1's rates (ISO/IEC 11172-3, Table B.8), up to
+# about 15 kHz: each band's lines share one quantiser step. MPEG-2's rates (at most 160
+# kbit/s, where zeros abound) go without.
+BANDS = {
+    44100: (
+        0,
+        4,
+        8,
+        12,
+        16,
+        20,
+        24,
+        30,
+        36,
+        44,
+        52,
+        62,
+        74,
+        90,
+        110,
+        134,
+        162,
+        196,
+        238,
+        288,
+        342,
+        418,
+    ),
+    48000: (
+        0,
+        4,
+        8,
+        12,
+        16,
+        20,
+        24,
+        30,
+        36,
+        42,
+        50,
+        60,
+        72,
+        88,
+        106,
+        128,
+        156,
+        190,
+        230,
+        276,
+        330,
+        384,
+    ),
+    32000: (0, 4, 8, 12, 16, 20, 24, 30, 36, 44, 54, 66, 82, 102, 126, 156, 194, 240, 296, 364),
+}
+LATTICE_LOW = 3  # bands from the fourth (about 0.5 kHz at 44.1 kHz) are counted
+LATTICE_SEARCH_BANDS = 8  # the search scores the next few, to about 4 kHz,
+LATTICE_SEARCH_SEGMENTS = 2  # on the loudest search segments; the best
+LATTICE_CANDIDATES = 4  # offsets of that search and of the zeros' are scored on every band
+# Layer III keeps each line as q^(4/3) 2^(s/4) for integers q and s, so |line|^(3/4) falls on
+# multiples of a band's step, 2^(3s/16) times one constant. In this module's scale the steps
+# are 2^((3s + 1)/16) (fitted on the engine's copies of real clips: tests/test_mp3_trace.py).
+LATTICE_PHASE = 1 / 16
+# A band's largest line spans this many steps of a lattice tried on it. At 320 kbit/s LAME's
+# steps are finer than AAC's at 256 (a quiet recording's bands span up to a few hundred), and
+# the inverse decoder keeps them apart: a wider range than AAC's (asc.codecs.mdct_frames).
+LATTICE_STEPS = (1.5, 300.0)
+_STEP_RATIOS = np.exp2(
+    3 / 16 * np.arange(math.ceil(16 / 3 * math.log2(LATTICE_STEPS[1] / LATTICE_STEPS[0])) + 1)
+).astype(np.float32)
 # The encoder's alias-reduction coefficients (ISO/IEC 11172-3, Table B.9).
 _ALIAS = np.array([-0.6, -0.535, -0.33, -0.185, -0.095, -0.041, -0.0142, -0.0037])
 _CS, _CA = 1 / np.sqrt(1 + _ALIAS**2), _ALIAS / np.sqrt(1 + _ALIAS**2)
@@ -70,14 +152,20 @@ class Mp3Trace:
     """How far the zeros on the wave's best Layer III grid stand out from its other offsets."""
 
     excess: float  # on-grid share of zeros over the off-grid median, in off-grid spreads
-    offset: int  # the grid's offset from the wave's start, in samples (0 to 575)
+    offset: int  # the surer measure's grid offset from the wave's start (0 to 575 samples)
+    lattice: float = 0.0  # the quantiser's lattice on its best grid over off-grid offsets
     tested: bool = True
+
+    @property
+    def strength(self) -> float:
+        """The surer of the two measures: zeros, the quantiser's lattice."""
+        return max(self.excess, self.lattice)
 
     @property
     def lossy_probability(self) -> float:
         if not self.tested:
             return 0.0
-        return 1.0 / (1.0 + math.exp(-(self.excess - MIDPOINT) / SCALE))
+        return 1.0 / (1.0 + math.exp(-(self.strength - MIDPOINT) / SCALE))
 
 
 UNTESTED = Mp3Trace(0.0, 0, tested=False)
@@ -102,31 +190,64 @@ def mp3_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = Non
     signals = [x[:, 0]] if same else [x[:, 0], x.mean(axis=1)]
     best = UNTESTED
     for signal in signals:
-        trace = _trace(signal, search, measure, pace)
-        if not best.tested or trace.excess > best.excess:
+        bands = BANDS[rate][LATTICE_LOW:] if rate in BANDS else None
+        trace = _trace(signal, search, measure, bands, pace)
+        if not best.tested or trace.strength > best.strength:
             best = trace
     return best
 
 
 def _trace(
-    signal: np.ndarray, search: np.ndarray, measure: np.ndarray, pace: Callable[[], None] | None
+    signal: np.ndarray,
+    search: np.ndarray,
+    measure: np.ndarray,
+    bands: tuple[int, ...] | None,
+    pace: Callable[[], None] | None,
 ) -> Mp3Trace:
-    """The grid of one signal: the offset whose lines hold the most zeros on the search
-    segments, measured on the others against off-grid offsets."""
+    """The grids of one signal: the offset whose lines hold the most zeros on the search
+    segments, and the one whose bands lie closest to a lattice of the quantiser's on the
+    loudest of them, each measured on the other segments against off-grid offsets."""
     offsets = np.arange(GRANULE)
-    searched = np.mean([_zero_shares(signal[s:], offsets, pace) for s in search], axis=0)
-    offset = int(np.argmax(searched))
-    off_grid = np.abs((offsets - offset + GRANULE // 2) % GRANULE - GRANULE // 2) > NEAR
-    null = np.random.default_rng(0).choice(offsets[off_grid], NULL_OFFSETS, replace=False)
-    tried = np.concatenate([[offset], null])
-    on, *off = np.mean([_zero_shares(signal[s:], tried, pace) for s in measure], axis=0)
+    energy = [np.mean(np.square(signal[s : s + _segment_samples()])) for s in search]
+    loudest = np.argsort(energy)[-LATTICE_SEARCH_SEGMENTS:]
+    zeros, lattice = np.zeros(GRANULE), np.zeros(GRANULE)
+    for i, s in enumerate(search):
+        lines = _lines(signal[s:], offsets, pace)
+        zeros += _zero_shares(lines)
+        if bands is not None and i in loudest:
+            lattice += _lattice_scores(lines, bands[: LATTICE_SEARCH_BANDS + 1])
+    rng = np.random.default_rng(0)
+    at = int(np.argmax(zeros))
+    zero_null = rng.choice(_off_grid(at), NULL_OFFSETS, replace=False)
+    lattice_at = at
+    if bands is not None:  # the best few of either search, scored on every search segment
+        candidates = np.unique(
+            np.concatenate([np.argsort(-s)[:LATTICE_CANDIDATES] for s in (zeros, lattice)])
+        )
+        scores = [_lattice_scores(_lines(signal[s:], candidates, pace), bands) for s in search]
+        lattice_at = int(candidates[np.argmax(np.mean(scores, axis=0))])
+    lattice_null = rng.choice(_off_grid(lattice_at), LATTICE_NULL, replace=False)
+    tried = np.concatenate([[at], zero_null, [lattice_at], lattice_null])
+    lines = np.concatenate([_lines(signal[s:], tried, pace) for s in measure], axis=1)
+    on, *off = _zero_shares(lines[: 1 + NULL_OFFSETS])
     median = float(np.median(off))
     # the off-grid shares' spread, never below a binomial count's over the measured lines
-    lines = len(measure) * SEGMENT_GRANULES * (COUNTED.stop - COUNTED.start)
-    p = min(max(median, 1.0 / lines), 1.0 - 1.0 / lines)
+    count = lines.shape[1] * (COUNTED.stop - COUNTED.start)
+    p = min(max(median, 1.0 / count), 1.0 - 1.0 / count)
     spread = 1.4826 * float(np.median(np.abs(np.array(off) - median)))
-    spread = max(spread, math.sqrt(p * (1 - p) / lines))
-    return Mp3Trace(round(float((on - median) / spread), 2), offset)
+    excess = (on - median) / max(spread, math.sqrt(p * (1 - p) / count))
+    found = 0.0
+    if bands is not None:
+        on, *off = _lattice_scores(lines[1 + NULL_OFFSETS :], bands)
+        found = lattice_excess(float(on), [float(o) for o in off])
+    offset = lattice_at if found > excess else at
+    return Mp3Trace(round(float(excess), 2), offset, round(float(found), 2))
+
+
+def _off_grid(offset: int) -> np.ndarray:
+    """The offsets more than NEAR samples from ``offset``, around the granule."""
+    offsets = np.arange(GRANULE)
+    return offsets[np.abs((offsets - offset + GRANULE // 2) % GRANULE - GRANULE // 2) > NEAR]
 
 
 def _segment_samples() -> int:
@@ -135,10 +256,9 @@ def _segment_samples() -> int:
     return GRANULE + (SEGMENT_GRANULES + 1) * GRANULE + TAPS
 
 
-def _zero_shares(
-    segment: np.ndarray, offsets: np.ndarray, pace: Callable[[], None] | None
-) -> np.ndarray:
-    """Per offset, the share of the lines of the segment's granules that lie near zero."""
+def _lines(segment: np.ndarray, offsets: np.ndarray, pace: Callable[[], None] | None) -> np.ndarray:
+    """The segment's granules decoded backwards at each offset: offsets x granules x 576
+    lines, in subband order (subband x 18 + line)."""
     subbands = _analysis(segment[: _segment_samples()])
     times = LINES * (SEGMENT_GRANULES + 1)
     s = subbands[offsets[:, None] + SUBBANDS * np.arange(times)]  # (offsets, times, subbands)
@@ -148,12 +268,47 @@ def _zero_shares(
     blocks = np.swapaxes(blocks, -1, -2) * window  # (offsets, granules, subbands, 36)
     lines = blocks @ cosines
     _alias_reduce(lines)
-    flat = lines.reshape(len(offsets), SEGMENT_GRANULES, GRANULE)
-    level = np.sqrt(np.mean(np.square(flat[..., LEVEL]), axis=-1, keepdims=True))
-    zero = np.abs(flat[..., COUNTED]) < np.maximum(ZERO_SHARE * level, ZERO)
     if pace is not None:
         pace()
+    return lines.reshape(len(offsets), SEGMENT_GRANULES, GRANULE)
+
+
+def _zero_shares(lines: np.ndarray) -> np.ndarray:
+    """Per row of ``lines`` (rows x granules x 576), the share of its lines near zero."""
+    level = np.sqrt(np.mean(np.square(lines[..., LEVEL]), axis=-1, keepdims=True))
+    zero = np.abs(lines[..., COUNTED]) < np.maximum(ZERO_SHARE * level, ZERO)
     return zero.mean(axis=(1, 2))
+
+
+def _lattice_scores(lines: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
+    """Per row of ``lines`` (rows x granules x 576), how close the bands between ``edges``
+    lie to a lattice of Layer III's quantiser, as AAC's lattice is scored
+    (``asc.codecs.mdct_trace``): per band and granule, the mean of cos(2 pi |c|^(3/4) / step)
+    over its lines that are not zero, at the best step the band allows."""
+    edges_a = np.asarray(edges)
+    starts = edges_a[:-1] - edges_a[0]
+    band_of_line = np.repeat(np.arange(len(starts)), np.diff(edges_a))
+    c = np.abs(lines[..., edges_a[0] : edges_a[-1]])
+    kept = (c >= KEPT).astype(np.float32)
+    top = np.maximum.reduceat(c, starts, axis=-1)  # (rows, granules, bands)
+    # each band's finest step 2^((3s + 1)/16) over which its largest line spans at most the
+    # most steps allowed; each next step is 2^(3/16) coarser
+    log_top = np.log2(np.maximum(top, 1e-12) ** 0.75 / LATTICE_STEPS[1])
+    first = np.ceil((log_top - LATTICE_PHASE) * 16 / 3)
+    unit = np.exp2(-(3 / 16 * first + LATTICE_PHASE))
+    y = c**0.75 * unit[..., band_of_line]
+    phase = np.cos((2 * np.pi) * y[..., None] / _STEP_RATIOS) * kept[..., None]
+    count = np.add.reduceat(kept, starts, axis=-1)
+    closeness = np.add.reduceat(phase, starts, axis=-2) / np.maximum(count, 1)[..., None]
+    # as asc.codecs.mdct_frames.counted_mean, over this module's range of steps: each band at
+    # the best step it allows, counted where one is allowed, it is loud enough and has enough
+    # lines that are not zero; a row with none counted scores 0
+    span = (top**0.75 * unit)[..., None] / _STEP_RATIOS
+    allowed = (span >= LATTICE_STEPS[0]) & (span <= LATTICE_STEPS[1])
+    best = np.where(allowed, closeness, -1.0).max(axis=-1)
+    counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
+    total = np.where(counted, best, 0.0).sum(axis=(1, 2))
+    return total / np.maximum(counted.sum(axis=(1, 2)), 1)
 
 
 def _analysis(segment: np.ndarray) -> np.ndarray:
