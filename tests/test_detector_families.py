@@ -20,7 +20,7 @@ import soundfile as sf
 
 from asc.audio import load as load_audio
 from asc.checkpoint import load
-from asc.codecs import mdct_frames, parse_spec, roundtrip
+from asc.codecs import mdct_frames, parse_spec, roundtrip, vorbis_lattice
 from asc.codecs import mp3_trace as mp3_trace_module
 from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import MIDPOINT as MDCT_MIDPOINT
@@ -443,12 +443,13 @@ def test_grid_results_are_kept_by_the_files_bytes(tmp_path):
 def test_each_grid_test_is_kept_under_its_own_code():
     """A grid test's kept results depend on the code it runs and no other test's: a change to
     the MP3 test leaves the SBC and MDCT tests' results kept."""
-    mp3, frames = Path(mp3_trace_module.__file__), Path(mdct_frames.__file__)
-    assert mp3 in _imported_sources("asc.codecs.mp3_trace")
-    assert frames in _imported_sources("asc.codecs.mdct_trace")
+    mp3, vorbis = Path(mp3_trace_module.__file__), Path(vorbis_lattice.__file__)
+    frames = Path(mdct_frames.__file__)  # the lattice statistics both MDCT-like tests share
+    assert {mp3, frames} <= _imported_sources("asc.codecs.mp3_trace")
+    assert {vorbis, frames} <= _imported_sources("asc.codecs.mdct_trace")
     for other in ("asc.codecs.sbc_trace", "asc.codecs.mdct_trace"):
         assert mp3 not in _imported_sources(other)
-    assert frames not in _imported_sources("asc.codecs.mp3_trace")
+    assert vorbis not in _imported_sources("asc.codecs.mp3_trace")
     assert len({grid_code_version(test) for test in GRID_TESTS}) == len(GRID_TESTS)
 
 
@@ -473,7 +474,8 @@ def test_the_grid_tests_join_the_network(tiny):
         excess, lattice = float(r["mdct_excess"] or 0), float(r["mdct_lattice"] or 0)
         vorbis = float(r["mdct_vorbis_lattice"] or 0)
         mdct = MdctTrace(r["mdct_family"] or None, excess, 0, lattice, vorbis)
-        mp3 = Mp3Trace(float(r["mp3_excess"] or 0), 0, tested=r["mp3_excess"] != "")
+        tested = r["mp3_excess"] != ""
+        mp3 = Mp3Trace(float(r["mp3_excess"] or 0), 0, float(r["mp3_lattice"] or 0), tested)
         call = surer_call(sbc, mdct, mp3)
         assert call is not None
         grid = call.probability
@@ -494,6 +496,7 @@ def test_the_grid_tests_join_the_network(tiny):
     assert max(float(r["mdct_lattice"]) for r in originals) < MDCT_MIDPOINT
     assert max(float(r["mdct_vorbis_lattice"]) for r in originals) < MDCT_MIDPOINT
     assert max(float(r["mp3_excess"]) for r in originals) < MP3_MIDPOINT
+    assert max(float(r["mp3_lattice"]) for r in originals) < MP3_MIDPOINT
     aac = [r for r in files if r["path"] == "sbc:bitpool=53>aac:64k"]
     found = [r for r in aac if r["mdct_family"] == "aac" and float(r["mdct_excess"]) > 20]
     assert len(found) >= len(aac) / 2, [(r["mdct_family"], r["mdct_excess"]) for r in aac]

@@ -54,7 +54,7 @@ def grid_scores(
         f.sbc_contrast_db, f.grid = sbc.contrast_db, surer_call(sbc, mdct, mp3)
         f.mdct_family, f.mdct_excess, f.mdct_lattice = mdct.family, mdct.excess, mdct.lattice
         f.mdct_vorbis_lattice = mdct.vorbis_lattice
-        f.mp3_excess = mp3.excess if mp3.tested else None
+        f.mp3_excess, f.mp3_lattice = (mp3.excess, mp3.lattice) if mp3.tested else (None, None)
 
 
 def combine(files: list[ScoredFile]) -> None:
