@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from asc.codecs import mp3_trace as mp3_trace_module
 from asc.codecs import roundtrip
 from asc.codecs.grid_tests import grid_call, join_detector, named_family
 from asc.codecs.mp3_trace import (
     GRANULE,
+    LATTICE_PHASE,
     MIDPOINT,
     SUBBANDS,
     UNTESTED,
@@ -63,6 +65,28 @@ def test_real_recordings_show_no_grid_and_their_mp3_copies_do(real):
         for spec in ("aac:128k", "opus:96k", "vorbis:160k", "sbc:bitpool=53"):
             trace = mp3_trace(as_stored(roundtrip(wave, RATE, spec)), RATE)
             assert trace.lossy_probability < 0.5, (spec, trace)
+
+
+def test_at_320k_the_quantisers_lattice_finds_what_the_zeros_miss(real):
+    """LAME at 320 kbit/s leaves few zeros in a 16-bit copy, but its lines keep Layer III's
+    lattice: most real clips' copies show it on the engine's grid; no recording shows one."""
+    found = 0
+    for wave in real:
+        assert mp3_trace(wave, RATE).lattice < MIDPOINT
+        trace = mp3_trace(as_stored(roundtrip(wave, RATE, "mp3:320k")), RATE)
+        if trace.lattice > 4 * MIDPOINT:
+            assert trace.offset == ENGINE_OFFSET, trace
+            found += 1
+    assert found >= 3
+
+
+def test_the_lattices_constant_fits_the_engines_copies(real, monkeypatch):
+    """The lattice's steps are 2^((3s + 1)/16) in the test's scale (LATTICE_PHASE): halfway
+    between two such lattices no copy's lines lie on one."""
+    coded = as_stored(roundtrip(real[1], RATE, "mp3:320k"))
+    assert mp3_trace(coded, RATE).lattice > 4 * MIDPOINT
+    monkeypatch.setattr(mp3_trace_module, "LATTICE_PHASE", LATTICE_PHASE + 3 / 32)
+    assert mp3_trace(coded, RATE).lattice < MIDPOINT
 
 
 def test_the_grid_moves_with_the_wave_and_holds_in_stereo(real):
