@@ -210,6 +210,31 @@ def test_the_detector_names_sbc_by_its_frame_grid(server):
     assert all(r.codec_family != "sbc" for r in summaries(flac))  # no SBC grid: never named SBC
 
 
+def test_the_detector_names_mp3_by_its_granule_grid(server):
+    """The network often takes a real recording's MP3 copy for Opus or Vorbis; the MP3 grid
+    test (asc.codecs.mp3_trace) finds Layer III's granules in an MP3 stream, and none in the
+    same recording sent losslessly."""
+    from asc.audio import load
+    from tests.real_data import kitchen20_root
+    from training.kitchen20_lossless import kitchen20_lossless
+
+    kept, _ = kitchen20_lossless(kitchen20_root())
+    peel = next(c for c in kept if c.label == "peel")
+    original = load(peel.path, rate=RATE, channels=1)[0]
+    found = []
+    for codec in ("mp3:128k", "flac"):
+        results, error = run_stream(
+            server.target,
+            requests(config(codec, detector=True), packets(codec, [(codec, original, "")])),
+        )
+        assert error is None
+        found += summaries(results)
+    coded, plain = found
+    assert coded.codec_family == "mp3" and coded.lossy_probability >= 0.5
+    assert family_probability(coded, "mp3") >= 0.5
+    assert family_probability(plain, "mp3") < 0.5 and plain.codec_family != "mp3"
+
+
 def test_the_detector_names_aac_by_its_mdct_grid(server):
     """A real recording's aac:256k copy hides its noise under the recording's (the network alone
     may call it lossless); replayed losslessly, as a device replays a file, the MDCT grid
