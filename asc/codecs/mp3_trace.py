@@ -144,7 +144,8 @@ _STEP_RATIOS = np.exp2(
 ).astype(np.float32)
 # The encoder's alias-reduction coefficients (ISO/IEC 11172-3, Table B.9).
 _ALIAS = np.array([-0.6, -0.535, -0.33, -0.185, -0.095, -0.041, -0.0142, -0.0037])
-_CS, _CA = 1 / np.sqrt(1 + _ALIAS**2), _ALIAS / np.sqrt(1 + _ALIAS**2)
+_CS = (1 / np.sqrt(1 + _ALIAS**2)).astype(np.float32)
+_CA = (_ALIAS / np.sqrt(1 + _ALIAS**2)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,9 @@ UNTESTED = Mp3Trace(0.0, 0, tested=False)
 
 
 def mp3_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = None) -> Mp3Trace:
-    """The grid test of a wave (samples, or samples x channels, as it was decoded): the first
-    channel and, where the channels differ, their mean (the mid channel of MP3's joint stereo);
+    """The grid test of a wave (samples, or samples x channels, as it was decoded): the mean of
+    its channels (the mid channel of MP3's joint stereo) and, where they differ by more than
+    coding noise, the first too (a channel MP3 coded on its own);
     ``UNTESTED`` at a rate MP3 has no mode for, on a wave too short for its segments, or on
     silence. ``pace``: called after each segment's analysis (see
     ``asc.codecs.grid_tests.grid_call``)."""
@@ -186,8 +188,9 @@ def mp3_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = Non
     # whole granules apart, so that the grid lies at one offset in every segment
     starts = np.linspace(0, len(x) - span, count).astype(int) // GRANULE * GRANULE
     search, measure = starts[::3], np.delete(starts, np.s_[::3])
-    same = all(np.array_equal(x[:, 0], x[:, c]) for c in range(1, x.shape[1]))
-    signals = [x[:, 0]] if same else [x[:, 0], x.mean(axis=1)]
+    signals = [x[:, 0]] if x.shape[1] == 1 else [x.mean(axis=1)]
+    if x.shape[1] > 1 and not _alike(x):  # a stereo copy of mono audio has no side to test
+        signals.insert(0, x[:, 0])
     best = UNTESTED
     for signal in signals:
         bands = BANDS[rate][LATTICE_LOW:] if rate in BANDS else None
@@ -322,13 +325,20 @@ def _analysis(segment: np.ndarray) -> np.ndarray:
     return folded @ cosines
 
 
+def _alike(x: np.ndarray) -> bool:
+    """Whether a wave's channels differ by less than a tenth of its level (20 dB under it):
+    one sound, coded in stereo, whose channels differ by their coding noise."""
+    side = np.mean(np.square(x - x.mean(axis=1, keepdims=True)))
+    return bool(side <= 0.01 * np.mean(np.square(x)))
+
+
 def _alias_reduce(lines: np.ndarray) -> None:
-    """The encoder's butterflies between each subband's top eight lines and the next one's
-    bottom eight, in place (lines: ... x subbands x LINES)."""
-    top, bottom = LINES - 1 - np.arange(8), np.arange(8)
-    lo, hi = lines[..., :-1, top], lines[..., 1:, bottom]
-    lines[..., :-1, top] = lo * _CS + hi * _CA
-    lines[..., 1:, bottom] = hi * _CS - lo * _CA
+    """The encoder's butterflies between each subband's top eight lines (from the top down)
+    and the next one's bottom eight, in place (lines: ... x subbands x LINES)."""
+    lo = lines[..., :-1, LINES - 1 : LINES - 9 : -1].copy()
+    hi = lines[..., 1:, :8].copy()
+    lines[..., :-1, LINES - 1 : LINES - 9 : -1] = lo * _CS + hi * _CA
+    lines[..., 1:, :8] = hi * _CS - lo * _CA
 
 
 @cache
