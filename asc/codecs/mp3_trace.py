@@ -266,10 +266,9 @@ def _lines(segment: np.ndarray, offsets: np.ndarray, pace: Callable[[], None] | 
     times = LINES * (SEGMENT_GRANULES + 1)
     s = subbands[offsets[:, None] + SUBBANDS * np.arange(times)]  # (offsets, times, subbands)
     s[:, 1::2, 1::2] *= -1  # the decoder's frequency inversion, undone
-    window, cosines = _mdct_basis()
-    blocks = np.stack([s[:, LINES * g : LINES * g + 2 * LINES] for g in range(SEGMENT_GRANULES)], 1)
-    blocks = np.swapaxes(blocks, -1, -2) * window  # (offsets, granules, subbands, 36)
-    lines = blocks @ cosines
+    # each granule's 36 samples per subband, 18 apart: (offsets, granules, subbands, 36)
+    blocks = np.lib.stride_tricks.sliding_window_view(s, 2 * LINES, axis=1)[:, ::LINES]
+    lines = blocks @ _mdct_basis()
     _alias_reduce(lines)
     if pace is not None:
         pace()
@@ -287,29 +286,38 @@ def _lattice_scores(lines: np.ndarray, edges: tuple[int, ...]) -> np.ndarray:
     """Per row of ``lines`` (rows x granules x 576), how close the bands between ``edges``
     lie to a lattice of Layer III's quantiser, as AAC's lattice is scored
     (``asc.codecs.mdct_trace``): per band and granule, the mean of cos(2 pi |c|^(3/4) / step)
-    over its lines that are not zero, at the best step the band allows."""
+    over its lines that are not zero, at the best step the band allows. The cosines, most of
+    the test's cost, are taken only on the lines that count."""
     edges_a = np.asarray(edges)
     starts = edges_a[:-1] - edges_a[0]
     band_of_line = np.repeat(np.arange(len(starts)), np.diff(edges_a))
     c = np.abs(lines[..., edges_a[0] : edges_a[-1]])
-    kept = (c >= KEPT).astype(np.float32)
+    kept = c >= KEPT
     top = np.maximum.reduceat(c, starts, axis=-1)  # (rows, granules, bands)
+    count = np.add.reduceat(kept, starts, axis=-1)
     # each band's finest step 2^((3s + 1)/16) over which its largest line spans at most the
     # most steps allowed; each next step is 2^(3/16) coarser
     log_top = np.log2(np.maximum(top, 1e-12) ** 0.75 / LATTICE_STEPS[1])
     first = np.ceil((log_top - LATTICE_PHASE) * 16 / 3)
     unit = np.exp2(-(3 / 16 * first + LATTICE_PHASE))
-    y = c**0.75 * unit[..., band_of_line]
-    phase = np.cos((2 * np.pi) * y[..., None] / _STEP_RATIOS) * kept[..., None]
-    count = np.add.reduceat(kept, starts, axis=-1)
-    closeness = np.add.reduceat(phase, starts, axis=-2) / np.maximum(count, 1)[..., None]
+    span = (top**0.75 * unit)[..., None] / _STEP_RATIOS
+    allowed = (span >= LATTICE_STEPS[0]) & (span <= LATTICE_STEPS[1])
     # as asc.codecs.mdct_frames.counted_mean, over this module's range of steps: each band at
     # the best step it allows, counted where one is allowed, it is loud enough and has enough
     # lines that are not zero; a row with none counted scores 0
-    span = (top**0.75 * unit)[..., None] / _STEP_RATIOS
-    allowed = (span >= LATTICE_STEPS[0]) & (span <= LATTICE_STEPS[1])
-    best = np.where(allowed, closeness, -1.0).max(axis=-1)
     counted = allowed.any(axis=-1) & (top >= LATTICE_FLOOR) & (count >= LATTICE_KEPT)
+    used = kept & counted[..., band_of_line]
+    cell = np.broadcast_to(
+        np.arange(counted.size).reshape(counted.shape)[..., band_of_line], used.shape
+    )[used]
+    y = (c**0.75 * unit[..., band_of_line])[used]
+    closeness = np.zeros((len(_STEP_RATIOS), counted.size), np.float32)
+    if len(y):
+        first_of_cell = np.flatnonzero(np.diff(cell, prepend=-1))
+        phase = np.cos(((2 * np.pi) / _STEP_RATIOS)[:, None] * y)
+        closeness[:, cell[first_of_cell]] = np.add.reduceat(phase, first_of_cell, axis=1)
+    closeness = closeness.T.reshape(*counted.shape, -1) / np.maximum(count, 1)[..., None]
+    best = np.where(allowed, closeness, -1.0).max(axis=-1)
     total = np.where(counted, best, 0.0).sum(axis=(1, 2))
     return total / np.maximum(counted.sum(axis=(1, 2)), 1)
 
@@ -342,14 +350,15 @@ def _alias_reduce(lines: np.ndarray) -> None:
 
 
 @cache
-def _mdct_basis() -> tuple[np.ndarray, np.ndarray]:
-    """Layer III's long-block window and MDCT (36 samples to 18 lines), orthonormal."""
+def _mdct_basis() -> np.ndarray:
+    """Layer III's long-block window and MDCT (36 samples to 18 lines), orthonormal, as one
+    36 x 18 matrix."""
     i, k = np.arange(2 * LINES), np.arange(LINES)
-    window = np.sin(np.pi / (2 * LINES) * (i + 0.5)).astype(np.float32)
+    window = np.sin(np.pi / (2 * LINES) * (i + 0.5))
     cosines = np.sqrt(2 / LINES) * np.cos(
         np.pi / LINES * (i[:, None] + 0.5 + LINES / 2) * (k[None] + 0.5)
     )
-    return window, cosines.astype(np.float32)
+    return (window[:, None] * cosines).astype(np.float32)
 
 
 @cache
