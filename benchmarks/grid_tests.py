@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from asc.checkpoint import load
 from asc.codecs import roundtrip
@@ -49,6 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     args.clips = 1 if args.quick else args.clips
     torch.set_num_threads(args.threads)
+    threadpool_limits(1, user_api="blas")  # as the server runs the tests (server/grid_runner.py)
     checkpoint = load(args.checkpoint, expect_kind="lossy_detector")
     model = checkpoint.model.eval()
     extractor = FeatureExtractor(checkpoint.features)

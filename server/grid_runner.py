@@ -11,6 +11,11 @@ has one test at a time (a clip cut while its stream's test runs shares it), and 
 ``GRID_QUEUE`` wait: past that a clip goes untested (its stream's next clip tries again) rather
 than holding audio for a test that would come too late. A clip's windows take its call once it
 is there; its summary (or a ClassifyClip answer) waits for it up to ``GRID_WAIT_SECONDS``.
+
+The tests' matrix products are small, and numpy's BLAS would run each on every core: in the
+same wall time, a second thread only spins, outside this thread's CPU time that the share
+counts (the MP3 test took twice the CPU with two). So where the tests run, numpy's and scipy's
+BLAS run on one thread (the models' runtimes keep their own pools).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from prometheus_client import Counter
+from threadpoolctl import threadpool_limits
 
 from asc.codecs.grid_tests import GridCall, grid_call
 
@@ -39,6 +45,8 @@ class GridRunner:
         for its whole half second held up each pass that ran beside it, so under load the
         rests come between a test's steps, not between tests."""
         self.share = share
+        if share > 0:
+            threadpool_limits(1, user_api="blas")  # for the process: see the module's docstring
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="grid")
         self.queue = queue
         self.waiting = 0  # submitted and not yet done

@@ -577,6 +577,29 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path(monkeypatch):
     assert slept > 0 and wall > 3 * cpu  # a quarter of a core: 4x the CPU but the last step
 
 
+def test_the_grid_tests_run_numpys_blas_on_one_thread():
+    """A second BLAS thread only spins beside the grid thread, outside the CPU its share
+    counts; the models' own pools (torch's OpenMP) are left as they are."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from server.grid_runner import GridRunner
+    from server.metrics import ServerMetrics
+
+    def threads(api: str) -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == api}
+
+    blas, openmp = threads("blas"), threads("openmp")
+    try:
+        threadpool_limits(2, user_api="blas")
+        GridRunner(ServerMetrics().grid_tests, 0.0).close()  # no tests: left alone
+        assert threads("blas") == {2}
+        GridRunner(ServerMetrics().grid_tests, 0.25).close()
+        assert threads("blas") == {1}
+        assert threads("openmp") == openmp
+    finally:
+        threadpool_limits(max(blas), user_api="blas")
+
+
 def test_the_grid_tests_share_of_a_core_is_a_flag_within_0_to_1():
     from server.flags import build_parser
     from server.startup import StartupError, build_budgets

@@ -313,8 +313,8 @@ def _grid_lines(source: dict, results: dict) -> list[str]:
                  percent(source["false_alarm"]), "", ""])  # fmt: skip
     return [
         "The network alone against the detector with the grid tests beside it "
-        "(`asc.codecs.grid_tests`; files.csv holds both scores, the SBC test's contrast and the "
-        "MDCT test's family, excess and lattice):",
+        "(`asc.codecs.grid_tests`; files.csv holds both scores, the SBC test's contrast, the "
+        "MDCT test's family, excess and lattices, and the MP3 test's excess and lattice):",
         "",
         markdown_table(
             ["family", "called lossy, network", "with grid tests", "named, network", "with them"],
