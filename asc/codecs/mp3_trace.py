@@ -74,59 +74,14 @@ NEAR = 2  # offsets this close to the grid (in samples) are not off it
 MIDPOINT = 5.0
 SCALE = 0.5
 # MP3's long-block scalefactor bands at MPEG-1's rates (ISO/IEC 11172-3, Table B.8), up to
-# about 15 kHz: each band's lines share one quantiser step. MPEG-2's rates (at most 160
-# kbit/s, where zeros abound) go without.
-BANDS = {
-    44100: (
-        0,
-        4,
-        8,
-        12,
-        16,
-        20,
-        24,
-        30,
-        36,
-        44,
-        52,
-        62,
-        74,
-        90,
-        110,
-        134,
-        162,
-        196,
-        238,
-        288,
-        342,
-        418,
-    ),
-    48000: (
-        0,
-        4,
-        8,
-        12,
-        16,
-        20,
-        24,
-        30,
-        36,
-        42,
-        50,
-        60,
-        72,
-        88,
-        106,
-        128,
-        156,
-        190,
-        230,
-        276,
-        330,
-        384,
-    ),
-    32000: (0, 4, 8, 12, 16, 20, 24, 30, 36, 44, 54, 66, 82, 102, 126, 156, 194, 240, 296, 364),
+# about 15 kHz, as the lines each holds: each band's lines share one quantiser step. MPEG-2's
+# rates (at most 160 kbit/s, where zeros abound) go without.
+_BAND_WIDTHS = {
+    44100: (4, 4, 4, 4, 4, 4, 6, 6, 8, 8, 10, 12, 16, 20, 24, 28, 34, 42, 50, 54, 76),
+    48000: (4, 4, 4, 4, 4, 4, 6, 6, 6, 8, 10, 12, 16, 18, 22, 28, 34, 40, 46, 54, 54),
+    32000: (4, 4, 4, 4, 4, 4, 6, 6, 8, 10, 12, 16, 20, 24, 30, 38, 46, 56, 68),
 }
+BANDS = {rate: (0, *np.cumsum(w).tolist()) for rate, w in _BAND_WIDTHS.items()}  # edges
 LATTICE_LOW = 3  # bands from the fourth (about 0.5 kHz at 44.1 kHz) are counted
 LATTICE_SEARCH_BANDS = 8  # the search scores the next few, to about 4 kHz,
 LATTICE_SEARCH_SEGMENTS = 2  # on the loudest search segments; the best
