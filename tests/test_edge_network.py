@@ -220,6 +220,9 @@ def test_two_cameras_into_home_assistant_through_a_camera_restart(server, wavs, 
             "--source", f"kitchen={cameras['kitchen'].url}",
             "--source", f"hall={cameras['hall'].url}",
             "--clip-seconds", "2", "--detector", "--device-id", "station-1",
+            # a summary may wait up to 10 s for its stream's grid test (server/grid_runner.py):
+            # room for five 2 s clips in flight, so none is still queued when the drain begins
+            "--max-in-flight", "8",
             "--mqtt", broker.url, "--webhook", receiver.url, "--jsonl", str(out),
             "--spool", str(tmp_path / "spool"),
         ],
@@ -282,14 +285,7 @@ def test_two_cameras_into_home_assistant_through_a_camera_restart(server, wavs, 
     assert {s["directory"] for s in spools.values()} == {
         str(tmp_path / "spool" / name) for name in ("kitchen", "hall")
     }
-    # Nothing accepted is lost: each spooled clip got its summary or is still in the spool for
-    # the next run (the drain finishes the clips in flight; one spooled behind them, waiting
-    # for a slot while summaries waited for the grid tests, is not sent).
-    for s in spools.values():
-        assert s["completed"] > 0 and s["completed"] + s["clips"] == s["added"], s
-        assert s["evicted_clips"] == s["errors"] == 0, s
-        done = sum(r["source"] == s["source"] for r in summaries)
-        assert done == s["completed"], (done, s)
+    assert all(s["clips"] == 0 and s["completed"] == s["added"] > 0 for s in spools.values())
 
     # Published exactly what was printed: the same result ids, each once, everywhere.
     printed = Counter(r["result_id"] for r in summaries)
