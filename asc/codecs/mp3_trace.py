@@ -54,6 +54,9 @@ LINES = 18  # MDCT lines per subband
 GRANULE = SUBBANDS * LINES  # 576 samples, and as many offsets a grid may lie at
 RATES = (16000, 22050, 24000, 32000, 44100, 48000)  # MPEG-1 and MPEG-2 Layer III
 SEGMENT_GRANULES = 6  # granules per segment, analysed at every offset
+# Samples one segment needs: its granules and one more (the MDCT's overlap) at the last offset,
+# plus the analysis filters' length.
+SEGMENT_SAMPLES = GRANULE + (SEGMENT_GRANULES + 1) * GRANULE + TAPS
 # Segments spread over the wave (as many as fit, up to SEGMENTS, at least LEAST_SEGMENTS):
 # every third finds the grid, the rest measure it.
 SEGMENTS = 24
@@ -136,19 +139,18 @@ def mp3_trace(wave: np.ndarray, rate: int, pace: Callable[[], None] | None = Non
     ``asc.codecs.grid_tests.grid_call``)."""
     x = np.asarray(wave, dtype=np.float32)
     x = x[:, None] if x.ndim == 1 else x
-    span = _segment_samples()
-    count = min(SEGMENTS, len(x) // span)
+    count = min(SEGMENTS, len(x) // SEGMENT_SAMPLES)
     if rate not in RATES or count < LEAST_SEGMENTS or not np.any(x):
         return UNTESTED
     # whole granules apart, so that the grid lies at one offset in every segment
-    starts = np.linspace(0, len(x) - span, count).astype(int) // GRANULE * GRANULE
+    starts = np.linspace(0, len(x) - SEGMENT_SAMPLES, count).astype(int) // GRANULE * GRANULE
     search, measure = starts[::3], np.delete(starts, np.s_[::3])
     signals = [x[:, 0]] if x.shape[1] == 1 else [x.mean(axis=1)]
     if x.shape[1] > 1 and not _alike(x):  # a stereo copy of mono audio has no side to test
         signals.insert(0, x[:, 0])
+    bands = BANDS[rate][LATTICE_LOW:] if rate in BANDS else None
     best = UNTESTED
     for signal in signals:
-        bands = BANDS[rate][LATTICE_LOW:] if rate in BANDS else None
         trace = _trace(signal, search, measure, bands, pace)
         if not best.tested or trace.strength > best.strength:
             best = trace
@@ -166,11 +168,12 @@ def _trace(
     segments, and the one whose bands lie closest to a lattice of the quantiser's on the
     loudest of them, each measured on the other segments against off-grid offsets."""
     offsets = np.arange(GRANULE)
-    energy = [np.mean(np.square(signal[s : s + _segment_samples()])) for s in search]
+    energy = [np.mean(np.square(signal[s : s + SEGMENT_SAMPLES])) for s in search]
     loudest = np.argsort(energy)[-LATTICE_SEARCH_SEGMENTS:]
+    searched = [_analysis(signal[s : s + SEGMENT_SAMPLES]) for s in search]  # kept for a 2nd pass
     zeros, lattice = np.zeros(GRANULE), np.zeros(GRANULE)
-    for i, s in enumerate(search):
-        lines = _lines(signal[s:], offsets, pace)
+    for i, subbands in enumerate(searched):
+        lines = _lines(subbands, offsets, pace)
         zeros += _zero_shares(lines)
         if bands is not None and i in loudest:
             lattice += _lattice_scores(lines, bands[: LATTICE_SEARCH_BANDS + 1])
@@ -182,11 +185,13 @@ def _trace(
         candidates = np.unique(
             np.concatenate([np.argsort(-s)[:LATTICE_CANDIDATES] for s in (zeros, lattice)])
         )
-        scores = [_lattice_scores(_lines(signal[s:], candidates, pace), bands) for s in search]
+        scores = [_lattice_scores(_lines(sub, candidates, pace), bands) for sub in searched]
         lattice_at = int(candidates[np.argmax(np.mean(scores, axis=0))])
     lattice_null = rng.choice(_off_grid(lattice_at), LATTICE_NULL, replace=False)
     tried = np.concatenate([[at], zero_null, [lattice_at], lattice_null])
-    lines = np.concatenate([_lines(signal[s:], tried, pace) for s in measure], axis=1)
+    lines = np.concatenate(
+        [_lines(_analysis(signal[s : s + SEGMENT_SAMPLES]), tried, pace) for s in measure], axis=1
+    )
     on, *off = _zero_shares(lines[: 1 + NULL_OFFSETS])
     median = float(np.median(off))
     # the off-grid shares' spread, never below a binomial count's over the measured lines
@@ -208,16 +213,11 @@ def _off_grid(offset: int) -> np.ndarray:
     return offsets[np.abs((offsets - offset + GRANULE // 2) % GRANULE - GRANULE // 2) > NEAR]
 
 
-def _segment_samples() -> int:
-    """Samples one segment needs: its granules and one more (the MDCT's overlap) at the last
-    offset, plus the analysis filters' length."""
-    return GRANULE + (SEGMENT_GRANULES + 1) * GRANULE + TAPS
-
-
-def _lines(segment: np.ndarray, offsets: np.ndarray, pace: Callable[[], None] | None) -> np.ndarray:
-    """The segment's granules decoded backwards at each offset: offsets x granules x 576
-    lines, in subband order (subband x 18 + line)."""
-    subbands = _analysis(segment[: _segment_samples()])
+def _lines(
+    subbands: np.ndarray, offsets: np.ndarray, pace: Callable[[], None] | None
+) -> np.ndarray:
+    """A segment's granules decoded backwards at each offset, from its ``_analysis``: offsets
+    x granules x 576 lines, in subband order (subband x 18 + line)."""
     times = LINES * (SEGMENT_GRANULES + 1)
     s = subbands[offsets[:, None] + SUBBANDS * np.arange(times)]  # (offsets, times, subbands)
     s[:, 1::2, 1::2] *= -1  # the decoder's frequency inversion, undone

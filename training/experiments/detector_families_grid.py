@@ -127,17 +127,23 @@ def _imported_sources(module: str) -> set[Path]:
 
 
 def grid_cache_path(cache_dir: Path, audio: Path, test: str) -> Path:
-    key = hashlib.sha256(grid_code_version(test).encode() + audio.read_bytes()).hexdigest()
+    return _cache_path(cache_dir, audio.read_bytes(), test)
+
+
+def _cache_path(cache_dir: Path, data: bytes, test: str) -> Path:
+    key = hashlib.sha256(grid_code_version(test).encode() + data).hexdigest()
     return cache_dir / key[:2] / f"{key}.pkl"
 
 
 def _cached_trace(job: tuple[str, str | None]) -> list:
-    """Each grid test's result on one file, from the cache where kept there."""
+    """Each grid test's result on one file, from the cache where kept there (the file read
+    once for all the tests' keys)."""
     path, cache_dir = job
+    data = Path(path).read_bytes() if cache_dir else b""
     loaded = None
     traces = []
     for test, run in GRID_TESTS.items():
-        kept = grid_cache_path(Path(cache_dir), Path(path), test) if cache_dir else None
+        kept = _cache_path(Path(cache_dir), data, test) if cache_dir else None
         trace = _read(kept) if kept else None
         if trace is None:
             loaded = loaded or load(path)
