@@ -3,12 +3,16 @@ own MP3, AAC, Opus, Vorbis and SBC encoders, and FFmpeg's Layer II decoder for t
 
 from __future__ import annotations
 
+from collections import Counter
+from functools import partial
+
 import numpy as np
 import pytest
 
 from asc.codecs import mp3_trace as mp3_trace_module
 from asc.codecs import roundtrip
-from asc.codecs.grid_tests import grid_call, join_detector, named_family
+from asc.codecs.grid_tests import grid_call, join_detector, named_family, surer_call
+from asc.codecs.mdct_trace import mdct_trace
 from asc.codecs.mp3_trace import (
     GRANULE,
     LATTICE_PHASE,
@@ -21,6 +25,7 @@ from asc.codecs.mp3_trace import (
     mp3_trace,
 )
 from asc.codecs.registry import CODEC_FAMILIES
+from asc.codecs.sbc_trace import sbc_trace
 from tests.real_data import kitchen20_clips
 
 RATE = 44100
@@ -109,6 +114,25 @@ def test_the_grid_names_mp3_where_the_network_names_another_family(real):
     opus = np.array([0.9 if f == "opus" else 0.1 / 8 for f in CODEC_FAMILIES])
     assert named_family(*join_detector(0.6, opus, call)) == "mp3"
     assert grid_call(real[3], RATE).probability < 0.5
+
+
+def test_the_server_runs_the_dearer_tests_only_where_the_cheaper_find_no_grid(real):
+    """grid_call stops at the first test that finds a grid (SBC, then MP3, then the MDCT codecs)
+    and answers what all three would: on an SBC copy it takes the SBC test's steps alone, on an
+    MP3 copy no MDCT step, and on an original or an AAC copy every test's."""
+    for spec in ("sbc:bitpool=53", "mp3:128k", "aac:128k", None):
+        wave = as_stored(roundtrip(real[1], RATE, spec)) if spec else real[1]
+        steps: Counter[str] = Counter()
+        sbc = sbc_trace(wave, RATE, partial(steps.update, ["sbc"]))
+        mp3 = mp3_trace(wave, RATE, partial(steps.update, ["mp3"]))
+        mdct = mdct_trace(wave, RATE, partial(steps.update, ["mdct"]))
+        call = grid_call(wave, RATE, partial(steps.update, ["grid"]))
+        assert call == surer_call(sbc, mdct, mp3), spec
+        ran = {"sbc:bitpool=53": ("sbc",), "mp3:128k": ("sbc", "mp3")}.get(
+            spec, ("sbc", "mp3", "mdct")
+        )
+        assert steps["grid"] == sum(steps[t] for t in ran), (spec, steps)
+        assert (call.probability >= 0.5) == (spec is not None), spec
 
 
 def test_waves_the_test_cannot_read_are_untested(real):

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asc.codecs.mdct_trace import UNTESTED as MDCT_UNTESTED
 from asc.codecs.mdct_trace import MdctTrace, mdct_trace
+from asc.codecs.mp3_trace import UNTESTED as MP3_UNTESTED
 from asc.codecs.mp3_trace import Mp3Trace, mp3_trace
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace, sbc_trace
@@ -37,27 +39,42 @@ class GridCall:
 
 
 def surer_call(sbc: SbcTrace, mdct: MdctTrace, mp3: Mp3Trace) -> GridCall | None:
-    """The call of the test surest that it found a grid; None where none could run."""
+    """The grid tests' call: the first test, cheapest first (SBC, MP3, MDCT), that finds a
+    grid decides, so ``grid_call`` runs no later test once one has; where none finds one, the
+    surest. None where none could run."""
     sbc_probability = sbc.lossy_probability if sbc.bitpool is not None else None
-    calls = []
+    calls = []  # cheapest first
     if sbc_probability is not None:
         calls.append(GridCall("sbc", sbc_probability, sbc_probability))
-    if mdct.family is not None:
-        calls.append(GridCall(mdct.family, mdct.lossy_probability, sbc_probability))
     if mp3.tested:
         calls.append(GridCall("mp3", mp3.lossy_probability, sbc_probability))
+    if mdct.family is not None:
+        calls.append(GridCall(mdct.family, mdct.lossy_probability, sbc_probability))
+    found = [c for c in calls if c.probability >= LOSSY_AT]
+    if found:
+        return found[0]
     return max(calls, key=lambda c: c.probability) if calls else None
 
 
 def grid_call(
     wave: np.ndarray, rate: int, pace: Callable[[], None] | None = None
 ) -> GridCall | None:
-    """The three grid tests on a wave as decoded, at the rate it was coded at. ``pace``, where
-    given, is called between their steps (a few milliseconds of CPU each), so that a caller
-    can spread a test's CPU over time (server/grid_runner.py)."""
-    return surer_call(
-        sbc_trace(wave, rate, pace), mdct_trace(wave, rate, pace), mp3_trace(wave, rate, pace)
-    )
+    """The grid tests on a wave as decoded, at the rate it was coded at, cheapest first, until
+    one finds a grid: on a wave whose SBC or MP3 grid shows, the dearer tests would not change
+    ``surer_call``'s answer, and on the server their CPU is what bounds how many clips are
+    tested. ``pace``, where given, is called between the tests' steps (a few milliseconds of
+    CPU each), so that a caller can spread their CPU over time (server/grid_runner.py)."""
+    sbc = sbc_trace(wave, rate, pace)
+    mp3, mdct = MP3_UNTESTED, MDCT_UNTESTED
+    if not _found(sbc.lossy_probability if sbc.bitpool is not None else None):
+        mp3 = mp3_trace(wave, rate, pace)
+        if not _found(mp3.lossy_probability if mp3.tested else None):
+            mdct = mdct_trace(wave, rate, pace)
+    return surer_call(sbc, mdct, mp3)
+
+
+def _found(probability: float | None) -> bool:
+    return probability is not None and probability >= LOSSY_AT
 
 
 def join_detector(
