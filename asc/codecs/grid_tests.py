@@ -66,15 +66,16 @@ def grid_call(
     CPU each), so that a caller can spread their CPU over time (server/grid_runner.py)."""
     sbc = sbc_trace(wave, rate, pace)
     mp3, mdct = MP3_UNTESTED, MDCT_UNTESTED
-    if not _found(sbc.lossy_probability if sbc.bitpool is not None else None):
+    if _undecided(surer_call(sbc, mdct, mp3)):
         mp3 = mp3_trace(wave, rate, pace)
-        if not _found(mp3.lossy_probability if mp3.tested else None):
-            mdct = mdct_trace(wave, rate, pace)
+    if _undecided(surer_call(sbc, mdct, mp3)):
+        mdct = mdct_trace(wave, rate, pace)
     return surer_call(sbc, mdct, mp3)
 
 
-def _found(probability: float | None) -> bool:
-    return probability is not None and probability >= LOSSY_AT
+def _undecided(call: GridCall | None) -> bool:
+    """Whether the tests run so far leave the call open: none found a grid."""
+    return call is None or call.probability < LOSSY_AT
 
 
 def join_detector(

@@ -39,7 +39,7 @@ from training.augment import parallel_map
 from training.experiments.detector_families_scores import DETECTOR, NETWORK, ScoredFile
 
 GRID_CACHE = "grid-tests"  # beside the coded copies' two-letter folders
-# Each grid test, by the name its results are kept under, in ``surer_call``'s order.
+# Each grid test, by the name its results are kept under, in ``surer_call``'s argument order.
 GRID_TESTS: dict[str, Callable] = {"sbc": sbc_trace, "mdct": mdct_trace, "mp3": mp3_trace}
 
 
