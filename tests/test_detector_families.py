@@ -30,6 +30,7 @@ from asc.codecs.mp3_trace import MIDPOINT as MP3_MIDPOINT
 from asc.codecs.mp3_trace import Mp3Trace
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace
+from asc.codecs.vorbis_short_blocks import ShortBlockTrace
 from tests.real_data import kitchen20_root
 from tests.test_reports import asc_train, assert_png
 from training.augment import canonical
@@ -476,7 +477,9 @@ def test_the_grid_tests_join_the_network(tiny):
         mdct = MdctTrace(r["mdct_family"] or None, excess, 0, lattice, vorbis)
         tested = r["mp3_excess"] != ""
         mp3 = Mp3Trace(float(r["mp3_excess"] or 0), 0, float(r["mp3_lattice"] or 0), tested)
-        call = surer_call(sbc, mdct, mp3)
+        tested = r["vorbis_short_lattice"] != ""
+        short = ShortBlockTrace(float(r["vorbis_short_lattice"] or 0), 0, tested)
+        call = surer_call(sbc, mdct, mp3, short)
         assert call is not None
         grid = call.probability
         assert float(r["score"]) == pytest.approx(max(float(r["network_score"]), grid), abs=1e-4)
@@ -497,6 +500,7 @@ def test_the_grid_tests_join_the_network(tiny):
     assert max(float(r["mdct_vorbis_lattice"]) for r in originals) < MDCT_MIDPOINT
     assert max(float(r["mp3_excess"]) for r in originals) < MP3_MIDPOINT
     assert max(float(r["mp3_lattice"]) for r in originals) < MP3_MIDPOINT
+    assert max(float(r["vorbis_short_lattice"]) for r in originals) < MDCT_MIDPOINT
     aac = [r for r in files if r["path"] == "sbc:bitpool=53>aac:64k"]
     found = [r for r in aac if r["mdct_family"] == "aac" and float(r["mdct_excess"]) > 20]
     assert len(found) >= len(aac) / 2, [(r["mdct_family"], r["mdct_excess"]) for r in aac]

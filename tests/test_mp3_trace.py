@@ -26,6 +26,7 @@ from asc.codecs.mp3_trace import (
 )
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import sbc_trace
+from asc.codecs.vorbis_short_blocks import short_block_trace
 from tests.real_data import kitchen20_clips
 
 RATE = 44100
@@ -117,19 +118,20 @@ def test_the_grid_names_mp3_where_the_network_names_another_family(real):
 
 
 def test_the_server_runs_the_dearer_tests_only_where_the_cheaper_find_no_grid(real):
-    """grid_call stops at the first test that finds a grid (SBC, then MP3, then the MDCT codecs)
-    and answers what all three would: on an SBC copy it takes the SBC test's steps alone, on an
-    MP3 copy no MDCT step, and on an original every test's."""
+    """grid_call stops at the first test that finds a grid (SBC, then MP3, then the MDCT codecs,
+    then Vorbis's short blocks) and answers what all four would: on an SBC copy it takes the SBC
+    test's steps alone, on an MP3 copy no MDCT step, and on an original every test's."""
     for spec in ("sbc:bitpool=53", "mp3:128k", None):
         wave = as_stored(roundtrip(real[1], RATE, spec)) if spec else real[1]
         steps: Counter[str] = Counter()
         sbc = sbc_trace(wave, RATE, partial(steps.update, ["sbc"]))
         mp3 = mp3_trace(wave, RATE, partial(steps.update, ["mp3"]))
         mdct = mdct_trace(wave, RATE, partial(steps.update, ["mdct"]))
+        short = short_block_trace(wave, RATE, partial(steps.update, ["short"]))
         call = grid_call(wave, RATE, partial(steps.update, ["grid"]))
-        assert call == surer_call(sbc, mdct, mp3), spec
+        assert call == surer_call(sbc, mdct, mp3, short), spec
         ran = {"sbc:bitpool=53": ("sbc",), "mp3:128k": ("sbc", "mp3")}.get(
-            spec, ("sbc", "mp3", "mdct")
+            spec, ("sbc", "mp3", "mdct", "short")
         )
         assert steps["grid"] == sum(steps[t] for t in ran), (spec, steps)
         assert (call.probability >= 0.5) == (spec is not None), spec

@@ -4,7 +4,8 @@ A spectrogram network sees a codec's lowpass and its noise where they rise above
 recording's own; at the bitrates a device uses on real recordings, SBC and FFmpeg's AAC often
 leave neither, and MP3's noise looks like Opus's and Vorbis's. Their frame grids remain
 (asc.codecs.sbc_trace, asc.codecs.mdct_trace, asc.codecs.mp3_trace), and each test names the
-codec whose grid it finds. The server and the detector-families report
+codec whose grid it finds; where none does, Vorbis's short blocks may still show its lattice
+(asc.codecs.vorbis_short_blocks). The server and the detector-families report
 both take the surer test's call and join it to the network's output with ``join_detector``.
 """
 
@@ -21,6 +22,8 @@ from asc.codecs.mp3_trace import UNTESTED as MP3_UNTESTED
 from asc.codecs.mp3_trace import Mp3Trace, mp3_trace
 from asc.codecs.registry import CODEC_FAMILIES
 from asc.codecs.sbc_trace import SbcTrace, sbc_trace
+from asc.codecs.vorbis_short_blocks import UNTESTED as SHORT_UNTESTED
+from asc.codecs.vorbis_short_blocks import ShortBlockTrace, short_block_trace
 
 # A wave is called lossy at this probability or more (the server's and the report's call).
 LOSSY_AT = 0.5
@@ -38,10 +41,12 @@ class GridCall:
     sbc_probability: float | None = None
 
 
-def surer_call(sbc: SbcTrace, mdct: MdctTrace, mp3: Mp3Trace) -> GridCall | None:
-    """The grid tests' call: the first test, cheapest first (SBC, MP3, MDCT), that finds a
-    grid decides, so ``grid_call`` runs no later test once one has; where none finds one, the
-    surest. None where none could run."""
+def surer_call(
+    sbc: SbcTrace, mdct: MdctTrace, mp3: Mp3Trace, short: ShortBlockTrace = SHORT_UNTESTED
+) -> GridCall | None:
+    """The grid tests' call: the first test, cheapest first (SBC, MP3, MDCT, then Vorbis's
+    short blocks), that finds a grid decides, so ``grid_call`` runs no later test once one
+    has; where none finds one, the surest. None where none could run."""
     sbc_probability = sbc.lossy_probability if sbc.bitpool is not None else None
     calls = []  # cheapest first
     if sbc_probability is not None:
@@ -50,6 +55,8 @@ def surer_call(sbc: SbcTrace, mdct: MdctTrace, mp3: Mp3Trace) -> GridCall | None
         calls.append(GridCall("mp3", mp3.lossy_probability, sbc_probability))
     if mdct.family is not None:
         calls.append(GridCall(mdct.family, mdct.lossy_probability, sbc_probability))
+    if short.tested:
+        calls.append(GridCall("vorbis", short.lossy_probability, sbc_probability))
     found = [c for c in calls if c.probability >= LOSSY_AT]
     if found:
         return found[0]
@@ -65,12 +72,14 @@ def grid_call(
     tested. ``pace``, where given, is called between the tests' steps (a few milliseconds of
     CPU each), so that a caller can spread their CPU over time (server/grid_runner.py)."""
     sbc = sbc_trace(wave, rate, pace)
-    mp3, mdct = MP3_UNTESTED, MDCT_UNTESTED
+    mp3, mdct, short = MP3_UNTESTED, MDCT_UNTESTED, SHORT_UNTESTED
     if _undecided(surer_call(sbc, mdct, mp3)):
         mp3 = mp3_trace(wave, rate, pace)
     if _undecided(surer_call(sbc, mdct, mp3)):
         mdct = mdct_trace(wave, rate, pace)
-    return surer_call(sbc, mdct, mp3)
+    if _undecided(surer_call(sbc, mdct, mp3)):
+        short = short_block_trace(wave, rate, pace)
+    return surer_call(sbc, mdct, mp3, short)
 
 
 def _undecided(call: GridCall | None) -> bool:

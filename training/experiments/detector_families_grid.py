@@ -35,12 +35,18 @@ from asc.codecs.grid_tests import join_detector, named_family, surer_call
 from asc.codecs.mdct_trace import mdct_trace
 from asc.codecs.mp3_trace import mp3_trace
 from asc.codecs.sbc_trace import sbc_trace
+from asc.codecs.vorbis_short_blocks import short_block_trace
 from training.augment import parallel_map
 from training.experiments.detector_families_scores import DETECTOR, NETWORK, ScoredFile
 
 GRID_CACHE = "grid-tests"  # beside the coded copies' two-letter folders
 # Each grid test, by the name its results are kept under, in ``surer_call``'s argument order.
-GRID_TESTS: dict[str, Callable] = {"sbc": sbc_trace, "mdct": mdct_trace, "mp3": mp3_trace}
+GRID_TESTS: dict[str, Callable] = {
+    "sbc": sbc_trace,
+    "mdct": mdct_trace,
+    "mp3": mp3_trace,
+    "vorbis-short": short_block_trace,
+}
 
 
 def grid_scores(
@@ -50,11 +56,12 @@ def grid_scores(
     from ``cache_dir`` where a file's result is kept there (None: no cache)."""
     jobs = [(str(f.audio), str(cache_dir) if cache_dir else None) for f in files]
     traced = parallel_map(_cached_trace, jobs, workers, progress, "grid tests", unit="file")
-    for f, (sbc, mdct, mp3) in zip(files, traced, strict=True):
-        f.sbc_contrast_db, f.grid = sbc.contrast_db, surer_call(sbc, mdct, mp3)
+    for f, (sbc, mdct, mp3, short) in zip(files, traced, strict=True):
+        f.sbc_contrast_db, f.grid = sbc.contrast_db, surer_call(sbc, mdct, mp3, short)
         f.mdct_family, f.mdct_excess, f.mdct_lattice = mdct.family, mdct.excess, mdct.lattice
         f.mdct_vorbis_lattice = mdct.vorbis_lattice
         f.mp3_excess, f.mp3_lattice = (mp3.excess, mp3.lattice) if mp3.tested else (None, None)
+        f.vorbis_short_lattice = short.excess if short.tested else None
 
 
 def combine(files: list[ScoredFile]) -> None:

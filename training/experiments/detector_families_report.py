@@ -54,6 +54,7 @@ def files_rows(files: list[ScoredFile]) -> list[dict]:
             "mdct_vorbis_lattice": f.mdct_vorbis_lattice,
             "mp3_excess": f.mp3_excess,
             "mp3_lattice": f.mp3_lattice,
+            "vorbis_short_lattice": f.vorbis_short_lattice,
             "noise_below_db": f.noise_below_db,
             "noise_above_db": f.noise_above_db,
         }

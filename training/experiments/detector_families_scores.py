@@ -43,7 +43,8 @@ class ScoredFile:
     # the family head's probabilities over CODEC_FAMILIES, before the grid tests
     network_families: np.ndarray | None = None
     # The grid tests (asc.codecs.grid_tests) where run: the SBC contrast, the MDCT test's family
-    # excess and lattices, the MP3 test's excess and lattice, and the surest test's call.
+    # excess and lattices, the MP3 test's excess and lattice, Vorbis's short blocks' lattice, and
+    # the tests' call.
     sbc_contrast_db: float | None = None
     mdct_family: str | None = None
     mdct_excess: float | None = None
@@ -51,6 +52,7 @@ class ScoredFile:
     mdct_vorbis_lattice: float | None = None
     mp3_excess: float | None = None
     mp3_lattice: float | None = None
+    vorbis_short_lattice: float | None = None
     grid: GridCall | None = None
 
     @property
