@@ -120,7 +120,7 @@ async def classify_clip(
             if grid is not None:
                 grid.cancel()
             raise
-        call = await wait_for_call(grid)
+        call = await wait_for_call(grid, service.grid_runner.wait_seconds)
         if call is not None:
             for result in windows:
                 join_grid(result, call)

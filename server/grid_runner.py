@@ -10,7 +10,9 @@ runs at full speed, so a ClassifyClip answer that waits for its test is not held
 has one test at a time (a clip cut while its stream's test runs shares it), and at most
 ``GRID_QUEUE`` wait: past that a clip goes untested (its stream's next clip tries again) rather
 than holding audio for a test that would come too late. A clip's windows take its call once it
-is there; its summary (or a ClassifyClip answer) waits for it up to ``GRID_WAIT_SECONDS``.
+is there; its summary (or a ClassifyClip answer) waits for it as long as the dearest test of a
+window takes at the share (``GridRunner.wait_seconds``), so that on an idle server no test
+comes too late, and a test that does is dropped, not waited for.
 
 The tests' matrix products are small, and numpy's BLAS would run each on every core: in the
 same wall time, a second thread only spins, outside this thread's CPU time that the share
@@ -31,8 +33,11 @@ from threadpoolctl import threadpool_limits
 from asc.codecs.grid_tests import GridCall, grid_call
 
 GRID_QUEUE = 16
-GRID_WAIT_SECONDS = 10.0
+GRID_WAIT_SECONDS = 10.0  # the least a summary waits for its clip's test
 GRID_BURST_SECONDS = 0.5  # CPU the tests may take at full speed before the share applies
+# The most CPU the tests take on one window (10 s): all four, on a lossless clip, the dearest
+# case, took 2.9 to 3.3 s here (`python -m benchmarks.grid_tests`), with a margin.
+GRID_TEST_CPU_SECONDS = 4.0
 
 
 class GridRunner:
@@ -54,6 +59,14 @@ class GridRunner:
         self._credit = GRID_BURST_SECONDS  # CPU seconds the tests may spend without a rest
         self._credit_at = time.monotonic()  # when the credit was last brought up to date
         self._step_started = 0.0  # time.thread_time() when the current step began
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long a summary waits for its clip's test: as long as the dearest test takes at
+        the share once the burst is spent, and never less than ``GRID_WAIT_SECONDS``."""
+        if self.share <= 0:
+            return GRID_WAIT_SECONDS
+        return max(GRID_WAIT_SECONDS, (GRID_TEST_CPU_SECONDS - GRID_BURST_SECONDS) / self.share)
 
     def submit(self, samples: np.ndarray, rate: int) -> asyncio.Future | None:
         """The test of one clip's window, or None where ``queue`` tests already wait (or
@@ -96,11 +109,12 @@ class GridRunner:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def wait_for_call(future: asyncio.Future | None) -> GridCall | None:
-    """A test's call, waited for at most ``GRID_WAIT_SECONDS``; None if it failed or is late."""
+async def wait_for_call(future: asyncio.Future | None, seconds: float) -> GridCall | None:
+    """A test's call, waited for at most ``seconds`` (``GridRunner.wait_seconds``); None if it
+    failed or is late."""
     if future is None:
         return None
     try:
-        return await asyncio.wait_for(asyncio.shield(future), GRID_WAIT_SECONDS)
+        return await asyncio.wait_for(asyncio.shield(future), seconds)
     except Exception:  # too late (TimeoutError), or the test failed: the clip goes untested
         return None

@@ -500,7 +500,8 @@ class StreamReader:
         if summary.detector_ran and self.grid is not None and not clip.grid_joined:
             # no window took a call: the summary waits a little for this clip's test (or
             # the stream's latest) and takes it
-            await wait_for_call(clip.grid_future or self.grid.pending)
+            future = clip.grid_future or self.grid.pending
+            await wait_for_call(future, service.grid_runner.wait_seconds)
             call = clip.grid or self.grid.last
             if call is not None:
                 join_grid(summary, call)

@@ -233,14 +233,15 @@ def test_grid_tests_table():
         "MDCT test, he-aac:64k copy (found at half the rate)",
         "MP3 test, lossless clip",
         "MP3 test, mp3:128k copy",
-        "all three, as the server runs them, lossless clip",
-        "all three, as the server runs them, sbc:bitpool=53 copy",
-        "all three, as the server runs them, mp3:128k copy",
+        "Vorbis short-block test, lossless clip",
+        "all four, as the server runs them, lossless clip",
+        "all four, as the server runs them, sbc:bitpool=53 copy",
+        "all four, as the server runs them, mp3:128k copy",
     ]
     for row in rows:
         positive(row["CPU ms (mean)"])
     called = [row["called coded"] for row in rows[1:]]
     assert called == [
-        "0 of 1", "1 of 1", "0 of 1", "1 of 1", "1 of 1", "0 of 1", "1 of 1", "0 of 1",
+        "0 of 1", "1 of 1", "0 of 1", "1 of 1", "1 of 1", "0 of 1", "1 of 1", "0 of 1", "0 of 1",
         "1 of 1", "1 of 1",
     ]  # fmt: skip

@@ -518,10 +518,10 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path(monkeypatch):
         noise = np.random.default_rng(0).standard_normal(3 * 44100).astype(np.float32) * 0.1
         # an SBC copy: its grid stops the tests after the cheapest, so the two that run take a
         # fraction of a second of CPU each, not the seconds all three take on a lossless wave
-        # (at a quarter of a core, as long as GRID_WAIT_SECONDS in wall time)
+        # (at a quarter of a core, most of the runner's wait_seconds in wall time)
         wave = roundtrip(noise, 44100, "sbc:bitpool=53")
         futures = [runner.submit(wave, 44100) for _ in range(3)]
-        calls = [await wait_for_call(f) for f in futures]
+        calls = [await wait_for_call(f, runner.wait_seconds) for f in futures]
         left = runner.waiting
         runner.close()
         off = GridRunner(metrics.grid_tests, 0.0)  # --grid-cpu-share 0: no tests, none counted
@@ -539,6 +539,13 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path(monkeypatch):
         return value or 0.0
 
     assert (counted("run"), counted("skipped"), counted("failed")) == (2, 1, 0)
+    # A summary waits as long as the dearest test of a window takes at the share (the burst
+    # spent at full speed, the rest at the share), and never less than GRID_WAIT_SECONDS.
+    for share in (0.1, 0.25, 1.0):
+        runner = GridRunner(metrics.grid_tests, share)
+        needed = (grid_runner.GRID_TEST_CPU_SECONDS - GRID_BURST_SECONDS) / share
+        assert runner.wait_seconds == max(needed, grid_runner.GRID_WAIT_SECONDS)
+        runner.close()
 
     # A quarter of one core, sustained: each step of a test (an SBC coding, a batch of MDCT
     # offsets) is paid from a credit of CPU earned at 0.25 s per second, and a step that leaves
