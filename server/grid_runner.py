@@ -35,8 +35,9 @@ from asc.codecs.grid_tests import GridCall, grid_call
 GRID_QUEUE = 16
 GRID_WAIT_SECONDS = 10.0  # the least a summary waits for its clip's test
 GRID_BURST_SECONDS = 0.5  # CPU the tests may take at full speed before the share applies
-# The most CPU the tests take on one window (10 s): all four, on a lossless clip, the dearest
-# case, took 2.9 to 3.3 s here (`python -m benchmarks.grid_tests`), with a margin.
+# The most CPU the tests take on one window (10 s), with a margin: all four, on a lossless clip,
+# the dearest case, took 2.6 to 2.7 s here (`python -m benchmarks.grid_tests`, whose last line
+# holds its dearest clip against this).
 GRID_TEST_CPU_SECONDS = 4.0
 
 
