@@ -50,16 +50,17 @@ WINDOWS = {name: w.astype(np.float32) for name, w in _windows().items()}
 # How far each codec's long blocks may move along the wave: AAC's frames never do; a Vorbis
 # short block (256 samples) between long ones moves the later ones by a multiple of 128.
 HOPS = {"aac": FRAME, "vorbis": 128}
-_SCALE = np.float32(0.5 * math.sqrt(2 / FRAME))  # scipy's DCT-IV is twice the sum
 
 
 def mdct(frames: np.ndarray) -> np.ndarray:
-    """The MDCT of windowed 2 x FRAME-sample frames, as the DCT-IV of their time-domain-aliased
-    fold: a quarter of the work of a 2 x FRAME FFT, in float32 like the samples."""
-    h = FRAME // 2
-    a, b, c, d = frames[..., :h], frames[..., h:FRAME], frames[..., FRAME:-h], frames[..., -h:]
+    """The MDCT of windowed frames of 2 n samples (n = FRAME for a long block, 128 for a
+    Vorbis short block), as the DCT-IV of their time-domain-aliased fold: a quarter of the work
+    of a 2 n-point FFT, in float32 like the samples."""
+    n = frames.shape[-1] // 2
+    h = n // 2
+    a, b, c, d = frames[..., :h], frames[..., h:n], frames[..., n:-h], frames[..., -h:]
     folded = np.concatenate([-c[..., ::-1] - d, a - b[..., ::-1]], axis=-1)
-    return scipy.fft.dct(folded, type=4, axis=-1) * _SCALE
+    return scipy.fft.dct(folded, type=4, axis=-1) * np.float32(0.5 * math.sqrt(2 / n))
 
 
 def lattice_excess(on: float, off: list[float]) -> float:

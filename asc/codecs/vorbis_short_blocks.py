@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
-from asc.codecs.mdct_frames import LATTICE_NULL, NOTHING_COUNTED, ZERO, lattice_excess
+from asc.codecs.mdct_frames import LATTICE_NULL, NOTHING_COUNTED, ZERO, lattice_excess, mdct
 from asc.codecs.mdct_trace import MIDPOINT, SCALE
 from asc.codecs.vorbis_lattice import VORBIS_RATIO
 
@@ -51,7 +50,6 @@ FRAMES_AT_ONCE = 64  # frames analysed together (64 x 24 groups x 48 levels x 4 
 
 _n = np.arange(2 * SHORT)
 _WINDOW = np.sin(np.pi / 2 * np.sin(np.pi * (_n + 0.5) / (2 * SHORT)) ** 2).astype(np.float32)
-_SCALE = np.float32(0.5 * math.sqrt(2 / SHORT))
 
 
 @dataclass(frozen=True)
@@ -133,7 +131,7 @@ def _scores(signal: np.ndarray, starts: np.ndarray, pace: Callable[[], None] | N
     frames = np.lib.stride_tricks.sliding_window_view(signal, 2 * SHORT)
     scores = []
     for rows in np.array_split(starts.ravel(), max(1, starts.size // FRAMES_AT_ONCE)):
-        spectra = _mdct(frames[rows] * _WINDOW)[:, FIRST_BIN : FIRST_BIN + GROUPS * GROUP]
+        spectra = mdct(frames[rows] * _WINDOW)[:, FIRST_BIN : FIRST_BIN + GROUPS * GROUP]
         scores.append(_closeness(np.abs(spectra).reshape(len(rows), GROUPS, GROUP)))
         if pace is not None:
             pace()
@@ -157,12 +155,3 @@ def _closeness(c: np.ndarray) -> np.ndarray:
     best[counted] = np.where(g_top[:, None] / step <= SPAN[1], closeness, -1.0).max(axis=-1)
     frames_counted = counted.sum(axis=-1)
     return np.where(frames_counted > 0, best.sum(axis=-1) / np.maximum(frames_counted, 1), np.nan)
-
-
-def _mdct(frames: np.ndarray) -> np.ndarray:
-    """The MDCT of windowed 2 x SHORT-sample frames (``asc.codecs.mdct_frames.mdct``'s fold at a
-    short block's size)."""
-    h = SHORT // 2
-    a, b, c, d = frames[..., :h], frames[..., h:SHORT], frames[..., SHORT:-h], frames[..., -h:]
-    folded = np.concatenate([-c[..., ::-1] - d, a - b[..., ::-1]], axis=-1)
-    return scipy.fft.dct(folded, type=4, axis=-1) * _SCALE
