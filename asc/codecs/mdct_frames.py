@@ -35,15 +35,17 @@ LATTICE_SPREAD = 0.004  # the least spread of off-grid lattice scores (their noi
 LATTICE_FRAMES_AT_ONCE = 64  # frames analysed together (64 x 664 bins x 24 steps: about 4 MB)
 
 
+def vorbis_window(size: int) -> np.ndarray:
+    """Vorbis's window over a block of ``size`` samples (its power-of-sine slopes), float32."""
+    n = np.arange(size)
+    return np.sin(np.pi / 2 * np.sin(np.pi * (n + 0.5) / size) ** 2).astype(np.float32)
+
+
 def _windows() -> dict[str, np.ndarray]:
     """The codecs' long-block windows, 2 x FRAME samples."""
-    n = np.arange(2 * FRAME)
     kaiser = np.kaiser(FRAME + 1, 4 * np.pi)  # AAC's Kaiser-Bessel-derived window, alpha 4
     rise = np.sqrt(np.cumsum(kaiser[:FRAME]) / kaiser.sum())
-    return {
-        "aac": np.concatenate([rise, rise[::-1]]),
-        "vorbis": np.sin(np.pi / 2 * np.sin(np.pi * (n + 0.5) / (2 * FRAME)) ** 2),
-    }
+    return {"aac": np.concatenate([rise, rise[::-1]]), "vorbis": vorbis_window(2 * FRAME)}
 
 
 WINDOWS = {name: w.astype(np.float32) for name, w in _windows().items()}
