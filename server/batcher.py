@@ -119,6 +119,12 @@ class DynamicBatcher(Generic[In, Out]):
             self._wake.set()
         return future
 
+    @property
+    def idle(self) -> bool:
+        """No item waits and no pass runs; read from other threads too (the grid tests'), as
+        two plain reads, so it may be a moment out of date."""
+        return len(self._queue) == 0 and not self._in_flight
+
     def open(self, owner: Hashable) -> None:
         """``owner`` (a stream, a call) may submit from now until ``forget``: a pass waits
         for it only while it is open and has nothing queued."""

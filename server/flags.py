@@ -243,9 +243,10 @@ def _budget_flags(serve: ServerOptions) -> None:
         env="GRID_CPU_SHARE",
         type=float,
         default=0.25,
-        help="the most of one core the detector's frame-grid tests (which find SBC's and the "
-        "MDCT codecs' frames) may take, 0 to 1; under load they take it from the windows' "
-        "latency; 0 turns them off (the detector's network alone)",
+        help="the most of one core the detector's frame-grid tests (which find the codecs' "
+        "frames) may take while windows wait or run, 0 to 1 (on an idle server they run at "
+        "full speed); under load they take it from the windows' latency; 0 turns them off "
+        "(the detector's network alone)",
     )
 
 

@@ -5,14 +5,20 @@ A test costs more than the detector's network does on a 10 s clip. Run where a w
 it held that stream's window back by its whole cost and took a decode thread from every other
 stream. Here the tests run in one thread of their own, which rests after each step of a test
 (a few milliseconds of CPU) so that together they take at most ``share`` of one core
-(``--grid-cpu-share``) once ``GRID_BURST_SECONDS`` of CPU is spent: on an idle server a test
-runs at full speed, so a ClassifyClip answer that waits for its test is not held back. A stream
+(``--grid-cpu-share``) once ``GRID_BURST_SECONDS`` of CPU is spent, while the windows' path has
+work: a step taken while no window waits for a forward pass and none runs cost no window
+anything, and is not counted. So on an idle or lightly loaded server a test runs at full speed
+(at a quarter of a core, the four tests on a lossless 10 s window took longer than the next
+window takes to arrive, and every stream's summary waited for them), and under load the share
+holds. A stream
 has one test at a time (a clip cut while its stream's test runs shares it), and at most
 ``GRID_QUEUE`` wait: past that a clip goes untested (its stream's next clip tries again) rather
 than holding audio for a test that would come too late. A clip's windows take its call once it
-is there; its summary (or a ClassifyClip answer) waits for it as long as the dearest test of a
-window takes at the share (``GridRunner.wait_seconds``), so that on an idle server no test
-comes too late, and a test that does is dropped, not waited for.
+is there; a ClassifyClip answer waits for it as long as the dearest test of a window takes at
+the share (``GridRunner.wait_seconds``), and so does a stream's summary while no other test
+waits (``GridRunner.summary_wait_seconds``); behind others it does not wait, and the stream's
+later clips take the call: a backlog of tests, each seconds of CPU, must not become every
+stream's latency.
 
 The tests' matrix products are small, and numpy's BLAS would run each on every core: in the
 same wall time, a second thread only spins, outside this thread's CPU time that the share
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -42,14 +49,23 @@ GRID_TEST_CPU_SECONDS = 4.0
 
 
 class GridRunner:
-    def __init__(self, outcomes: Counter, share: float, queue: int = GRID_QUEUE):
+    def __init__(
+        self,
+        outcomes: Counter,
+        share: float,
+        queue: int = GRID_QUEUE,
+        busy: Callable[[], bool] | None = None,
+    ):
         """``outcomes``: the asc_grid_tests counter (labelled run, failed, skipped). ``share``:
         the most of one core the tests take, sustained; 0: no tests. The tests earn CPU at
         ``share`` seconds per second, up to ``GRID_BURST_SECONDS``, and spend what each step
         takes; a step that leaves them in debt is followed by the rest that repays it. The
         windows come first, and a forward pass runs on every core: a test that held one core
         for its whole half second held up each pass that ran beside it, so under load the
-        rests come between a test's steps, not between tests."""
+        rests come between a test's steps, not between tests. ``busy``: whether the windows'
+        path has work (a window waiting for a pass, or a pass running), read from the grid
+        thread after each step; a step taken while it had none is free. None: every step
+        counts."""
         self.share = share
         if share > 0:
             threadpool_limits(1, user_api="blas")  # for the process: see the module's docstring
@@ -57,9 +73,16 @@ class GridRunner:
         self.queue = queue
         self.waiting = 0  # submitted and not yet done
         self.outcomes = outcomes
+        self._busy = busy
         self._credit = GRID_BURST_SECONDS  # CPU seconds the tests may spend without a rest
         self._credit_at = time.monotonic()  # when the credit was last brought up to date
         self._step_started = 0.0  # time.thread_time() when the current step began
+
+    @property
+    def summary_wait_seconds(self) -> float:
+        """How long a stream's summary waits for its clip's test: ``wait_seconds`` while at
+        most that one test is waiting or running, else 0 (it takes the call only if done)."""
+        return self.wait_seconds if self.waiting <= 1 else 0.0
 
     @property
     def wait_seconds(self) -> float:
@@ -91,6 +114,8 @@ class GridRunner:
         """Between two steps: the step just done is paid from the credit, and a debt is
         repaid by resting; then the next step begins."""
         spent = time.thread_time() - self._step_started if self._step_started else 0.0
+        if self._busy is not None and not self._busy():
+            spent = 0.0  # no window waited or ran beside it: it took no one's CPU
         now = time.monotonic()
         earned = (now - self._credit_at) * self.share
         self._credit = min(GRID_BURST_SECONDS, self._credit + earned) - spent

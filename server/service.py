@@ -158,7 +158,9 @@ class SceneService(pbg.SceneClassifierServicer):
         self.decode_workers = decode_workers or default_decode_workers()
         self.decode_pool = ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode")
         self.decode_sandbox = DecodeSandbox(budgets.classify_calls, self.decode_pool)
-        self.grid_runner = GridRunner(metrics.grid_tests, budgets.grid_cpu_share)
+        self.grid_runner = GridRunner(
+            metrics.grid_tests, budgets.grid_cpu_share, busy=self._windows_busy
+        )
         # A thread per pass that may run at once (--passes; one on a GPU).
         passes = max(m.passes for m in (models.scene, models.detector) if m is not None)
         self.inference_pool = ThreadPoolExecutor(passes, thread_name_prefix="inference")
@@ -178,6 +180,11 @@ class SceneService(pbg.SceneClassifierServicer):
         self._idle = asyncio.Event()
         self._idle.set()
         self._log_limit = LogLimiter(burst=10, interval=60.0)
+
+    def _windows_busy(self) -> bool:
+        """Whether a window waits for a forward pass or one runs (the grid tests' pace)."""
+        batchers = (self.scene_batcher, self.detector_batcher)
+        return any(b is not None and not b.idle for b in batchers)
 
     def start(self) -> None:
         self.scene_batcher.start()

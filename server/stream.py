@@ -498,10 +498,11 @@ class StreamReader:
         windows = [result for result, _ in await asyncio.gather(*clip.pending)]
         summary = service.summary(clip.clip_id, clip.settings.codec, clip.seconds, windows)
         if summary.detector_ran and self.grid is not None and not clip.grid_joined:
-            # no window took a call: the summary waits a little for this clip's test (or
-            # the stream's latest) and takes it
+            # no window took a call: the summary waits for this clip's test (or the stream's
+            # latest) while no other test queues (server/grid_runner.py), and takes its call
+            # or the stream's last
             future = clip.grid_future or self.grid.pending
-            await wait_for_call(future, service.grid_runner.wait_seconds)
+            await wait_for_call(future, service.grid_runner.summary_wait_seconds)
             call = clip.grid or self.grid.last
             if call is not None:
                 join_grid(summary, call)

@@ -116,6 +116,35 @@ def test_the_batcher_runs_as_many_passes_at_once_as_the_runner_takes():
     assert model.most == 2
 
 
+def test_the_batcher_says_when_no_window_waits_or_runs():
+    """``idle`` (read by the grid tests' thread to pace them): true before and after, false
+    while an item waits or its pass runs."""
+    gate = threading.Event()
+
+    def slow(items: list[int]) -> list[int]:
+        gate.wait(5)
+        return items
+
+    async def main() -> list[bool]:
+        pool = ThreadPoolExecutor(1)
+        batcher = DynamicBatcher("slow", slow, pool, max_batch=1, max_delay_s=0.0)
+        batcher.start()
+        seen = [batcher.idle]
+        item = batcher.submit_nowait(1, owner="a")
+        seen.append(batcher.idle)  # queued
+        await asyncio.sleep(0.05)
+        seen.append(batcher.idle)  # its pass runs, held at the gate
+        gate.set()
+        await item
+        await asyncio.sleep(0)
+        seen.append(batcher.idle)
+        await batcher.close()
+        pool.shutdown()
+        return seen
+
+    assert asyncio.run(main()) == [True, False, False, True]
+
+
 def test_a_window_arriving_behind_a_flood_runs_in_the_next_pass(runner):
     """64 windows of one stream are queued, then one of another: it is not 65th in line."""
     flood = [wave(1.0, 100 + k) for k in range(64)]
@@ -545,6 +574,12 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path(monkeypatch):
         runner = GridRunner(metrics.grid_tests, share)
         needed = (grid_runner.GRID_TEST_CPU_SECONDS - GRID_BURST_SECONDS) / share
         assert runner.wait_seconds == max(needed, grid_runner.GRID_WAIT_SECONDS)
+        # a stream's summary waits only while its test is the one waiting or running: behind
+        # a backlog, each test seconds of CPU, it would wait for all of them
+        runner.waiting = 1
+        assert runner.summary_wait_seconds == runner.wait_seconds
+        runner.waiting = 2
+        assert runner.summary_wait_seconds == 0.0
         runner.close()
 
     # A quarter of one core, sustained: each step of a test (an SBC coding, a batch of MDCT
@@ -587,6 +622,16 @@ def test_grid_tests_wait_in_a_bounded_queue_off_the_windows_path(monkeypatch):
     runner.close()
     assert steps > 20  # dozens of steps of a few milliseconds, not one of half a second
     assert slept > 0 and wall > 3 * cpu  # a quarter of a core: 4x the CPU but the last step
+
+    # A step taken while the windows' path has no work (no window waits, no pass runs) took
+    # no one's CPU: with no credit left, the test rests only where the windows are busy.
+    noise = np.random.default_rng(1).standard_normal(3 * 44100).astype(np.float32)
+    for busy in (False, True):
+        paced = GridRunner(metrics.grid_tests, 0.25, busy=lambda busy=busy: busy)
+        paced._credit, slept = 0.0, 0.0
+        paced._test(noise, 44100)
+        paced.close()
+        assert (slept > 0) == busy, (busy, slept)
 
 
 def test_the_grid_tests_run_numpys_blas_on_one_thread():
