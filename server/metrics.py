@@ -12,6 +12,8 @@ one is counted as ``other``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -114,12 +116,14 @@ class ServerMetrics:
         )
         self.grid_tests = Counter(
             "asc_grid_tests",
-            "The lossy detector's grid tests (SBC's and the MDCT codecs' frame grids) by outcome: "
+            "The lossy detector's grid tests (the codecs' frame grids) by outcome: "
             "run, failed, or skipped (the grid tests' queue was full; the clip takes its "
             "stream's last call)",
             ["outcome"],
             registry=r,
         )
+        for outcome in ("run", "failed", "skipped"):  # every series from the start, at zero:
+            self.grid_tests.labels(outcome)  # a test may finish after a stream's summary
         self.detector_positives = Counter(
             "asc_detector_positives",
             "Windows the lossy detector judged lossy (probability >= 0.5)",
@@ -181,3 +185,17 @@ class ServerMetrics:
         else:
             self.correct.labels(codec_path, model).inc(0)  # create the series at zero
         self.accuracy.labels(codec_path, model).set(tally[0] / tally[1])
+
+
+@dataclass
+class StageCounters:
+    """The ``asc_stage_cpu_seconds`` children the stream path bumps per packet and window,
+    bound once: looking a labelled child up costs a lock and a dict on every call."""
+
+    decode: Counter
+    windows: Counter
+    results: Counter
+
+    @classmethod
+    def of(cls, metrics: ServerMetrics) -> StageCounters:
+        return cls(*(metrics.stage_cpu.labels(s) for s in ("decode", "windows", "results")))

@@ -31,7 +31,6 @@ import av
 import grpc
 import numpy as np
 import torch
-from prometheus_client import Counter
 
 from asc.codecs.registry import CODECS, unavailable_reason
 from asc.torchaudio_pair import load_torchaudio
@@ -47,7 +46,7 @@ from server.errors import StreamError, detached
 from server.grid_runner import GridRunner
 from server.handlers import Undecodable
 from server.inference import DetectorOutput, DetectorRunner, SceneOutput, SceneRunner
-from server.metrics import ServerMetrics
+from server.metrics import ServerMetrics, StageCounters
 from server.results import summary_result, window_result
 from server.safe_log import LogLimiter, shown
 from server.stream import End, Finished, StreamReader
@@ -79,20 +78,6 @@ def default_decode_workers() -> int:
     four, at half the decoding CPU per clip (benchmarks.server_profile with
     ASC_DECODE_WORKERS); the other half of the cores runs the forward passes."""
     return max(1, len(os.sched_getaffinity(0)) // 2)
-
-
-@dataclass
-class StageCounters:
-    """The ``asc_stage_cpu_seconds`` children the stream path bumps per packet and window,
-    bound once: looking a labelled child up costs a lock and a dict on every call."""
-
-    decode: Counter
-    windows: Counter
-    results: Counter
-
-    @classmethod
-    def of(cls, metrics: ServerMetrics) -> StageCounters:
-        return cls(*(metrics.stage_cpu.labels(s) for s in ("decode", "windows", "results")))
 
 
 def count_stage_cpu(models: Models, metrics: ServerMetrics) -> None:
