@@ -122,13 +122,12 @@ def _onset_frames(signal: np.ndarray) -> np.ndarray | None:
     energy = np.log(power[starts + 2 * SHORT] - power[starts] + 1e-10)
     before = np.convolve(energy, np.ones(ONSET_HISTORY) / ONSET_HISTORY)[: count - 1]
     rise = np.concatenate([[-np.inf], energy[1:] - before])
-    chosen: list[int] = []
+    chosen: dict[int, None] = {}  # the frames in the order their onsets rank, each once
     for k in np.argsort(-rise, kind="stable"):
-        chosen += [j for j in range(k + ONSET_FRAMES[0], k + ONSET_FRAMES[1]) if 0 <= j < count]
-        chosen = list(dict.fromkeys(chosen))
+        chosen |= dict.fromkeys(range(max(0, k + ONSET_FRAMES[0]), min(count, k + ONSET_FRAMES[1])))
         if len(chosen) >= 3 * FRAMES:
             break
-    return np.sort(np.array(chosen[: 3 * FRAMES])) * SHORT
+    return np.sort(np.array(list(chosen)[: 3 * FRAMES])) * SHORT
 
 
 def _scores(signal: np.ndarray, starts: np.ndarray, pace: Callable[[], None] | None) -> np.ndarray:
