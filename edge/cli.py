@@ -182,6 +182,15 @@ def _local_input_options(opts: EnvOptions) -> None:
         absent="off, as fast as coding allows",
     )
     opts.add(
+        "--wait-grid-tests",
+        env="WAIT_GRID_TESTS",
+        action="store_true",
+        help="with --detector: each clip's summary waits for the server's codec grid tests, "
+        "so its codec family is theirs (for files sent faster than real time, where the tests "
+        "queue behind the clips)",
+        absent="off, a summary takes the tests' call only if it is there",
+    )
+    opts.add(
         "--loop",
         env="LOOP",
         action="store_true",

@@ -59,6 +59,7 @@ class StreamOwner(Protocol):
     hop_seconds: float
     detector: bool
     realtime: bool
+    wait_for_grid_tests: bool
     packet_ms: float
     max_overhead: float
     max_in_flight: int
@@ -168,6 +169,7 @@ class PathStream:
                 window_seconds=o.window_seconds,
                 hop_seconds=o.hop_seconds,
                 detector=o.detector,
+                wait_for_grid_tests=o.wait_for_grid_tests,
             )
         )
 

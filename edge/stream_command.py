@@ -300,6 +300,7 @@ class StreamRun:
                     hop_seconds=args.hop_seconds,
                     detector=args.detector,
                     realtime=args.realtime,
+                    wait_for_grid_tests=args.wait_grid_tests,
                     packet_ms=args.packet_ms,
                     max_in_flight=args.max_in_flight,
                     max_retries=None if args.retry_forever else max(0, args.max_retries),

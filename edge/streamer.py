@@ -53,6 +53,7 @@ class EdgeStreamer:
         hop_seconds: float = 0.0,
         detector: bool = False,
         realtime: bool = False,
+        wait_for_grid_tests: bool = False,
         packet_ms: float = 500.0,
         max_overhead: float = 0.02,
         max_in_flight: int = 4,
@@ -72,6 +73,7 @@ class EdgeStreamer:
         self.device_id = device_id
         self.window_seconds, self.hop_seconds = window_seconds, hop_seconds
         self.detector, self.realtime = detector, realtime
+        self.wait_for_grid_tests = wait_for_grid_tests
         if not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead must lie in (0, 1], got {max_overhead}")
         self.packet_ms, self.max_in_flight = packet_ms, max_in_flight
@@ -293,8 +295,8 @@ def stream_clips(
     """Stream ``clips`` through each codec path in ``codecs`` (a list or a comma list).
 
     Keyword arguments are :class:`EdgeStreamer`'s: rate, channels, device_id, window_seconds,
-    hop_seconds, detector, realtime, packet_ms, max_overhead, max_in_flight, max_retries
-    (None: forever),
+    hop_seconds, detector, realtime, wait_for_grid_tests, packet_ms, max_overhead,
+    max_in_flight, max_retries (None: forever),
     on_result(path, result, label), on_event(path, message), credentials, options, spool (an
     opened edge.spool.Spool: store and forward, resume after a restart).
     """

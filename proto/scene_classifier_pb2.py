@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/scene_classifier.proto\x12\x06\x61sc.v1\"\x96\x01\n\x0cStreamConfig\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05\x63odec\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x16\n\x0ewindow_seconds\x18\x05 \x01(\x02\x12\x13\n\x0bhop_seconds\x18\x06 \x01(\x02\x12\x10\n\x08\x64\x65tector\x18\x07 \x01(\x08\"e\n\x0b\x41udioPacket\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07\x63lip_id\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x13\n\x0b\x65nd_of_clip\x18\x04 \x01(\x08\x12\r\n\x05label\x18\x05 \x01(\t\"f\n\rStreamRequest\x12&\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x14.asc.v1.StreamConfigH\x00\x12%\n\x06packet\x18\x02 \x01(\x0b\x32\x13.asc.v1.AudioPacketH\x00\x42\x06\n\x04kind\"6\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\xe7\x03\n\x0bSceneResult\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x14\n\x0cwindow_start\x18\x02 \x01(\x01\x12\x12\n\nwindow_end\x18\x03 \x01(\x01\x12\x12\n\nfine_label\x18\x04 \x01(\t\x12&\n\x04\x66ine\x18\x05 \x03(\x0b\x32\x18.asc.v1.ClassProbability\x12\x14\n\x0c\x63oarse_label\x18\x06 \x01(\t\x12(\n\x06\x63oarse\x18\x07 \x03(\x0b\x32\x18.asc.v1.ClassProbability\x12\x14\n\x0c\x64\x65tector_ran\x18\x08 \x01(\x08\x12\x19\n\x11lossy_probability\x18\t \x01(\x02\x12\x14\n\x0c\x63odec_family\x18\n \x01(\t\x12\x30\n\x0e\x63odec_families\x18\x0b \x03(\x0b\x32\x18.asc.v1.ClassProbability\x12\x12\n\ncodec_path\x18\x0c \x01(\t\x12\x10\n\x08model_id\x18\r \x01(\t\x12\x15\n\rmodel_version\x18\x0e \x01(\t\x12\x19\n\x11server_latency_ms\x18\x0f \x01(\x01\x12\x13\n\x0blast_window\x18\x10 \x01(\x08\x12\x14\n\x0c\x63lip_summary\x18\x11 \x01(\x08\x12\x0f\n\x07windows\x18\x12 \x01(\r\x12\x14\n\x0c\x63lip_seconds\x18\x13 \x01(\x01\"\x8f\x01\n\x0b\x43lipRequest\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x63odec\x18\x03 \x01(\t\x12\x13\n\x0bsample_rate\x18\x04 \x01(\r\x12\x10\n\x08\x64\x65tector\x18\x05 \x01(\x08\x12\x16\n\x0ewindow_seconds\x18\x06 \x01(\x02\x12\x13\n\x0bhop_seconds\x18\x07 \x01(\x02\"i\n\nClipResult\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12$\n\x07windows\x18\x02 \x03(\x0b\x32\x13.asc.v1.SceneResult\x12$\n\x07summary\x18\x03 \x01(\x0b\x32\x13.asc.v1.SceneResult\"\r\n\x0bInfoRequest\"^\n\tCodecInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08lossless\x18\x05 \x01(\x08\"\x9b\x01\n\tModelInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x14\n\x0c\x66ine_classes\x18\x04 \x03(\t\x12\x16\n\x0e\x63oarse_classes\x18\x05 \x03(\t\x12\x18\n\x10\x63odec_conditions\x18\x06 \x03(\t\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\"\xd3\x01\n\x0cInfoResponse\x12!\n\x06\x63odecs\x18\x01 \x03(\x0b\x32\x11.asc.v1.CodecInfo\x12!\n\x06models\x18\x02 \x03(\x0b\x32\x11.asc.v1.ModelInfo\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\x12\x34\n\x08versions\x18\x04 \x03(\x0b\x32\".asc.v1.InfoResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc0\x01\n\x0fSceneClassifier\x12>\n\x0cStreamScenes\x12\x15.asc.v1.StreamRequest\x1a\x13.asc.v1.SceneResult(\x01\x30\x01\x12\x37\n\x0c\x43lassifyClip\x12\x13.asc.v1.ClipRequest\x1a\x12.asc.v1.ClipResult\x12\x34\n\x07GetInfo\x12\x13.asc.v1.InfoRequest\x1a\x14.asc.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cproto/scene_classifier.proto\x12\x06\x61sc.v1\"\xb3\x01\n\x0cStreamConfig\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05\x63odec\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x16\n\x0ewindow_seconds\x18\x05 \x01(\x02\x12\x13\n\x0bhop_seconds\x18\x06 \x01(\x02\x12\x10\n\x08\x64\x65tector\x18\x07 \x01(\x08\x12\x1b\n\x13wait_for_grid_tests\x18\x08 \x01(\x08\"e\n\x0b\x41udioPacket\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07\x63lip_id\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x13\n\x0b\x65nd_of_clip\x18\x04 \x01(\x08\x12\r\n\x05label\x18\x05 \x01(\t\"f\n\rStreamRequest\x12&\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x14.asc.v1.StreamConfigH\x00\x12%\n\x06packet\x18\x02 \x01(\x0b\x32\x13.asc.v1.AudioPacketH\x00\x42\x06\n\x04kind\"6\n\x10\x43lassProbability\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x02\"\xe7\x03\n\x0bSceneResult\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x14\n\x0cwindow_start\x18\x02 \x01(\x01\x12\x12\n\nwindow_end\x18\x03 \x01(\x01\x12\x12\n\nfine_label\x18\x04 \x01(\t\x12&\n\x04\x66ine\x18\x05 \x03(\x0b\x32\x18.asc.v1.ClassProbability\x12\x14\n\x0c\x63oarse_label\x18\x06 \x01(\t\x12(\n\x06\x63oarse\x18\x07 \x03(\x0b\x32\x18.asc.v1.ClassProbability\x12\x14\n\x0c\x64\x65tector_ran\x18\x08 \x01(\x08\x12\x19\n\x11lossy_probability\x18\t \x01(\x02\x12\x14\n\x0c\x63odec_family\x18\n \x01(\t\x12\x30\n\x0e\x63odec_families\x18\x0b \x03(\x0b\x32\x18.asc.v1.ClassProbability\x12\x12\n\ncodec_path\x18\x0c \x01(\t\x12\x10\n\x08model_id\x18\r \x01(\t\x12\x15\n\rmodel_version\x18\x0e \x01(\t\x12\x19\n\x11server_latency_ms\x18\x0f \x01(\x01\x12\x13\n\x0blast_window\x18\x10 \x01(\x08\x12\x14\n\x0c\x63lip_summary\x18\x11 \x01(\x08\x12\x0f\n\x07windows\x18\x12 \x01(\r\x12\x14\n\x0c\x63lip_seconds\x18\x13 \x01(\x01\"\x8f\x01\n\x0b\x43lipRequest\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\r\n\x05\x63odec\x18\x03 \x01(\t\x12\x13\n\x0bsample_rate\x18\x04 \x01(\r\x12\x10\n\x08\x64\x65tector\x18\x05 \x01(\x08\x12\x16\n\x0ewindow_seconds\x18\x06 \x01(\x02\x12\x13\n\x0bhop_seconds\x18\x07 \x01(\x02\"i\n\nClipResult\x12\x0f\n\x07\x63lip_id\x18\x01 \x01(\t\x12$\n\x07windows\x18\x02 \x03(\x0b\x32\x13.asc.v1.SceneResult\x12$\n\x07summary\x18\x03 \x01(\x0b\x32\x13.asc.v1.SceneResult\"\r\n\x0bInfoRequest\"^\n\tCodecInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x11\n\tavailable\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x10\n\x08lossless\x18\x05 \x01(\x08\"\x9b\x01\n\tModelInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x14\n\x0c\x66ine_classes\x18\x04 \x03(\t\x12\x16\n\x0e\x63oarse_classes\x18\x05 \x03(\t\x12\x18\n\x10\x63odec_conditions\x18\x06 \x03(\t\x12\x15\n\rmetadata_json\x18\x07 \x01(\t\"\xd3\x01\n\x0cInfoResponse\x12!\n\x06\x63odecs\x18\x01 \x03(\x0b\x32\x11.asc.v1.CodecInfo\x12!\n\x06models\x18\x02 \x03(\x0b\x32\x11.asc.v1.ModelInfo\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\x12\x34\n\x08versions\x18\x04 \x03(\x0b\x32\".asc.v1.InfoResponse.VersionsEntry\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xc0\x01\n\x0fSceneClassifier\x12>\n\x0cStreamScenes\x12\x15.asc.v1.StreamRequest\x1a\x13.asc.v1.SceneResult(\x01\x30\x01\x12\x37\n\x0c\x43lassifyClip\x12\x13.asc.v1.ClipRequest\x1a\x12.asc.v1.ClipResult\x12\x34\n\x07GetInfo\x12\x13.asc.v1.InfoRequest\x1a\x14.asc.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,29 +34,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFORESPONSE_VERSIONSENTRY']._loaded_options = None
   _globals['_INFORESPONSE_VERSIONSENTRY']._serialized_options = b'8\001'
   _globals['_STREAMCONFIG']._serialized_start=41
-  _globals['_STREAMCONFIG']._serialized_end=191
-  _globals['_AUDIOPACKET']._serialized_start=193
-  _globals['_AUDIOPACKET']._serialized_end=294
-  _globals['_STREAMREQUEST']._serialized_start=296
-  _globals['_STREAMREQUEST']._serialized_end=398
-  _globals['_CLASSPROBABILITY']._serialized_start=400
-  _globals['_CLASSPROBABILITY']._serialized_end=454
-  _globals['_SCENERESULT']._serialized_start=457
-  _globals['_SCENERESULT']._serialized_end=944
-  _globals['_CLIPREQUEST']._serialized_start=947
-  _globals['_CLIPREQUEST']._serialized_end=1090
-  _globals['_CLIPRESULT']._serialized_start=1092
-  _globals['_CLIPRESULT']._serialized_end=1197
-  _globals['_INFOREQUEST']._serialized_start=1199
-  _globals['_INFOREQUEST']._serialized_end=1212
-  _globals['_CODECINFO']._serialized_start=1214
-  _globals['_CODECINFO']._serialized_end=1308
-  _globals['_MODELINFO']._serialized_start=1311
-  _globals['_MODELINFO']._serialized_end=1466
-  _globals['_INFORESPONSE']._serialized_start=1469
-  _globals['_INFORESPONSE']._serialized_end=1680
-  _globals['_INFORESPONSE_VERSIONSENTRY']._serialized_start=1633
-  _globals['_INFORESPONSE_VERSIONSENTRY']._serialized_end=1680
-  _globals['_SCENECLASSIFIER']._serialized_start=1683
-  _globals['_SCENECLASSIFIER']._serialized_end=1875
+  _globals['_STREAMCONFIG']._serialized_end=220
+  _globals['_AUDIOPACKET']._serialized_start=222
+  _globals['_AUDIOPACKET']._serialized_end=323
+  _globals['_STREAMREQUEST']._serialized_start=325
+  _globals['_STREAMREQUEST']._serialized_end=427
+  _globals['_CLASSPROBABILITY']._serialized_start=429
+  _globals['_CLASSPROBABILITY']._serialized_end=483
+  _globals['_SCENERESULT']._serialized_start=486
+  _globals['_SCENERESULT']._serialized_end=973
+  _globals['_CLIPREQUEST']._serialized_start=976
+  _globals['_CLIPREQUEST']._serialized_end=1119
+  _globals['_CLIPRESULT']._serialized_start=1121
+  _globals['_CLIPRESULT']._serialized_end=1226
+  _globals['_INFOREQUEST']._serialized_start=1228
+  _globals['_INFOREQUEST']._serialized_end=1241
+  _globals['_CODECINFO']._serialized_start=1243
+  _globals['_CODECINFO']._serialized_end=1337
+  _globals['_MODELINFO']._serialized_start=1340
+  _globals['_MODELINFO']._serialized_end=1495
+  _globals['_INFORESPONSE']._serialized_start=1498
+  _globals['_INFORESPONSE']._serialized_end=1709
+  _globals['_INFORESPONSE_VERSIONSENTRY']._serialized_start=1662
+  _globals['_INFORESPONSE_VERSIONSENTRY']._serialized_end=1709
+  _globals['_SCENECLASSIFIER']._serialized_start=1712
+  _globals['_SCENECLASSIFIER']._serialized_end=1904
 # @@protoc_insertion_point(module_scope)

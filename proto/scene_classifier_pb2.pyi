@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StreamConfig(_message.Message):
-    __slots__ = ("device_id", "codec", "sample_rate", "channels", "window_seconds", "hop_seconds", "detector")
+    __slots__ = ("device_id", "codec", "sample_rate", "channels", "window_seconds", "hop_seconds", "detector", "wait_for_grid_tests")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class StreamConfig(_message.Message):
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HOP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_GRID_TESTS_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     codec: str
     sample_rate: int
@@ -22,7 +23,8 @@ class StreamConfig(_message.Message):
     window_seconds: float
     hop_seconds: float
     detector: bool
-    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[str] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., window_seconds: _Optional[float] = ..., hop_seconds: _Optional[float] = ..., detector: _Optional[bool] = ...) -> None: ...
+    wait_for_grid_tests: bool
+    def __init__(self, device_id: _Optional[str] = ..., codec: _Optional[str] = ..., sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., window_seconds: _Optional[float] = ..., hop_seconds: _Optional[float] = ..., detector: _Optional[bool] = ..., wait_for_grid_tests: _Optional[bool] = ...) -> None: ...
 
 class AudioPacket(_message.Message):
     __slots__ = ("sequence", "clip_id", "payload", "end_of_clip", "label")

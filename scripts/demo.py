@@ -84,7 +84,13 @@ def main() -> int:
     try:
         target = f"127.0.0.1:{ready['port']}"
         report = stream_clips(
-            target, PATHS, clips, detector=True, device_id="demo", on_result=on_result
+            target,
+            PATHS,
+            clips,
+            detector=True,
+            wait_for_grid_tests=True,  # sent faster than real time: the tests queue
+            device_id="demo",
+            on_result=on_result,
         )
         accuracy = scrape_accuracy(ready["metrics_port"])
     finally:

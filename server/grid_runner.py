@@ -18,7 +18,8 @@ is there; a ClassifyClip answer waits for it as long as the dearest test of a wi
 the share (``GridRunner.wait_seconds``), and so does a stream's summary while no other test
 waits (``GridRunner.summary_wait_seconds``); behind others it does not wait, and the stream's
 later clips take the call: a backlog of tests, each seconds of CPU, must not become every
-stream's latency.
+stream's latency. A stream that asks (``StreamConfig.wait_for_grid_tests``, for files replayed
+faster than real time) has every summary wait ``wait_seconds``: its own latency only.
 
 The tests' matrix products are small, and numpy's BLAS would run each on every core: in the
 same wall time, a second thread only spins, outside this thread's CPU time that the share

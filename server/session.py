@@ -51,6 +51,7 @@ class StreamSettings:
     window_seconds: float
     hop_seconds: float
     detector: bool
+    wait_for_grid_tests: bool = False  # each summary waits for the grid tests (the proto's)
 
 
 def window_and_hop(
@@ -121,6 +122,7 @@ def validate_config(config: pb.StreamConfig, budgets: Budgets | None = None) -> 
         window_seconds=window,
         hop_seconds=hop,
         detector=bool(config.detector),
+        wait_for_grid_tests=bool(config.wait_for_grid_tests),
     )
 
 

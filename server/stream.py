@@ -89,6 +89,7 @@ def clip_key(settings: StreamSettings, clip_id: str) -> tuple:
         s.window_seconds,
         s.hop_seconds,
         s.detector,
+        s.wait_for_grid_tests,
         clip_id,
     )
 
@@ -499,10 +500,14 @@ class StreamReader:
         summary = service.summary(clip.clip_id, clip.settings.codec, clip.seconds, windows)
         if summary.detector_ran and self.grid is not None and not clip.grid_joined:
             # no window took a call: the summary waits for this clip's test (or the stream's
-            # latest) while no other test queues (server/grid_runner.py), and takes its call
-            # or the stream's last
+            # latest) while no other test queues (server/grid_runner.py), or always where the
+            # stream asked to, and takes its call or the stream's last
             future = clip.grid_future or self.grid.pending
-            await wait_for_call(future, service.grid_runner.summary_wait_seconds)
+            runner = service.grid_runner
+            asked = clip.settings.wait_for_grid_tests
+            await wait_for_call(
+                future, runner.wait_seconds if asked else runner.summary_wait_seconds
+            )
             call = clip.grid or self.grid.last
             if call is not None:
                 join_grid(summary, call)

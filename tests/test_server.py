@@ -210,6 +210,36 @@ def test_the_detector_names_sbc_by_its_frame_grid(server):
     assert all(r.codec_family != "sbc" for r in summaries(flac))  # no SBC grid: never named SBC
 
 
+def test_a_stream_that_asks_waits_for_its_grid_tests_behind_others(server):
+    """Behind another stream's test a summary takes no call of its own (a backlog of tests must
+    not become every stream's latency), unless its stream asked to wait for them
+    (StreamConfig.wait_for_grid_tests, for files replayed faster than real time): then the SBC
+    copy is named SBC, which the network alone does not do."""
+    started = threading.Event()
+    done: list = []
+
+    def busy() -> None:  # a lossless stream: its 10 s window costs every grid test, seconds
+        with grpc.insecure_channel(server.target) as channel:
+            reqs = requests(
+                config("flac", detector=True), packets("flac", [("x", audio(10.0, 5), "")])
+            )
+            for result in pbg.SceneClassifierStub(channel).StreamScenes(reqs, timeout=120):
+                started.set()  # its window is back, so its test was queued before it
+                done.append(result)
+
+    thread = threading.Thread(target=busy)
+    thread.start()
+    assert started.wait(60)
+    asked = config("sbc:bitpool=53", detector=True, wait_for_grid_tests=True)
+    sbc, error = run_stream(
+        server.target, requests(asked, packets("sbc:bitpool=53", [("bt", audio(4.0, 9), "")]))
+    )
+    thread.join()
+    assert error is None and summaries(done)
+    (summary,) = summaries(sbc)
+    assert summary.codec_family == "sbc" and summary.lossy_probability >= 0.5
+
+
 def test_the_detector_names_mp3_by_its_granule_grid(server):
     """The network often takes a real recording's MP3 copy for Opus or Vorbis; the MP3 grid
     test (asc.codecs.mp3_trace) finds Layer III's granules in an MP3 stream, and none in the
