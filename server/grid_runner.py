@@ -79,11 +79,11 @@ class GridRunner:
         self._credit_at = time.monotonic()  # when the credit was last brought up to date
         self._step_started = 0.0  # time.thread_time() when the current step began
 
-    @property
-    def summary_wait_seconds(self) -> float:
+    def summary_wait_seconds(self, asked: bool = False) -> float:
         """How long a stream's summary waits for its clip's test: ``wait_seconds`` while at
-        most that one test is waiting or running, else 0 (it takes the call only if done)."""
-        return self.wait_seconds if self.waiting <= 1 else 0.0
+        most that one test is waiting or running, or where its stream ``asked`` to wait
+        (``StreamConfig.wait_for_grid_tests``); else 0 (it takes the call only if done)."""
+        return self.wait_seconds if asked or self.waiting <= 1 else 0.0
 
     @property
     def wait_seconds(self) -> float:

@@ -503,11 +503,8 @@ class StreamReader:
             # latest) while no other test queues (server/grid_runner.py), or always where the
             # stream asked to, and takes its call or the stream's last
             future = clip.grid_future or self.grid.pending
-            runner = service.grid_runner
             asked = clip.settings.wait_for_grid_tests
-            await wait_for_call(
-                future, runner.wait_seconds if asked else runner.summary_wait_seconds
-            )
+            await wait_for_call(future, service.grid_runner.summary_wait_seconds(asked))
             call = clip.grid or self.grid.last
             if call is not None:
                 join_grid(summary, call)
