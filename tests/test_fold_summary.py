@@ -158,3 +158,39 @@ def test_a_missed_goal_names_each_path_below_it_and_whether_the_noise_covers_it(
     assert line.endswith(
         "missed: `mp3:32k` 80.0 %; `opus:16k` 94.4 %, its interval reaching the goal."
     )
+
+
+def test_a_paths_misses_are_found_class_by_class(tmp_path: Path) -> None:
+    """A remedy that loses its path's clips in one class: the summary names that class, its
+    clips right uncoded and on the path, and what they were taken for; a class that lost one
+    clip is not named."""
+    write_folds(tmp_path)
+    recipe = json.loads((tmp_path / "ensemble-recipe" / "fold1" / "results.json").read_text())
+    truth = np.array(recipe["truth"])
+    uncoded = truth.copy()
+    coded = truth.copy()
+    coded[np.flatnonzero(truth == 2)[:6]] = 3  # six clips of class "c" taken for "d"
+    coded[np.flatnonzero(truth == 0)[:1]] = 1  # one of class "a": under the two named
+    remedy = {
+        **recipe,
+        "classes": ["a", "b", "c", "d"],
+        "paths": [
+            {"path": "none", "kbps": 705.6, "predicted": uncoded.tolist(), "quality": None},
+            {"path": "sbc:64k", "kbps": 66.0, "predicted": coded.tolist(), "quality": None},
+        ],
+    }
+    (tmp_path / "ensemble-broad" / "fold1").mkdir(parents=True)
+    (tmp_path / "ensemble-broad" / "fold1" / "results.json").write_text(json.dumps(remedy))
+    results = summarize(tmp_path)
+    (miss,) = results["misses"]["ensemble-broad"]
+    assert miss["path"] == "sbc:64k" and miss["lost"] == 7 and miss["clips"] == 100
+    (row,) = miss["classes"]
+    c_clips = int((truth == 2).sum())
+    assert row == {"class": "c", "clips": c_clips, "right_uncoded": c_clips,
+                   "right": c_clips - 6, "taken_for": "d", "taken_for_clips": 6}  # fmt: skip
+    write_summary(tmp_path, results, "asc-train summarize-folds x")
+    lines = (tmp_path / "README.md").read_text().split("## Where the misses lie")[1]
+    assert (
+        f"- ensemble-broad, `sbc:64k`: 7 of 100 clips lost net; the classes that lost two or "
+        f"more lost 6 together: c {c_clips} -> {c_clips - 6} of {c_clips} (6 taken for d)."
+    ) in lines

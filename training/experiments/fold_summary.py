@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from training.augment import UNCODED
+from training.experiments.class_losses import class_losses, loss_lines
 from training.report import markdown_table, number, percent, save_figure, write_json
 
 BOOTSTRAP = 2000
@@ -200,7 +201,22 @@ def summarize(folder: Path, seed: int = 0) -> dict:
         for row in results["models"]["ensemble-recipe"]
     ]
     results["remedies"] = remedies(folder, rng)
+    results["misses"] = misses(folder, results)
     return results
+
+
+def misses(folder: Path, results: dict) -> dict[str, list[dict]]:
+    """For the recipe and each remedy, on its own folds: where each path below the goal lost
+    its clips, class by class (``class_losses``)."""
+    entries = [("ensemble-recipe", results["fold_numbers"], results["models"]["ensemble-recipe"])]
+    entries += [(name, r["fold_numbers"], r["paths"]) for name, r in results["remedies"].items()]
+    found = {}
+    for name, folds, rows in entries:
+        below = [r["path"] for r in rows if r.get("relative", 1.0) < GOAL_RELATIVE]
+        if below:
+            reports = read_folds(folder / name, folds)
+            found[name] = [class_losses(reports, path) for path in below]
+    return found
 
 
 def remedies(folder: Path, rng: np.random.Generator) -> dict[str, dict]:
@@ -397,6 +413,7 @@ def write_summary(folder: Path, results: dict, command: str) -> list[Path]:
         calibration_table(results["calibration"]),
         "",
     ]
+    lines += loss_lines(results.get("misses", {}))
     lines += _goal_lines(results)
     lines.append("")
     written = [write_json(folder / "results.json", {**results, "command": command})]
