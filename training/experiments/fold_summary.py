@@ -201,8 +201,7 @@ def summarize(folder: Path, seed: int = 0) -> dict:
         for row in results["models"]["ensemble-recipe"]
     ]
     results["remedies"] = remedies(folder, rng)
-    results["misses"] = misses(folder, results)
-    return results
+    return {**results, "misses": misses(folder, results)}
 
 
 def misses(folder: Path, results: dict) -> dict[str, list[dict]]:
