@@ -14,6 +14,18 @@ from pathlib import Path
 from asc.cli_options import EnvOptions
 from training import cli_flags
 from training.detector_data import DEVICE_CODECS, DS1_CODECS
+from training.spec_augment import JITTER_HIGH, JITTER_LOW
+
+
+def spread(text: str) -> tuple[float, float]:
+    """LOW,HIGH: the range a spread is drawn from, 0 <= LOW <= HIGH."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give LOW,HIGH (two numbers), got {text!r}") from None
+    if not 0.0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"need 0 <= LOW <= HIGH, got {text!r}")
+    return low, high
 
 
 def cmd_fit_ensemble(args: argparse.Namespace) -> int:
@@ -34,6 +46,7 @@ def cmd_fit_ensemble(args: argparse.Namespace) -> int:
         spec_masks=not args.no_baseline_augment,
         band_limit=args.band_limit,
         jitter=args.jitter,
+        jitter_spread=args.jitter_spread,
         consistency=args.consistency,
         cache_dir=Path(args.cache_dir),
         workers=args.workers,
@@ -214,6 +227,7 @@ def _ensemble_model_flags(opts: EnvOptions) -> None:
     )
 
 
+# long: one flat declaration per augmentation flag, nothing to split into steps
 def _ensemble_augment_flags(opts: EnvOptions) -> None:
     """fit-ensemble: the augmentations that need no extra data, and how much data per epoch."""
     opts.add(
@@ -241,6 +255,14 @@ def _ensemble_augment_flags(opts: EnvOptions) -> None:
         default=0.0,
         help="share of examples with level noise in every band, as a low-rate codec that keeps "
         "the band gives (robustness to codecs never trained on); 0 turns it off",
+    )
+    opts.add(
+        "--jitter-spread",
+        type=spread,
+        default=f"{JITTER_LOW},{JITTER_HIGH}",
+        metavar="LOW,HIGH",
+        help="the level noise's spread, drawn per example between LOW and HIGH, in the clip's "
+        "own standard deviations",
     )
     opts.add(
         "--consistency",

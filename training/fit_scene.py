@@ -34,7 +34,7 @@ from training.loop import (
     run_epochs,
     write_train_state,
 )
-from training.spec_augment import SpecAugment
+from training.spec_augment import JITTER_HIGH, JITTER_LOW, SpecAugment
 
 
 @dataclass
@@ -60,6 +60,8 @@ class SceneTrainConfig:
     # Share of training examples with level noise in every band, as a low-rate coder that keeps
     # the band gives (Opus at 16 kbit/s); 0 turns it off. Not tied to any codec either.
     jitter: float = 0.0
+    # The level noise's spread, drawn per example between the two (the clip's standard deviations).
+    jitter_spread: tuple[float, float] = (JITTER_LOW, JITTER_HIGH)
     # Weight of a consistency term: each drawn example comes with its clip's original, and the
     # loss adds this times the Jensen-Shannon divergence between the two's class probabilities
     # (AugMix's remedy for unseen corruptions). 0 turns it off.
@@ -369,7 +371,9 @@ def fit_ensemble(cfg: SceneTrainConfig, features_config: FeatureConfig = LOGMEL)
     epoch_size = min(cfg.epoch_size or len(data.x_train), len(data.x_train))
     steps_per_epoch = max(1, epoch_size // (cfg.batch_size * world))
     scheduler = one_cycle(optimizer, cfg.lr, cfg.epochs * steps_per_epoch)
-    augment = SpecAugment(cfg.crop_frames, cfg.spec_masks, cfg.band_limit, cfg.jitter)
+    augment = SpecAugment(
+        cfg.crop_frames, cfg.spec_masks, cfg.band_limit, cfg.jitter, cfg.jitter_spread
+    )
     state_path = cfg.out.with_suffix(".train-state.pt")
     task = SceneTask(
         cfg, data, model, trainable, optimizer, scheduler, augment, device,
@@ -429,6 +433,7 @@ def ensemble_checkpoint(
                 "spec_masks": cfg.spec_masks,
                 "band_limit": cfg.band_limit,
                 "jitter": cfg.jitter,
+                "jitter_spread": list(cfg.jitter_spread),
                 "consistency": cfg.consistency,
             },
         },

@@ -28,14 +28,26 @@ JITTER_HIGH = 0.4
 class SpecAugment(torch.nn.Module):
     """Random time crop, band limiting, level noise and frequency/time masks on a batch."""
 
-    def __init__(self, crop_frames: int, masks: bool, band_limit: float = 0.0, jitter: float = 0.0):
+    def __init__(
+        self,
+        crop_frames: int,
+        masks: bool,
+        band_limit: float = 0.0,
+        jitter: float = 0.0,
+        jitter_spread: tuple[float, float] = (JITTER_LOW, JITTER_HIGH),
+    ):
         super().__init__()
         for name, share in (("band_limit", band_limit), ("jitter", jitter)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {share}")
+        if not 0.0 <= jitter_spread[0] <= jitter_spread[1]:
+            raise ValueError(
+                f"jitter spread must be LOW,HIGH with 0 <= LOW <= HIGH: {jitter_spread}"
+            )
         self.crop_frames = crop_frames
         self.band_limit = band_limit
         self.jitter = jitter
+        self.jitter_spread = jitter_spread
         self.masks = (
             torch.nn.Sequential(
                 torchaudio.transforms.FrequencyMasking(16, iid_masks=True),
@@ -53,7 +65,7 @@ class SpecAugment(torch.nn.Module):
         if self.band_limit > 0:
             x = limit_band(x, self.band_limit)
         if self.jitter > 0:
-            x = jitter_levels(x, self.jitter)
+            x = jitter_levels(x, self.jitter, *self.jitter_spread)
         return self.masks(x)
 
 
