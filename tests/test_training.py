@@ -238,3 +238,29 @@ def test_level_jitter_moves_every_band_and_keeps_the_clip_scaled():
     assert torch.allclose(jittered[:, 1], deltas, atol=1e-5)
     assert not torch.allclose(jittered[:, 1], clean[:, 1], atol=0.05)
     assert torch.equal(jitter_levels(clean, 0.0), clean)
+
+
+def test_the_jitter_spread_flag_sets_how_far_the_noise_moves_a_cell():
+    """``--jitter-spread LOW,HIGH`` reaches SpecAugment: a milder spread moves the log-mels
+    less, in proportion; a bad range is refused by the flag's parser."""
+    import argparse
+
+    import torch
+
+    from asc.features import LOGMEL, FeatureExtractor
+    from asc.signals import full_band_clip
+    from training.commands_fit import spread
+    from training.spec_augment import SpecAugment
+
+    clean = FeatureExtractor(LOGMEL)(
+        torch.from_numpy(full_band_clip(44100, 4.0, 1, seed=7)[:, 0])[None]
+    )
+    moved = {}
+    for text in ("0.05,0.05", "0.2,0.2"):
+        augment = SpecAugment(0, masks=False, jitter=1.0, jitter_spread=spread(text))
+        torch.manual_seed(0)
+        moved[text] = (augment(clean)[0, 0] - clean[0, 0]).abs().mean().item()
+    assert moved["0.2,0.2"] == pytest.approx(4 * moved["0.05,0.05"], rel=0.05)
+    for bad in ("0.3,0.1", "-1,0.2", "0.2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            spread(bad)
