@@ -32,6 +32,7 @@ COLUMNS = (  # header, width, justify
     ("conf", 5, "right"),
     ("coarse", 14, "left"),
     ("lossy", 5, "right"),
+    ("family", 8, "left"),
     ("latency ms", 10, "right"),
 )
 
@@ -43,6 +44,11 @@ def confidence(result: pb.SceneResult) -> float:
 
 def lossy_text(result: pb.SceneResult) -> str:
     return f"{result.lossy_probability:.2f}" if result.detector_ran else "-"
+
+
+def family_text(result: pb.SceneResult) -> str:
+    """The detector's codec family guess, or - where it did not run."""
+    return (result.codec_family or "-") if result.detector_ran else "-"
 
 
 def result_id(device_id: str, source: str, path: str, result: pb.SceneResult) -> str:
@@ -124,7 +130,8 @@ class ConsoleReport:
                 ("summary " + (f"source={source} " if source else ""))
                 + f"path={path} clip={result.clip_id} label={label or '-'} "
                 f"predicted={result.fine_label} conf={conf:.2f} coarse={result.coarse_label} "
-                f"lossy={lossy_text(result)} latency_ms={latency:.0f}",
+                f"lossy={lossy_text(result)} family={family_text(result)} "
+                f"latency_ms={latency:.0f}",
                 file=self.console.file,
                 flush=True,
             )
@@ -140,6 +147,7 @@ class ConsoleReport:
             f"{conf:.2f}",
             result.coarse_label,
             lossy_text(result),
+            family_text(result),
             f"{latency:.0f}",
         )
         self.console.print(table)
@@ -244,7 +252,7 @@ class ConsoleReport:
                 f"{confidence(r):.2f}",
                 r.coarse_label,
                 lossy_text(r),
-                r.codec_family if r.detector_ran else "-",
+                family_text(r),
             )
         self.console.print(table)
 

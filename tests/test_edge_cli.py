@@ -223,8 +223,16 @@ def test_plain_output_and_jsonl(capsys, tmp_path):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (
         "summary path=opus:32k clip=a#0 label=park predicted=park conf=0.75 coarse=outdoor "
-        "lossy=- latency_ms=42"
+        "lossy=- family=- latency_ms=42"
     )
+    report.result(
+        "sbc:64k",
+        summary_result(
+            detector_ran=True, lossy_probability=0.97, codec_family="sbc", server_latency_ms=9.0
+        ),
+        "park",
+    )
+    assert capsys.readouterr().out.strip().endswith("lossy=0.97 family=sbc latency_ms=9")
     assert out[1].startswith("totals path=opus:32k clips=1 windows=0 accuracy=-")
 
     path = tmp_path / "out.jsonl"
