@@ -92,6 +92,8 @@ def _check_stream_inputs(
         parser.error("--labels-from labels files by name; with --mic or --source give --label")
     if args.loop and (args.mic or sources):
         parser.error("--loop repeats files; live sources run until Ctrl-C anyway")
+    if args.wait_grid_tests and not args.detector:
+        parser.error("--wait-grid-tests waits for the detector's grid tests: give --detector too")
 
 
 def _choose_auto_codec(args: argparse.Namespace, codecs: list[str]) -> list[str]:

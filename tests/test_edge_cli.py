@@ -85,6 +85,7 @@ def test_missing_file_is_one_line(capsys, tmp_path):
          "give --label or --labels-from, not both"),
         (["--server", "h:1", "--codec", "pcm16", "--mic", "x.wav"], "audio files or --mic, not"),
         (["--server", "h:1", "--codec", "pcm16", "--max-in-flight", "0", "x"], "must be positive"),
+        (["--server", "h:1", "--codec", "pcm16", "--wait-grid-tests", "x"], "give --detector too"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2(capsys, args, message):
