@@ -28,6 +28,8 @@ def class_losses(reports: list[dict], path: str, least: int = 2) -> dict:
     for report in reports:
         truth = np.array(report["truth"])
         answers = {p["path"]: np.array(p["predicted"]) for p in report["paths"]}
+        if path not in answers:  # a fold that did not test this path has nothing to add
+            continue
         uncoded, here = answers[UNCODED], answers[path]
         for t, u, h in zip(truth, uncoded, here, strict=True):
             name = classes[t]
