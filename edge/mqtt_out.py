@@ -172,6 +172,10 @@ def ha_state(record: dict[str, Any]) -> dict[str, Any]:
         "lossy_probability": (
             round(record.get("lossy_probability", 0.0), 4) if record.get("detector_ran") else None
         ),
+        # the detector's codec family guess ("lossless" below 0.5), None where it did not run
+        "codec_family": (record.get("codec_family", "") or None)
+        if record.get("detector_ran")
+        else None,
         "coarse_scene": record.get("coarse_label", ""),
         "source": record.get("source", ""),
         "codec_path": record.get("path", ""),

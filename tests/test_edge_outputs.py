@@ -41,6 +41,7 @@ def summary(clip_id: str, label: str = "park", lossy: float | None = 0.25) -> pb
         clip_summary=True,
         detector_ran=lossy is not None,
         lossy_probability=lossy or 0.0,
+        codec_family="lossless" if lossy is not None else "",
         codec_path="opus:32k",
         windows=1,
         clip_seconds=2.0,
@@ -140,6 +141,7 @@ def test_home_assistant_discovers_each_source_and_reads_its_scene(broker, tmp_pa
         attributes = json.loads(sub.last(config["json_attributes_topic"]).payload)
         assert attributes["confidence"] == 0.75
         assert attributes["lossy_probability"] == lossy
+        assert attributes["codec_family"] == ("lossless" if lossy is not None else None)
         assert attributes["source"] == source and attributes["result_id"]
         assert changes(sub.on(t.source_status(source)))[-2:] == [b"online", b"offline"]
     assert changes(sub.on(t.status)) == [b"online", b"offline"]
