@@ -216,5 +216,5 @@ def clip_result(
         service.metrics.windows.labels(label, model_id).inc()
     windows[-1].last_window = True
     summary = service.summary(request.clip_id, path, seconds, windows)
-    service.metrics.clips.labels(label).inc()
+    service.metrics.record_clip(label, summary)
     return pb.ClipResult(clip_id=request.clip_id, windows=windows, summary=summary)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from proto import scene_classifier_pb2 as pb
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 MAX_CODEC_PATHS = 128  # distinct codec_path label values; later new ones become "other"
@@ -73,6 +75,13 @@ class ServerMetrics:
             "asc_duplicate_clips",
             "Clips sent again after their result; answered from memory, not classified again",
             ["codec_path"],
+            registry=r,
+        )
+        self.codec_families = Counter(
+            "asc_codec_families",
+            "Clips by the lossy detector's codec family guess (lossless below 0.5): what the "
+            "audio on each codec path has been through",
+            ["codec_path", "family"],
             registry=r,
         )
 
@@ -173,6 +182,13 @@ class ServerMetrics:
             return OTHER
         self._paths.add(path)
         return path
+
+    def record_clip(self, codec_path: str, summary: pb.SceneResult) -> None:
+        """A clip's summary is out: counted, and by its codec family where the detector ran
+        (the families are the detector's fixed set, so the label stays bounded)."""
+        self.clips.labels(codec_path).inc()
+        if summary.detector_ran and summary.codec_family:
+            self.codec_families.labels(codec_path, summary.codec_family).inc()
 
     def record_label(self, codec_path: str, model: str, correct: bool) -> None:
         """Counters and the gauge move together, so the gauge is always correct / labelled."""

@@ -508,7 +508,7 @@ class StreamReader:
             call = clip.grid or self.grid.last
             if call is not None:
                 join_grid(summary, call)
-        service.metrics.clips.labels(self.path_label).inc()
+        service.metrics.record_clip(self.path_label, summary)
         if clip.label:
             correct = summary.fine_label == clip.label
             service.metrics.record_label(self.path_label, service.models.scene.model_id, correct)

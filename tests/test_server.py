@@ -208,6 +208,12 @@ def test_the_detector_names_sbc_by_its_frame_grid(server):
         assert family_probability(summary, "sbc") >= 0.5
     assert family_probability(summaries(flac)[0], "sbc") < 0.5
     assert all(r.codec_family != "sbc" for r in summaries(flac))  # no SBC grid: never named SBC
+    # An operator sees the same per path: clips counted by the family they were given.
+    families = dict(
+        re.findall(r'^asc_codec_families_total\{codec_path="([^"]+)",family="sbc"\} (\S+)$',
+                   server.metrics(), re.MULTILINE)
+    )  # fmt: skip
+    assert float(families["sbc:bitpool=53"]) >= 5 and "flac" not in families
 
 
 def test_a_stream_that_asks_waits_for_its_grid_tests_behind_others(server):
