@@ -44,9 +44,8 @@ foreign=$broad,mp2:64k,ac3:64k
 # A fifth: ensemble-foreign + level noise in every band of half the examples' features (Opus at
 # 16 kbit/s keeps the band but not its levels; every training codec cuts a band instead).
 jitter=0.5
-# A sixth: the same noise, milder (0.05 to 0.2 of a clip's spread rather than 0.1 to 0.4): on
-# the compact ensemble's features Opus at 16 kbit/s moves a cell by about 0.15 on average, and
-# the classes it costs (microwave, plates) are those the least level noise costs.
+# A sixth: the same noise, milder (0.05 to 0.2 of a clip's spread rather than 0.1 to 0.4), in
+# case the stronger noise taught the model too coarse a view.
 mild_spread=0.05,0.2
 remedy_folds=${REMEDY_FOLDS-$folds}
 remedies=${REMEDIES:-ensemble-broad ensemble-bandlimit ensemble-consistency ensemble-foreign

@@ -48,8 +48,8 @@ REMEDIES = {
     "ensemble-jitter": "ensemble-foreign + `--jitter 0.5` (half the examples with level noise "
     "in every band of the features, as a low-rate coder that keeps the band gives; no codec "
     "more, so SBC, Opus, Vorbis and aptX stay unseen)",
-    "ensemble-mildjitter": "ensemble-jitter with milder noise (`--jitter-spread 0.05,0.2`: "
-    "about what Opus at 16 kbit/s does to a cell; SBC, Opus, Vorbis and aptX stay unseen)",
+    "ensemble-mildjitter": "ensemble-jitter with milder noise (`--jitter-spread 0.05,0.2`, half "
+    "the spread; SBC, Opus, Vorbis and aptX stay unseen)",
 }
 
 
