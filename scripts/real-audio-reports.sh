@@ -8,8 +8,8 @@
 # EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
 # B's training conditions, default all seven; the summary pools those every fold ran),
 # REMEDY_FOLDS (folds the remedies ensemble-broad, -bandlimit, -consistency, -foreign and
-# -jitter, -mildjitter are tried on, default: every fold run; "" skips them), REMEDIES (which
-# of them, default all six).
+# -jitter, -mildjitter, -opus are tried on, default: every fold run; "" skips them), REMEDIES
+# (which of them, default all seven).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -47,9 +47,13 @@ jitter=0.5
 # A sixth: the same noise, milder (0.05 to 0.2 of a clip's spread rather than 0.1 to 0.4), in
 # case the stronger noise taught the model too coarse a view.
 mild_spread=0.05,0.2
+# A seventh: ensemble-foreign + `opus:32k` copies, the rate a device streams by default: Opus
+# is then a seen codec, and `opus:16k` and `opus:24k` seen codec at an unseen bitrate (as the
+# paper's `mp3:32k`); SBC, Vorbis and aptX stay unseen.
+with_opus=$foreign,opus:32k
 remedy_folds=${REMEDY_FOLDS-$folds}
 remedies=${REMEDIES:-ensemble-broad ensemble-bandlimit ensemble-consistency ensemble-foreign
-  ensemble-jitter ensemble-mildjitter}
+  ensemble-jitter ensemble-mildjitter ensemble-opus}
 
 # Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do
@@ -69,6 +73,7 @@ for fold in $folds; do
       [ "$model" = ensemble-jitter ] && augment=(--augment-codecs "$foreign" --jitter "$jitter")
       [ "$model" = ensemble-mildjitter ] &&
         augment=(--augment-codecs "$foreign" --jitter "$jitter" --jitter-spread "$mild_spread")
+      [ "$model" = ensemble-opus ] && augment=(--augment-codecs "$with_opus")
       $train fit-ensemble --data "$data" --fold "$fold" --seed "$fold" --out "$ckpt" \
         --epochs "$epochs" --epoch-size "$epoch_size" "${augment[@]}" --device "$device" \
         --cache-dir "$cache"

@@ -50,6 +50,9 @@ REMEDIES = {
     "more, so SBC, Opus, Vorbis and aptX stay unseen)",
     "ensemble-mildjitter": "ensemble-jitter with milder noise (`--jitter-spread 0.05,0.2`, half "
     "the spread; SBC, Opus, Vorbis and aptX stay unseen)",
+    "ensemble-opus": "ensemble-foreign + `opus:32k` copies (the rate a device streams by "
+    "default: Opus is seen, `opus:16k` and `opus:24k` are seen codec at an unseen bitrate; SBC, "
+    "Vorbis and aptX stay unseen)",
 }
 
 
