@@ -6,8 +6,11 @@ set -euo pipefail
 # prometheus: its promtool checks deploy/prometheus/prometheus.yml in the tests.
 # ffmpeg: the command-line coder benchmarks/coding_pipeline.py compares the engine with.
 # openssl: `make certs` (scripts/make-certs.sh) makes the development CA and certificates.
-packages=(libopus0 libopusfile0 libvorbis0a libvorbisenc2 libvorbisfile3 libogg0 libflac12 libfdk-aac2
-          prometheus ffmpeg openssl)
+# A|B: whichever the release has, first found first: libFLAC's library package is libflac12 on
+# Debian 12, libflac14 on Debian 13 and libflac12t64 on Ubuntu 24.04 (pyogg finds any), and
+# Debian 13 and Ubuntu 24.04 ship libfdk-aac.so.2 as libfdk-aac2t64.
+packages=(libopus0 libopusfile0 libvorbis0a libvorbisenc2 libvorbisfile3 libogg0
+          "libflac12|libflac14|libflac12t64" "libfdk-aac2|libfdk-aac2t64" prometheus ffmpeg openssl)
 # mosquitto: the MQTT broker tests/test_edge_network.py runs on loopback for asc-edge --mqtt.
 # GStreamer's RTSP server (through python3-gi) with the base, good and libav plugins: the real
 # RTSP source (AAC audio and a video track the edge must not request) those tests serve.
@@ -15,10 +18,21 @@ packages+=(mosquitto python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-
            gstreamer1.0-plugins-good gstreamer1.0-libav)
 # gcc, libc6-dev: libsvm-official (under visqol-python, the reports' quality score) has no wheel.
 packages+=(gcc libc6-dev)
+# python3-venv: `make setup` makes .venv with `python3 -m venv`, which on Debian's own python3
+# needs ensurepip from this package; a Python built elsewhere (pyenv, the python images) has it.
+python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
+
+# Whole outputs matched, not piped into `grep -q`: under pipefail, grep leaving early can kill
+# the writer with SIGPIPE and fail the test for a package that is there.
+installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
+candidate() { [[ $(apt-cache policy "$1" 2>/dev/null) =~ Candidate:\ [0-9] ]]; }
 
 missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+for spec in "${packages[@]}"; do
+  IFS='|' read -ra names <<<"$spec"
+  found=no
+  for p in "${names[@]}"; do installed "$p" && found=yes && break; done
+  [ "$found" = yes ] || missing+=("$spec")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -31,9 +45,20 @@ fi
 nonfree=/etc/apt/sources.list.d/asc-stream-non-free.list
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-if ! apt-cache policy libfdk-aac2 | grep -q "Candidate: [0-9]"; then
+if ! candidate libfdk-aac2 && ! candidate libfdk-aac2t64; then
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
   echo "deb http://deb.debian.org/debian ${codename} non-free" > "$nonfree"
   apt-get update -qq
 fi
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install=()
+for spec in "${missing[@]}"; do
+  IFS='|' read -ra names <<<"$spec"
+  pick=""
+  for p in "${names[@]}"; do candidate "$p" && pick=$p && break; done
+  if [ -z "$pick" ]; then
+    echo "setup-system: no package of ${spec//|/, } in this release's archive" >&2
+    exit 1
+  fi
+  install+=("$pick")
+done
+apt-get install -y -qq --no-install-recommends "${install[@]}"
