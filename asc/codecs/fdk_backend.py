@@ -71,7 +71,9 @@ class _Info(ctypes.Structure):
 def _lib() -> ctypes.CDLL:
     lib = fdk_library()
     if lib is None:
-        raise CodecUnavailable("libfdk-aac is not installed (Debian package libfdk-aac2, non-free)")
+        raise CodecUnavailable(
+            "libfdk-aac is not installed (Debian package libfdk-aac2 or libfdk-aac2t64, non-free)"
+        )
     return lib
 
 

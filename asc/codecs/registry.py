@@ -298,8 +298,8 @@ def unavailable_reason(name: str) -> str | None:
     if info.backend == "fdk" and fdk_library() is None:
         where = os.environ.get("ASC_FDK_AAC_LIBRARY", "libfdk-aac.so.2")
         return (
-            f"{where} cannot be loaded (Debian package libfdk-aac2 from the non-free "
-            "component; 'make setup' installs it)"
+            f"{where} cannot be loaded (Debian package libfdk-aac2, libfdk-aac2t64 on Debian 13, "
+            "from the non-free component; 'make setup' installs it)"
         )
     if info.backend == "vorbis":
         try:
