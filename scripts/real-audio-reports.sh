@@ -8,8 +8,8 @@
 # EPOCH_SIZE (600), QUALITY_CLIPS (ViSQOL clips per path and fold, 10), CONDITIONS (Experiment
 # B's training conditions, default all seven; the summary pools those every fold ran),
 # REMEDY_FOLDS (folds the remedies ensemble-broad, -bandlimit, -consistency, -foreign and
-# -jitter, -mildjitter, -opus are tried on, default: every fold run; "" skips them), REMEDIES
-# (which of them, default all seven).
+# -jitter, -mildjitter, -opus, -opus16 are tried on, default: every fold run; "" skips them),
+# REMEDIES (which of them, default all eight).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 folds=${1:-1 2 3}
@@ -51,9 +51,12 @@ mild_spread=0.05,0.2
 # is then a seen codec, and `opus:16k` and `opus:24k` seen codec at an unseen bitrate (as the
 # paper's `mp3:32k`); SBC, Vorbis and aptX stay unseen.
 with_opus=$foreign,opus:32k
+# An eighth: ensemble-foreign + `opus:16k` copies, the path itself: how much of it a model that
+# has seen that very path keeps, the most any training of this model can expect there.
+with_opus16=$foreign,opus:16k
 remedy_folds=${REMEDY_FOLDS-$folds}
 remedies=${REMEDIES:-ensemble-broad ensemble-bandlimit ensemble-consistency ensemble-foreign
-  ensemble-jitter ensemble-mildjitter ensemble-opus}
+  ensemble-jitter ensemble-mildjitter ensemble-opus ensemble-opus16}
 
 # Experiment A first (both ensembles, every fold): the goals rest on it; then Experiment B.
 for fold in $folds; do
@@ -74,6 +77,7 @@ for fold in $folds; do
       [ "$model" = ensemble-mildjitter ] &&
         augment=(--augment-codecs "$foreign" --jitter "$jitter" --jitter-spread "$mild_spread")
       [ "$model" = ensemble-opus ] && augment=(--augment-codecs "$with_opus")
+      [ "$model" = ensemble-opus16 ] && augment=(--augment-codecs "$with_opus16")
       $train fit-ensemble --data "$data" --fold "$fold" --seed "$fold" --out "$ckpt" \
         --epochs "$epochs" --epoch-size "$epoch_size" "${augment[@]}" --device "$device" \
         --cache-dir "$cache"

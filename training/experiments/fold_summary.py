@@ -53,6 +53,8 @@ REMEDIES = {
     "ensemble-opus": "ensemble-foreign + `opus:32k` copies (the rate a device streams by "
     "default: Opus is seen, `opus:16k` and `opus:24k` are seen codec at an unseen bitrate; SBC, "
     "Vorbis and aptX stay unseen)",
+    "ensemble-opus16": "ensemble-foreign + `opus:16k` copies (the path itself seen: how much "
+    "of it a model that has met that very path keeps; SBC, Vorbis and aptX stay unseen)",
 }
 
 
