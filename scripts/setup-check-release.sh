@@ -16,12 +16,16 @@ if [ ! -x "$root/bin/bash" ]; then
     { echo "debootstrap $release failed ($root.log)" >&2; exit 1; }
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
-simulate='s/apt-get install -y -qq --no-install-recommends/apt-get install -s -qq --no-install-recommends/'
+# Both scripts copied into the root as the repository lays them out (setup-system.sh hands its
+# installs to install-codec-libs.sh), the one `apt-get install` turned into a simulation.
+mkdir -p "$root/root/repo/scripts" "$root/root/repo/deploy/docker"
+cp "$repo/scripts/setup-system.sh" "$root/root/repo/scripts/"
+sed 's/apt-get install -y -qq/apt-get install -s -qq/' "$repo/deploy/docker/install-codec-libs.sh" \
+  >"$root/root/repo/deploy/docker/install-codec-libs.sh"
 status=0
 for script in scripts/setup-system.sh deploy/docker/install-codec-libs.sh; do
   rm -f "$root/etc/apt/sources.list.d/asc-stream-non-free.list"
-  sed -e "$simulate" -e 's#^rm -rf /var/lib/apt/lists/\*##' "$repo/$script" >"$root/root/check.sh"
-  if out=$(chroot "$root" bash /root/check.sh 2>&1); then
+  if out=$(chroot "$root" bash "/root/repo/$script" 2>&1); then
     chosen=$(grep -o '^Inst \(libflac[^ ]*\|libfdk-aac[^ ]*\|python3-venv\)' <<<"$out" |
       cut -d' ' -f2 | xargs || true)
     echo "$release: $script: every package found (${chosen:-nothing renamed} among them)"

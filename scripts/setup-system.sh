@@ -22,10 +22,9 @@ packages+=(gcc libc6-dev)
 # needs ensurepip from this package; a Python built elsewhere (pyenv, the python images) has it.
 python3 -c "import ensurepip, venv" 2>/dev/null || packages+=(python3-venv)
 
-# Whole outputs matched, not piped into `grep -q`: under pipefail, grep leaving early can kill
-# the writer with SIGPIPE and fail the test for a package that is there.
+# The whole output matched, not piped into `grep -q`: under pipefail, grep leaving early can
+# kill the writer with SIGPIPE and fail the test for a package that is there.
 installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
-candidate() { [[ $(apt-cache policy "$1" 2>/dev/null) =~ Candidate:\ [0-9] ]]; }
 
 missing=()
 for spec in "${packages[@]}"; do
@@ -40,25 +39,6 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "setup-system: missing Debian packages (${missing[*]}); run 'make setup' as root or install them" >&2
   exit 1
 fi
-
-# libfdk-aac2 lives in Debian's non-free component, which a stock image does not enable.
-nonfree=/etc/apt/sources.list.d/asc-stream-non-free.list
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-if ! candidate libfdk-aac2 && ! candidate libfdk-aac2t64; then
-  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-  echo "deb http://deb.debian.org/debian ${codename} non-free" > "$nonfree"
-  apt-get update -qq
-fi
-install=()
-for spec in "${missing[@]}"; do
-  IFS='|' read -ra names <<<"$spec"
-  pick=""
-  for p in "${names[@]}"; do candidate "$p" && pick=$p && break; done
-  if [ -z "$pick" ]; then
-    echo "setup-system: no package of ${spec//|/, } in this release's archive" >&2
-    exit 1
-  fi
-  install+=("$pick")
-done
-apt-get install -y -qq --no-install-recommends "${install[@]}"
+# The one installer of the codec libraries (the images use it too): it enables Debian's
+# non-free component for libfdk-aac2 where absent and picks each A|B by the release's archive.
+exec sh "$(dirname "$0")/../deploy/docker/install-codec-libs.sh" "${missing[@]}"

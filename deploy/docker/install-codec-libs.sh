@@ -1,11 +1,11 @@
 #!/bin/sh
-# Installs, inside an image, the libraries the codec engine loads at run time: the set that
-# scripts/setup-system.sh installs on a development machine, plus any package named as an
-# argument. Works on Debian (libfdk-aac2 is in its non-free component, enabled here when the
+# Installs the libraries the codec engine loads at run time, in an image or on a device, plus
+# any package named as an argument (scripts/setup-system.sh passes a development machine's). Works on Debian (libfdk-aac2 is in its non-free component, enabled here when the
 # image lacks it) and on Ubuntu (the PyTorch images; libfdk-aac2 is in multiverse, which
 # Ubuntu's images enable). FLAC needs no library of its own: PyAV's FFmpeg handles it.
-# A|B names one library by each release's package name, first found first: Debian 13 and
-# Ubuntu 24.04 renamed libfdk-aac2 to libfdk-aac2t64 (the same libfdk-aac.so.2).
+# A|B (here or as an argument) names one library by each release's package name, first found
+# first: Debian 13 and Ubuntu 24.04 renamed libfdk-aac2 to libfdk-aac2t64 (the same
+# libfdk-aac.so.2). The images delete apt's lists after it; a device keeps them.
 set -eu
 
 fdk="libfdk-aac2|libfdk-aac2t64"
@@ -45,4 +45,3 @@ for spec in $wanted; do
 done
 # shellcheck disable=SC2086  # the list is meant to split into words
 apt-get install -y -qq --no-install-recommends $packages
-rm -rf /var/lib/apt/lists/*
