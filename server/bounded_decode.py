@@ -33,7 +33,7 @@ from server.errors import StreamError
 from server.safe_log import shown
 
 # Codec packets decoded in one run, until this many samples (at the codec's rate) came out: a
-# call per short packet (SBC's 128 samples, a device's 1024-sample PCM) spends more on the call
+# call per short packet (SBC's 128 samples, a device's short PCM packets) spends more on the call
 # than on the decoding.
 RUN_SAMPLES = 4096
 MAX_ABS_SAMPLE = 1000.0  # +60 dB over full scale: no recording, a sure sign of garbage

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import grpc
 import numpy as np
@@ -38,6 +38,7 @@ MIN_RATE, MAX_RATE = 8000, 192000
 # The most audio one codec packet decodes to (FLAC's largest block is 65535 samples; the
 # engine's encoders make packets of at most a few thousand): more is a corrupt stream.
 MAX_CODEC_PACKET_SAMPLES = 131072
+INLINE_PCM_BYTES = 131072  # 1.5 s of 44.1 kHz mono pcm16, 0.7 s of 48 kHz stereo
 GROUP_SAMPLES = 16384  # decoded audio appended to a clip at once, at most (unless one packet)
 Limits = Budgets  # the name this used to have
 
@@ -52,6 +53,11 @@ class StreamSettings:
     hop_seconds: float
     detector: bool
     wait_for_grid_tests: bool = False  # each summary waits for the grid tests (the proto's)
+
+    def clip_key(self, clip_id: str) -> tuple:
+        """Everything that shapes a clip's results (every field), so a remembered answer fits
+        the request."""
+        return (*astuple(self), clip_id)
 
 
 def window_and_hop(
@@ -178,6 +184,14 @@ class ClipState:
             grpc.StatusCode.DATA_LOSS, f"clip {shown(self.clip_id)} ({self.settings.codec}): {e}"
         )
 
+    def decode_here(self, payloads: list[bytes]) -> bool:
+        """Whether the event loop decodes these itself: PCM, which numpy reads, up to
+        ``INLINE_PCM_BYTES``. Hashing, framing and reading a 0.5 s packet of it costs less CPU
+        than the hop to a decode thread and back (about 57 us, some 20 per 10 s clip) and at
+        most about 0.3 ms of the loop; other codecs, and larger PCM messages, stay off it."""
+        pcm = self.decoder.resolved.name == "pcm16"
+        return pcm and sum(map(len, payloads)) <= INLINE_PCM_BYTES
+
     def add(self, payload: bytes, end: bool = False) -> None:
         """Take a packet's bytes: hashed for the clip memory and framed, not decoded."""
         self.content.update(payload)
@@ -189,7 +203,7 @@ class ClipState:
 
     def _decoded(self) -> np.ndarray | None:
         """Codec packets decoded until the next window is complete (or GROUP_SAMPLES), as
-        one array: checking and appending audio per codec packet (1024 samples of PCM) would
+        one array: checking and appending audio per codec packet (128 samples of SBC) would
         cost more than decoding it. None when no packet waits."""
         parts: list[np.ndarray] = []
         got = 0

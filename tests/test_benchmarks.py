@@ -188,6 +188,9 @@ def test_server_profile_splits_the_servers_cpu():
         assert number(r["detector_model"]) == 0  # served without the detector
         positive(r["model alone"])
         positive(r["clients"])
+        speed = positive(r["model alone clips/s"])
+        share = number(r["server / model alone clips/s"].removesuffix(" %"))
+        assert abs(share - 100 * number(r["clips/s"]) / speed) <= 1  # of rounded cells
 
 
 def test_runtime_agreement_judges_the_runtimes_on_real_labels(tmp_path):

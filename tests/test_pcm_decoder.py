@@ -34,3 +34,24 @@ def test_a_packet_of_part_samples_is_refused() -> None:
         decoder.decode(b"\x00" * 6)
     with pytest.raises(DecodeError, match="empty packet"):
         decoder.decode(b"")
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_pcm16_packets_carry_each_call_at_once_in_few_packets(channels: int) -> None:
+    """The encoder holds no samples back for the next call (a window's end would wait a
+    packet interval for them) and cuts a call into few packets (the server's cost is per
+    packet); the samples come back exactly, through the stream's framing."""
+    from asc.codecs.stream import StreamDecoder, StreamEncoder
+
+    rate = 44100
+    encoder = StreamEncoder("pcm16", rate, channels)
+    decoder = StreamDecoder("pcm16", rate, channels, 0)
+    rng = np.random.default_rng(0)
+    for samples in (22050, 1, 8192, 20000):  # 0.5 s, one sample, one packet, an odd length
+        pcm = (rng.integers(-32768, 32768, (samples, channels)) / 32768).astype(np.float32)
+        packets_before = encoder.packets
+        got = decoder.feed(encoder.encode(pcm))
+        assert np.array_equal(got, pcm)  # every sample of the call, none held back
+        assert encoder.packets - packets_before == -(-samples // 8192)
+    assert decoder.feed(encoder.finish()).shape == (0, channels)
+    decoder.finish()

@@ -258,7 +258,7 @@ def test_a_broken_packet_in_a_run_keeps_the_audio_before_it(spec, packet_samples
     rule; a corrupt one behind good ones ends the run, the good ones' audio comes out, and the
     error follows on the next call, not lost and not skipped."""
     pcm = full_band_clip(RATE, 0.5, 1, seed=4)
-    if spec == "pcm16":  # the encoder's own PCM packets are 1024 samples; a device may send less
+    if spec == "pcm16":  # the encoder's PCM packets are up to 8192 samples; a device may send less
         samples = (pcm * 32768).astype("<i2").tobytes()
         packets = [samples[k : k + 512] for k in range(0, len(samples), 512)]
     else:
@@ -670,3 +670,19 @@ def test_the_grid_tests_share_of_a_core_is_a_flag_within_0_to_1():
     assert budgets("--grid-cpu-share", "0").grid_cpu_share == 0.0  # the tests off
     with pytest.raises(StartupError, match=r"--grid-cpu-share must be within 0 to 1, got 1\.5"):
         budgets("--grid-cpu-share", "1.5")
+
+
+def test_only_a_packet_of_pcm_is_decoded_on_the_event_loop():
+    """PCM up to INLINE_PCM_BYTES is cheaper to read than the hop to a decode thread; a larger
+    PCM message, and every codec FFmpeg decodes, stays off the loop."""
+    from server.budgets import Budgets
+    from server.session import INLINE_PCM_BYTES, ClipState, StreamSettings
+
+    def clip(codec: str) -> ClipState:
+        settings = StreamSettings("dev", codec, RATE, 1, 1.0, 1.0, False)
+        return ClipState("c", settings, RATE, Budgets(), 0)
+
+    assert clip("pcm16").decode_here([b"\0" * 44100, b"\0" * 44100])
+    assert not clip("pcm16").decode_here([b"\0" * (INLINE_PCM_BYTES + 2)])
+    assert not clip("opus:32k").decode_here([b"\0" * 100])
+    assert clip("sbc:64k>pcm16").decode_here([b"\0" * 100])  # a chain's last hop is PCM

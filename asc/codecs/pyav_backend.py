@@ -28,7 +28,12 @@ _SAMPLE_FORMAT = {
     "mp2": "s16",
     "ac3": "fltp",
 }
-_PCM_CHUNK = 1024  # samples per packet for codecs without a frame size (PCM)
+# Codecs without a frame size (PCM) send each encode call's samples at once, none held back for
+# the next call (a window's end never waits a packet interval for them), in packets of at most
+# this many samples: few enough that a receiver's cost per packet (framing, a call per packet)
+# stays small (1024-sample packets made it half of a pcm16 stream's decoding on the server), and
+# far under the 131072 samples a server takes in one packet.
+_PCM_PACKET = 8192
 _ENCODE_RUN = 4096  # samples handed to FFmpeg in one call, at most (or one frame if longer)
 # AV_CODEC_CAP_SMALL_LAST_FRAME | AV_CODEC_CAP_VARIABLE_FRAME_SIZE: a short last frame is fine.
 _SHORT_LAST_FRAME_OK = (1 << 6) | (1 << 16)
@@ -131,7 +136,7 @@ class PyAVEncoder:
         except av.error.FFmpegError as e:
             raise CodecError(f"{r.stage}: FFmpeg's {name} encoder refused the settings: {e}") from e
         self._ctx = ctx
-        self.frame_size = ctx.frame_size or _PCM_CHUNK
+        self.frame_size = ctx.frame_size or 1  # PCM: any whole number of samples
         self._pad_last_frame = not ctx.codec.capabilities & _SHORT_LAST_FRAME_OK
         self.header = bytes(ctx.extradata or b"")
         self._pending = np.zeros((0, self.channels), np.float32)
@@ -159,7 +164,7 @@ class PyAVEncoder:
         # than a frame from here per 128 SBC samples. Not the whole block at once: PyAV holds
         # the GIL through a call, and a server's event loop shares it.
         n = self.frame_size
-        step = (max(n, _ENCODE_RUN // n * n) if self._ctx.frame_size else n) * width
+        step = (max(n, _ENCODE_RUN // n * n) if self._ctx.frame_size else _PCM_PACKET) * width
         frames = []
         for start in range(0, array.shape[1], step):
             part = np.ascontiguousarray(array[:, start : start + step])
