@@ -47,7 +47,13 @@ class Windower:
 
     def _cut(self, start: int, end: int) -> Window:
         lo = start - self._buffer_start
-        window = Window(self.emitted, start, self._joined()[lo : lo + end - start].copy())
+        joined = self._joined()
+        samples = joined[lo : lo + end - start]
+        if len(samples) < len(joined):  # a view would keep the rest of the buffer alive
+            samples = samples.copy()
+        # else the window is the whole buffer, which keeps it for a tail window anyway: shared,
+        # not copied (no one writes into a window's samples)
+        window = Window(self.emitted, start, samples)
         self.emitted += 1
         self._last_end = end
         return window
