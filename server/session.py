@@ -186,9 +186,9 @@ class ClipState:
 
     def decode_here(self, payloads: list[bytes]) -> bool:
         """Whether the event loop decodes these itself: PCM, which numpy reads, up to
-        ``INLINE_PCM_BYTES``. Hashing, framing and reading a 0.5 s packet of it costs less CPU
-        than the hop to a decode thread and back (about 57 us, some 20 per 10 s clip) and at
-        most about 0.3 ms of the loop; other codecs, and larger PCM messages, stay off it."""
+        ``INLINE_PCM_BYTES``. Hashing, framing and reading a 0.5 s message of it costs less
+        than the hop to a decode thread and back, some 20 per 10 s clip (docs/performance.md,
+        "Fewer hops per packet"); other codecs, and larger PCM messages, stay off the loop."""
         pcm = self.decoder.resolved.name == "pcm16"
         return pcm and sum(map(len, payloads)) <= INLINE_PCM_BYTES
 

@@ -159,7 +159,7 @@ class StreamReader:
         """The next request, or None when the client is done or the server is draining.
 
         The drain cancels a read in progress (``_stop_reading``) rather than the read racing
-        the drain in ``asyncio.wait``, which cost half again as much per packet."""
+        the drain in ``asyncio.wait``, which cost more than the read itself."""
         draining = self.service.draining
         if draining.is_set():
             return None

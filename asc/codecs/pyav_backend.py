@@ -31,8 +31,8 @@ _SAMPLE_FORMAT = {
 # Codecs without a frame size (PCM) send each encode call's samples at once, none held back for
 # the next call (a window's end never waits a packet interval for them), in packets of at most
 # this many samples: few enough that a receiver's cost per packet (framing, a call per packet)
-# stays small (1024-sample packets made it half of a pcm16 stream's decoding on the server), and
-# far under the 131072 samples a server takes in one packet.
+# stays small (with 1024-sample packets it was about half of a pcm16 stream's decoding on the
+# server), and far under the 131072 samples a server takes in one packet.
 _PCM_PACKET = 8192
 _ENCODE_RUN = 4096  # samples handed to FFmpeg in one call, at most (or one frame if longer)
 # AV_CODEC_CAP_SMALL_LAST_FRAME | AV_CODEC_CAP_VARIABLE_FRAME_SIZE: a short last frame is fine.
