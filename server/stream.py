@@ -1,10 +1,11 @@
 """One StreamScenes call's reading side: packets in, checked, decoded, windows to the batchers.
 
 The reader runs as its own task next to the handler that writes results. For each packet it
-checks the order and the sizes, frames the payload, then decodes on the decode pool only as
-many windows as the stream has room for among its waiting windows (``StreamAccount``), so a
-stream sending faster than the models answer it waits for its own windows, stops reading, and
-HTTP/2 flow control slows its sender; nothing another stream needs is ever taken.
+checks the order and the sizes, frames the payload, then decodes (on the decode pool; a PCM
+message up to 128 KB on the event loop, ``ClipState.decode_here``) only as many windows as the
+stream has room for among its waiting windows (``StreamAccount``), so a stream sending faster
+than the models answer it waits for its own windows, stops reading, and HTTP/2 flow control
+slows its sender; nothing another stream needs is ever taken.
 
 What it puts in the result queue, in order: per window a task resolving to
 ``(SceneResult, completed_at)``, per clip a task resolving to ``Finished``, clips answered from
@@ -373,8 +374,9 @@ class StreamReader:
     def _timed_advance(
         self, clip: ClipState, room: int, payloads: list[bytes], end: bool
     ) -> tuple[list, bool]:
-        """``clip.advance`` on a decode thread, its CPU time counted as two stages: the codec's
-        decoding (with framing and hashing) and the windows (mixing, cutting, resampling)."""
+        """``clip.advance`` (on a decode thread, or for PCM the event loop), its CPU time counted
+        as two stages: decoding (with framing and hashing) and windows (mixing, cutting,
+        resampling)."""
         started, windows = time.thread_time(), clip.window_cpu
         try:
             return clip.advance(room, payloads, end)
