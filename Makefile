@@ -52,7 +52,7 @@ bench: setup
 	test -d data/scenes || $(PY) -m training.cli synth --out data/scenes --clips-per-class 100 --seed 0
 	test -d data/lossless || $(PY) -m training.cli synth-lossless --out data/lossless --tracks 200 --seed 0
 	$(PY) -m benchmarks.runtime_agreement --quick --lossless data/lossless
-	$(PY) -m benchmarks.server_profile --streams 32 --clips 1
+	$(PY) -m benchmarks.server_profile --streams 32 --clips 3 --runtimes auto --threads 2
 	$(PY) -m benchmarks.server_throughput --streams 1,8,32 --clips 1
 	$(PY) -m benchmarks.stream_latency --streams 1,8 --clips 2
 	$(PY) -m benchmarks.edge_cost
