@@ -263,7 +263,8 @@ class ClipState:
         self, room: int, payloads: list[bytes] | None = None, end: bool = False
     ) -> tuple[list[Window], bool]:
         """Take ``payloads`` (``add``), then decode until ``room`` windows are cut or nothing
-        waits; on a worker thread, so a 16 MB message is hashed and framed off the event loop.
+        waits; on a worker thread, so a 16 MB message is hashed and framed off the event loop
+        (a small PCM message on the loop itself, ``decode_here``).
 
         Returns the windows, at the model's rate, and whether more could be cut with room.
         The clip's last windows come once its end arrived and every packet is decoded. A fault

@@ -392,12 +392,13 @@ class StreamReader:
         service = self.service
         loop = asyncio.get_running_loop()
         before = clip.windower.total
+        here = clip.decode_here(payloads)  # these are all this call decodes: none wait before
         while True:
             room = self.account.window_room(self.window_bytes)
             if room == 0:
                 await self.account.wait_answered()
                 continue
-            if clip.decode_here(payloads):
+            if here:
                 windows, more = self._timed_advance(clip, room, payloads, end)
             else:
                 windows, more = await loop.run_in_executor(
