@@ -4,7 +4,9 @@ Items wait until a pass's worth has gathered, the oldest has waited ``max_delay`
 open owner (stream or call, ``open``) has an item queued, whichever comes first: with nobody
 left who could join the pass, waiting only delays it, which matters to a lone device most.
 Then the pass runs on an inference thread while the event loop keeps reading streams; up to
-the runner's ``passes`` passes run at once (each formed while the others run). Which
+the runner's ``passes`` passes run at once (each formed while the others run), and what waits
+when several are free is shared among them: eight devices waiting on one pass of eight would
+leave the other pass, and half the cores, idle. Which
 items make the pass is decided by ``FairQueue`` (server/fairness.py): each stream (owner) gets
 its share, so a stream flooding the queue delays only itself. A pass holds
 at most ``max_batch`` items and, on a CPU, at most the runner's ``max_pass`` items and
@@ -158,9 +160,13 @@ class DynamicBatcher(Generic[In, Out]):
         return busy / (DUTY_SECONDS * self.passes)
 
     def _limit(self, first: Entry) -> int:
-        if self.max_pass_samples is None:
-            return self.pass_size
-        return max(1, min(self.pass_size, self.max_pass_samples // max(1, int(first.cost))))
+        limit = self.pass_size
+        if self.max_pass_samples is not None:
+            limit = max(1, min(limit, self.max_pass_samples // max(1, int(first.cost))))
+        free = self.passes - len(self._in_flight)
+        if free > 1:  # what waits is shared among the free passes, so that they run at once
+            limit = min(limit, -(-len(self._queue) // free))
+        return max(1, limit)
 
     async def _gather(self) -> list[Entry]:
         assert self._wake is not None
