@@ -5,8 +5,8 @@ open owner (stream or call, ``open``) has an item queued, whichever comes first:
 left who could join the pass, waiting only delays it, which matters to a lone device most.
 Then the pass runs on an inference thread while the event loop keeps reading streams; up to
 the runner's ``passes`` passes run at once (each formed while the others run), and what waits
-when several are free is shared among them: eight devices waiting on one pass of eight would
-leave the other pass, and half the cores, idle. Which
+when several are free and every open stream waits is shared among them: eight devices waiting
+on one pass of eight would leave the other pass, and half the cores, idle. Which
 items make the pass is decided by ``FairQueue`` (server/fairness.py): each stream (owner) gets
 its share, so a stream flooding the queue delays only itself. A pass holds
 at most ``max_batch`` items and, on a CPU, at most the runner's ``max_pass`` items and
@@ -94,6 +94,7 @@ class DynamicBatcher(Generic[In, Out]):
         # Passes that may run at once (the runner's ``passes``): on two CPU cores two passes
         # kept the cores busier than one pass on both (docs/performance.md).
         self.passes = max(1, getattr(run, "passes", 1))
+        self._share: int | None = None  # the pass being formed takes at most this (_shared)
         self._errors = LogLimiter(burst=5, interval=60.0)
         self._passes: deque[tuple[float, float]] = deque()  # (start, end) of recent passes
         self.batches = 0
@@ -160,13 +161,21 @@ class DynamicBatcher(Generic[In, Out]):
         return busy / (DUTY_SECONDS * self.passes)
 
     def _limit(self, first: Entry) -> int:
-        limit = self.pass_size
-        if self.max_pass_samples is not None:
-            limit = max(1, min(limit, self.max_pass_samples // max(1, int(first.cost))))
+        limit = self.pass_size if self._share is None else min(self.pass_size, self._share)
+        if self.max_pass_samples is None:
+            return limit
+        return max(1, min(limit, self.max_pass_samples // max(1, int(first.cost))))
+
+    def _shared(self) -> int | None:
+        """The most items this pass takes so that what waits is shared among the free passes,
+        which then run at once, when every open stream waits (no one else can join): eight
+        devices waiting on one pass of eight left the other pass, and half the cores, idle.
+        None otherwise: a pass of its own for a stream that floods or holds long windows would
+        take the cores from the others' pass."""
         free = self.passes - len(self._in_flight)
-        if free > 1:  # what waits is shared among the free passes, so that they run at once
-            limit = min(limit, -(-len(self._queue) // free))
-        return max(1, limit)
+        if free > 1 and self._everyone_waiting():
+            return max(1, -(-len(self._queue) // free))
+        return None
 
     async def _gather(self) -> list[Entry]:
         assert self._wake is not None
@@ -189,6 +198,7 @@ class DynamicBatcher(Generic[In, Out]):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), 0.02)
                     continue
+                self._share = self._shared()  # read before take() empties the queue
                 batch = self._queue.take(
                     self._limit, _shape, FLOOD_PER_PASS if light_about else None
                 )
