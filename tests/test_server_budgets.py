@@ -116,6 +116,33 @@ def test_the_batcher_runs_as_many_passes_at_once_as_the_runner_takes():
     assert model.most == 2
 
 
+def test_when_every_stream_waits_the_free_passes_share_what_waits():
+    """Eight devices, each waiting on one window, with two passes free: two passes of four at
+    once (both must be running to pass the barrier), not one of eight beside an idle one."""
+    model = TwoAtOnce()
+    sizes: list[int] = []
+
+    def run(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        return model(items)
+
+    run.passes = 2  # type: ignore[attr-defined]
+
+    async def main():
+        pool = ThreadPoolExecutor(2)
+        batcher = DynamicBatcher("two", run, pool, max_batch=8, max_delay_s=5.0)
+        for k in range(8):
+            batcher.open(k)
+        batcher.start()
+        results = await asyncio.gather(*(batcher.submit_nowait(k, owner=k) for k in range(8)))
+        await batcher.close()
+        pool.shutdown()
+        return results
+
+    assert asyncio.run(main()) == [2 * k for k in range(8)]
+    assert sorted(sizes) == [4, 4] and model.most == 2
+
+
 def test_the_batcher_says_when_no_window_waits_or_runs():
     """``idle`` (read by the grid tests' thread to pace them): true before and after, false
     while an item waits or its pass runs."""
