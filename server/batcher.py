@@ -170,10 +170,10 @@ class DynamicBatcher(Generic[In, Out]):
         """The most items this pass takes so that what waits is shared among the free passes,
         which then run at once, when every open stream waits (no one else can join): eight
         devices waiting on one pass of eight left the other pass, and half the cores, idle.
-        None otherwise: a pass of its own for a stream that floods or holds long windows would
-        take the cores from the others' pass."""
+        None otherwise, and while a flood waits: a pass of its own for a stream that floods or
+        holds long windows would take the cores from the others' pass."""
         free = self.passes - len(self._in_flight)
-        if free > 1 and self._everyone_waiting():
+        if free > 1 and self._everyone_waiting() and not self._queue.flood_waiting():
             return max(1, -(-len(self._queue) // free))
         return None
 

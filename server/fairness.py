@@ -119,6 +119,10 @@ class FairQueue:
         self.count -= 1
         return entry
 
+    def flood_waiting(self) -> bool:
+        """An entry from a flood waits."""
+        return any(self._owners[key].items[0].flood for _, _, key in self._heads)
+
     def light_waiting(self) -> bool:
         """An entry not from a flood waits."""
         return any(
