@@ -94,7 +94,6 @@ class DynamicBatcher(Generic[In, Out]):
         # Passes that may run at once (the runner's ``passes``): on two CPU cores two passes
         # kept the cores busier than one pass on both (docs/performance.md).
         self.passes = max(1, getattr(run, "passes", 1))
-        self._share: int | None = None  # the pass being formed takes at most this (_shared)
         self._errors = LogLimiter(burst=5, interval=60.0)
         self._passes: deque[tuple[float, float]] = deque()  # (start, end) of recent passes
         self.batches = 0
@@ -160,22 +159,21 @@ class DynamicBatcher(Generic[In, Out]):
         busy = sum(end - max(start, since) for start, end in self._passes)
         return busy / (DUTY_SECONDS * self.passes)
 
-    def _limit(self, first: Entry) -> int:
-        limit = self.pass_size if self._share is None else min(self.pass_size, self._share)
-        if self.max_pass_samples is None:
-            return limit
-        return max(1, min(limit, self.max_pass_samples // max(1, int(first.cost))))
-
-    def _shared(self) -> int | None:
-        """The most items this pass takes so that what waits is shared among the free passes,
-        which then run at once, when every open stream waits (no one else can join): eight
-        devices waiting on one pass of eight left the other pass, and half the cores, idle.
-        None otherwise, and while a flood waits: a pass of its own for a stream that floods or
+    def _pass_limit(self) -> Callable[[Entry], int]:
+        """The most items the pass being formed takes, given its first item (``take``'s
+        limit). Read before ``take`` empties the queue: when every open stream waits (no one
+        else can join) and no flood waits, what waits is shared among the free passes, which
+        then run at once; eight devices waiting on one pass of eight left the other pass, and
+        half the cores, idle. Not otherwise: a pass of its own for a stream that floods or
         holds long windows would take the cores from the others' pass."""
+        most = self.pass_size
         free = self.passes - len(self._in_flight)
         if free > 1 and self._everyone_waiting() and not self._queue.flood_waiting():
-            return max(1, -(-len(self._queue) // free))
-        return None
+            most = min(most, max(1, -(-len(self._queue) // free)))
+        if self.max_pass_samples is None:
+            return lambda first: most
+        samples = self.max_pass_samples
+        return lambda first: max(1, min(most, samples // max(1, int(first.cost))))
 
     async def _gather(self) -> list[Entry]:
         assert self._wake is not None
@@ -198,9 +196,8 @@ class DynamicBatcher(Generic[In, Out]):
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), 0.02)
                     continue
-                self._share = self._shared()  # read before take() empties the queue
                 batch = self._queue.take(
-                    self._limit, _shape, FLOOD_PER_PASS if light_about else None
+                    self._pass_limit(), _shape, FLOOD_PER_PASS if light_about else None
                 )
                 if batch:
                     return batch

@@ -18,6 +18,7 @@ import grpc
 import numpy as np
 
 from asc.audio import resample
+from asc.codecs.backends import read_by_numpy
 from asc.codecs.errors import CodecError, CodecUnavailable, DecodeError
 from asc.codecs.grid_tests import LOSSY_AT, GridCall
 from asc.codecs.registry import resolve
@@ -189,7 +190,7 @@ class ClipState:
         ``INLINE_PCM_BYTES``. Hashing, framing and reading a 0.5 s message of it costs less
         than the hop to a decode thread and back, some 20 per 10 s clip (docs/performance.md,
         "Fewer hops per packet"); other codecs, and larger PCM messages, stay off the loop."""
-        pcm = self.decoder.resolved.name == "pcm16"
+        pcm = read_by_numpy(self.decoder.resolved)
         return pcm and sum(map(len, payloads)) <= INLINE_PCM_BYTES
 
     def add(self, payload: bytes, end: bool = False) -> None:

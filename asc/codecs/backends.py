@@ -24,10 +24,16 @@ def open_encoder(r: Resolved):
     return PyAVEncoder(r)
 
 
+def read_by_numpy(r: Resolved) -> bool:
+    """Whether the stage's packets are raw PCM that numpy reads (the same samples FFmpeg
+    gives, without a call into FFmpeg per packet): cheap enough to decode anywhere."""
+    return r.name == "pcm16"
+
+
 def open_decoder(r: Resolved, header: bytes):
-    """The packet decoder for one resolved stage: FFmpeg's, whoever encoded it; raw PCM is
-    read by numpy (the same samples, without a call into FFmpeg per packet)."""
-    if r.name == "pcm16":
+    """The packet decoder for one resolved stage: FFmpeg's, whoever encoded it, or numpy's
+    for raw PCM (``read_by_numpy``)."""
+    if read_by_numpy(r):
         from asc.codecs.pcm import Pcm16Decoder
 
         return Pcm16Decoder(str(r.stage), r.channels)
